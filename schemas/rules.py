@@ -1,0 +1,163 @@
+"""Cross-field rules of the spec: combinations that are each valid alone but not together.
+
+Each rule returns ``Problem``s that name the key to point at and say what to do
+instead, so the loader can report ``spec.yaml:LINE:COL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .spec import FREEZE_FIELDS, LORA_FIELDS, Spec
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: tuple  # keys from the spec root, e.g. ("model", "quantization_bit")
+    message: str
+
+
+Rule = Callable[[Spec], Iterator[Problem]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+@rule
+def quantization_needs_lora(spec: Spec):
+    if spec.model.quantization_bit and spec.method.finetuning_type != "lora":
+        yield Problem(
+            ("model", "quantization_bit"),
+            f"{spec.model.quantization_bit}-bit quantization trains adapters only: set method.finetuning_type: lora "
+            f"(QLoRA), or remove quantization_bit to train in full precision.",
+        )
+
+
+@rule
+def options_of_other_methods(spec: Spec):
+    method = spec.method
+    chosen = method.finetuning_type
+    for fields, owner in ((LORA_FIELDS, "lora"), (FREEZE_FIELDS, "freeze")):
+        if chosen == owner:
+            continue
+        for name in fields:
+            if name in method.model_fields_set:
+                yield Problem(
+                    ("method", name),
+                    f"{name} only applies to finetuning_type: {owner}, but this spec uses {chosen}: "
+                    f"remove it or change finetuning_type.",
+                )
+
+
+@rule
+def masking_options(spec: Spec):
+    if spec.data.mask_history and spec.data.train_on_prompt:
+        yield Problem(
+            ("data", "mask_history"),
+            "mask_history (train only the last turn) contradicts train_on_prompt (train every token): choose one.",
+        )
+
+
+@rule
+def sft_needs_template(spec: Spec):
+    if spec.method.stage == "sft" and not spec.data.template:
+        yield Problem(
+            ("data", "template"),
+            "stage sft needs a chat template: set data.template (e.g. qwen, llama3, chatml) "
+            "or 'tokenizer' to use the tokenizer's own chat template.",
+        )
+    if spec.method.stage == "pt":
+        for name in ("train_on_prompt", "mask_history"):
+            if getattr(spec.data, name):
+                yield Problem(("data", name), f"{name} applies to conversations (stage sft), not to stage pt.")
+
+
+@rule
+def template_is_known(spec: Spec):
+    from ffc.runtime.chat.templates import TEMPLATES, suggest
+
+    name = spec.data.template
+    if name and name != "tokenizer" and name not in TEMPLATES:
+        yield Problem(("data", "template"), f"unknown template {name!r}{suggest(name, list(TEMPLATES) + ['tokenizer'])}.")
+
+
+@rule
+def one_precision(spec: Spec):
+    if spec.training.bf16 and spec.training.fp16:
+        yield Problem(("training", "fp16"), "bf16 and fp16 are both on: choose one mixed precision.")
+
+
+@rule
+def mixing(spec: Spec):
+    data = spec.data
+    if data.interleave_probs:
+        if data.mix_strategy == "concat":
+            yield Problem(
+                ("data", "interleave_probs"),
+                "interleave_probs needs mix_strategy: interleave_under or interleave_over.",
+            )
+        elif len(data.interleave_probs) != len(data.dataset):
+            yield Problem(
+                ("data", "interleave_probs"),
+                f"{len(data.interleave_probs)} probabilities for {len(data.dataset)} datasets: give one per dataset.",
+            )
+        elif abs(sum(data.interleave_probs) - 1.0) > 1e-6:
+            yield Problem(("data", "interleave_probs"), "the probabilities must add up to 1.")
+
+
+@rule
+def streaming(spec: Spec):
+    if not spec.data.streaming:
+        return
+    if spec.training.max_steps <= 0:
+        yield Problem(
+            ("data", "streaming"),
+            "a streamed dataset has no known length: set training.max_steps to a positive number of steps.",
+        )
+    if 0 < spec.data.val_size < 1:
+        yield Problem(("data", "val_size"), "with streaming, val_size must be a number of samples (>= 1), not a fraction.")
+
+
+@rule
+def evaluation(spec: Spec):
+    has_eval_data = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
+    if spec.training.eval_strategy in ("steps", "epoch") and not has_eval_data:
+        yield Problem(
+            ("training", "eval_strategy"),
+            "evaluation needs data: set data.val_size or data.eval_dataset, or set eval_strategy: no.",
+        )
+    if spec.data.val_size >= 1 and spec.data.val_size != int(spec.data.val_size):
+        yield Problem(("data", "val_size"), "a val_size of 1 or more is a number of samples: give a whole number.")
+
+
+@rule
+def distributed(spec: Spec):
+    dist = spec.distributed
+    if dist.backend == "none" and dist.num_processes > 1:
+        yield Problem(
+            ("distributed", "num_processes"),
+            "several processes need a backend: set distributed.backend to ddp, deepspeed or fsdp.",
+        )
+    if dist.num_machines > 1 and not dist.main_process_ip:
+        yield Problem(
+            ("distributed", "main_process_ip"), "multi-node training needs the address of the rank-0 machine."
+        )
+    if dist.deepspeed.offload_param and dist.deepspeed.zero_stage != 3:
+        yield Problem(
+            ("distributed", "deepspeed", "offload_param"), "parameter offload needs zero_stage: 3."
+        )
+    if "deepspeed" in dist.model_fields_set and dist.backend != "deepspeed":
+        yield Problem(("distributed", "deepspeed"), "deepspeed options need distributed.backend: deepspeed.")
+    if dist.backend == "deepspeed" and dist.deepspeed.zero_stage == 3 and spec.model.quantization_bit:
+        yield Problem(
+            ("distributed", "deepspeed", "zero_stage"),
+            "ZeRO-3 cannot shard bitsandbytes-quantized weights: use zero_stage 2 for QLoRA.",
+        )
+
+
+def check(spec: Spec) -> list[Problem]:
+    return [problem for rule_fn in RULES for problem in rule_fn(spec)]

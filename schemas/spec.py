@@ -1,0 +1,258 @@
+"""The ffc spec: one YAML file, grouped by concern.
+
+Key names follow LLaMA-Factory and Hugging Face ``TrainingArguments`` where those
+exist, so that what users know carries over. Every field has a description: it is
+the help text of the JSON Schema, the docs and (later) the web UI.
+
+Cross-field rules live in ``rules.py``; this module holds types, ranges and defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SPEC_VERSION = 1
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=False)
+
+
+def _split_names(value):
+    # LLaMA-Factory writes lists of names as "a,b"; accept that as well as YAML lists.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ModelSection(Section):
+    model_name_or_path: str = Field(
+        description="Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or local directory of the base model.",
+        min_length=1,
+    )
+    tokenizer_name_or_path: Optional[str] = Field(
+        None, description="Load the tokenizer from here instead of model_name_or_path."
+    )
+    revision: str = Field("main", description="Branch, tag or commit of a hub model.")
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub repository to run. Only for models you trust."
+    )
+    cache_dir: Optional[str] = Field(None, description="Where hub downloads are cached (default: HF_HOME).")
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        "auto",
+        description="Attention kernel. auto: flash_attention_2 when installed on a GPU, else sdpa.",
+    )
+    quantization_bit: Optional[Literal[4, 8]] = Field(
+        None, description="Load the base model in 4 or 8 bits with bitsandbytes (QLoRA). Needs finetuning_type: lora."
+    )
+    quantization_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    double_quantization: bool = Field(True, description="Quantize the 4-bit quantization constants too.")
+
+
+class MethodSection(Section):
+    stage: Literal["pt", "sft"] = Field(
+        "sft", description="pt: language modelling on raw text. sft: supervised fine-tuning on conversations."
+    )
+    finetuning_type: Literal["lora", "full", "freeze"] = Field(
+        "lora", description="lora: train low-rank adapters. full: train every weight. freeze: train only some layers."
+    )
+    # LoRA (finetuning_type: lora)
+    lora_rank: int = Field(8, ge=1, le=4096, description="Rank of the LoRA matrices.")
+    lora_alpha: Optional[int] = Field(None, ge=1, description="LoRA scaling numerator. Default: 2 x lora_rank.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    lora_target: list[str] = Field(
+        default_factory=lambda: ["all"],
+        description="Modules that get adapters: 'all' (every linear layer except the output head) or names such as q_proj,v_proj.",
+    )
+    additional_target: list[str] = Field(
+        default_factory=list,
+        description="Modules trained in full and saved with the adapter (e.g. embed_tokens,lm_head).",
+    )
+    use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(rank).")
+    # Freeze (finetuning_type: freeze)
+    freeze_trainable_layers: int = Field(
+        2,
+        description="Number of decoder layers trained: positive counts from the last layer, negative from the first.",
+    )
+    freeze_trainable_modules: list[str] = Field(
+        default_factory=lambda: ["all"],
+        description="Modules inside the trainable layers that are trained: 'all' or names such as mlp,self_attn.",
+    )
+    freeze_extra_modules: list[str] = Field(
+        default_factory=list, description="Modules outside the decoder layers also trained (e.g. embed_tokens,norm)."
+    )
+
+    _split = field_validator(
+        "lora_target", "additional_target", "freeze_trainable_modules", "freeze_extra_modules", mode="before"
+    )(_split_names)
+
+    @field_validator("freeze_trainable_layers")
+    @classmethod
+    def _nonzero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must not be 0: use a positive count (last layers) or a negative one (first layers)")
+        return value
+
+
+class DataSection(Section):
+    dataset: list[str] = Field(
+        default_factory=list,
+        description="Names of training datasets in dataset_info.json (a list, or 'a,b').",
+        min_length=1,
+    )
+    eval_dataset: list[str] = Field(default_factory=list, description="Names of evaluation datasets.")
+    dataset_dir: str = Field(
+        "data", description="Folder with dataset_info.json and the data files, relative to the spec file."
+    )
+    template: Optional[str] = Field(
+        None,
+        description="Chat template for sft (e.g. qwen, llama3, chatml), or 'tokenizer' to use the tokenizer's own.",
+    )
+    cutoff_len: int = Field(2048, ge=8, description="Maximum tokens per training sample (per packed row with packing).")
+    train_on_prompt: bool = Field(False, description="Train on prompt tokens too, not only on the assistant's.")
+    mask_history: bool = Field(False, description="Train only on the last assistant turn of each conversation.")
+    packing: Optional[bool] = Field(
+        None,
+        description="Pack several samples into each row, isolated from each other. Default: on for pt, off for sft.",
+    )
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
+        "concat",
+        description="How several datasets mix: concatenated, or interleaved until the first (under) or last (over) runs out.",
+    )
+    interleave_probs: list[float] = Field(
+        default_factory=list, description="Sampling probability of each dataset when interleaving."
+    )
+    val_size: float = Field(
+        0.0, ge=0.0, description="Held out for evaluation: a fraction (< 1) or a number of samples (>= 1)."
+    )
+    max_samples: Optional[int] = Field(None, ge=1, description="Use at most this many samples of each dataset.")
+    streaming: bool = Field(False, description="Stream the data instead of loading it all (needs training.max_steps).")
+    buffer_size: int = Field(16384, ge=1, description="Shuffle buffer when streaming.")
+    preprocessing_num_workers: Optional[int] = Field(
+        None, ge=1, description="Processes for tokenisation (default: one)."
+    )
+    preprocessing_batch_size: int = Field(1000, ge=1, description="Rows per tokenisation batch.")
+    default_system: Optional[str] = Field(
+        None, description="System prompt used when a sample has none (replaces the template's default)."
+    )
+    enable_thinking: bool = Field(
+        True, description="Reasoning templates (qwen3): keep the <think> blocks of responses in training."
+    )
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="A row that cannot be converted stops the run (error) or is skipped and counted (skip)."
+    )
+    seed: Optional[int] = Field(None, description="Shuffle seed of the data (default: training.seed).")
+
+    _split = field_validator("dataset", "eval_dataset", mode="before")(_split_names)
+
+
+SchedulerName = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+]
+
+
+class TrainingSection(Section):
+    output_dir: str = Field("output", description="Where checkpoints and the final model go, relative to the run directory.")
+    num_train_epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use num_train_epochs).")
+    per_device_train_batch_size: int = Field(1, ge=1, description="Samples per device per forward pass.")
+    per_device_eval_batch_size: int = Field(1, ge=1, description="Samples per device per evaluation pass.")
+    gradient_accumulation_steps: int = Field(8, ge=1, description="Forward passes per optimizer step.")
+    learning_rate: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler_type: SchedulerName = Field("cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio when > 0).")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="Gradient clipping norm (0: off).")
+    optim: str = Field("adamw_torch", description="Optimizer name as in transformers (adamw_torch, adamw_8bit, ...).")
+    bf16: bool = Field(False, description="Train in bfloat16 mixed precision.")
+    fp16: bool = Field(False, description="Train in float16 mixed precision.")
+    gradient_checkpointing: bool = Field(
+        True, description="Recompute activations in the backward pass: less memory, about 30% more compute."
+    )
+    logging_steps: int = Field(10, ge=1, description="Log every this many optimizer steps.")
+    save_strategy: Literal["no", "steps", "epoch"] = Field("steps", description="When to save checkpoints.")
+    save_steps: int = Field(500, ge=1, description="Save a checkpoint every this many steps.")
+    save_total_limit: Optional[int] = Field(None, ge=1, description="Keep at most this many checkpoints.")
+    eval_strategy: Optional[Literal["no", "steps", "epoch"]] = Field(
+        None, description="When to evaluate. Default: steps when there is evaluation data, else no."
+    )
+    eval_steps: Optional[int] = Field(None, ge=1, description="Evaluate every this many steps (default: save_steps).")
+    seed: int = Field(42, description="Random seed of model initialisation, dropout and data order.")
+    resume_from_checkpoint: Optional[str] = Field(
+        None, description="A checkpoint directory to resume from, or 'last' for the newest in output_dir."
+    )
+    dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
+
+
+ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]
+
+
+class LoggingSection(Section):
+    report_to: list[ReportTarget] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Experiment trackers. A JSON-lines trainer log (trainer_log.jsonl) is always written.",
+    )
+    plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
+    run_name: Optional[str] = Field(None, description="Name shown in trackers (default: the spec's name).")
+
+    _split = field_validator("report_to", mode="before")(_split_names)
+
+
+class DeepSpeedSection(Section):
+    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="ZeRO stage: 0 off, 1 optimizer, 2 +gradients, 3 +parameters.")
+    offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
+    offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
+
+
+class DistributedSection(Section):
+    backend: Literal["none", "ddp", "deepspeed", "fsdp"] = Field(
+        "none", description="none: one process. ddp: data parallel. deepspeed: ZeRO. fsdp: fully sharded data parallel."
+    )
+    num_processes: int = Field(1, ge=1, description="Processes in total (usually one per GPU, over all machines).")
+    num_machines: int = Field(1, ge=1, description="Machines (nodes).")
+    main_process_ip: Optional[str] = Field(None, description="Address of the rank-0 machine (multi-node).")
+    main_process_port: int = Field(29500, ge=1, le=65535, description="Port of the rank-0 machine.")
+    deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection, description="DeepSpeed options.")
+
+
+class Spec(Section):
+    """A fine-tuning run."""
+
+    version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
+    name: Optional[str] = Field(None, description="Name of the run (default: the spec file's name).")
+    model: ModelSection
+    method: MethodSection = Field(default_factory=MethodSection)
+    data: DataSection
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
+
+
+# Fields that only mean something for one finetuning_type; the lock file leaves the others out.
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "use_dora", "use_rslora")
+FREEZE_FIELDS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
+
+
+def json_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ffc spec"
+    return schema
+
+
+SpecLike = Union[Spec, dict]
