@@ -1,0 +1,139 @@
+"""The ``ffc`` command. Building never imports torch or transformers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._version import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ffc, the fine-tuning factory compiler: a YAML spec becomes a standalone training run directory.",
+)
+
+SetOption = typer.Option(None, "--set", help="Override a spec value, e.g. --set training.learning_rate=1e-5 (repeatable).")
+
+
+def _fail(message: str, code: int = 1):
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(spec: Path, overrides: Optional[List[str]]):
+    from .loader import SpecError, load_spec
+
+    try:
+        return load_spec(spec, overrides or [])
+    except SpecError as exc:
+        count = len(exc.issues)
+        _fail(f"{spec}: {count} problem{'s' if count > 1 else ''}\n{exc}")
+
+
+@app.command()
+def build(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    output: Path = typer.Option(..., "-o", "--output", help="The run directory to write."),
+    overrides: Optional[List[str]] = SetOption,
+    vendor: bool = typer.Option(False, "--vendor", help="Copy the ffc runtime into the run directory."),
+    force: bool = typer.Option(False, "--force", help="Write even over files ffc did not write or you edited."),
+):
+    """Compile SPEC into a run directory."""
+    from .build import build_files
+    from .loader import SpecError
+    from .writer import WriteError, write_run
+
+    loaded = _load(spec, overrides)
+    try:
+        resolved, files = build_files(loaded, output, vendor=vendor)
+        changed = write_run(output, files, force=force)
+    except SpecError as exc:
+        _fail(str(exc))
+    except WriteError as exc:
+        _fail(str(exc))
+    typer.echo(f"built {output} ({len(files)} files, {len(changed)} changed) from {spec}")
+    if resolved.registry_note:
+        typer.echo(f"note: {resolved.registry_note}")
+    typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
+
+
+@app.command()
+def validate(spec: Path = typer.Argument(..., help="The spec file."), overrides: Optional[List[str]] = SetOption):
+    """Check SPEC without writing anything."""
+    from .resolve import resolve
+    from .loader import SpecError
+
+    loaded = _load(spec, overrides)
+    try:
+        resolve(loaded)
+    except SpecError as exc:
+        _fail(str(exc))
+    typer.echo(f"{spec}: ok")
+
+
+@app.command()
+def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout.")):
+    """Print the JSON Schema of spec files (for editor autocompletion)."""
+    from ffc.schemas import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def diff(
+    a: Path = typer.Argument(..., help="A spec file or a run directory."),
+    b: Path = typer.Argument(..., help="Another spec file or run directory."),
+    overrides: Optional[List[str]] = SetOption,
+):
+    """Show what changes between two specs (or run directories): settings, then generated code."""
+    from .diff import diff_runs
+
+    text = diff_runs(a, b, overrides or [])
+    typer.echo(text if text else "no differences")
+
+
+@app.command()
+def demo(
+    folder: Path = typer.Argument(Path("demo"), help="Where to write the tiny model and the demo data."),
+):
+    """Write a tiny local model and demo datasets, for trying ffc with no network (needs the train extra)."""
+    from ffc.runtime.demo import write_demo_data
+    from ffc.runtime.tiny import make_tiny_model
+
+    model = make_tiny_model(folder / "tiny-model")
+    data = write_demo_data(folder / "data")
+    typer.echo(f"wrote {model} and {data}")
+
+
+@app.command()
+def templates():
+    """List the chat templates."""
+    from ffc.runtime.chat.templates import TEMPLATES
+
+    for name, template in TEMPLATES.items():
+        typer.echo(f"{name:10} {template.notes}")
+    typer.echo(f"{'tokenizer':10} The chat template saved with the model's tokenizer.")
+
+
+@app.command()
+def version():
+    """Print the ffc version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Resolve a validated spec: make every default explicit, including the upstream ones that matter.
+
+The result is what the lock file records and what templates render from. It
+depends only on the spec (and the data files' bytes for hashes), never on the
+machine that builds, so builds are reproducible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ffc.runtime.data.registry import RegistryError, data_files, read_registry, resolve as resolve_datasets
+from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS
+
+from ._version import __version__
+from .loader import Issue, LoadedSpec, SpecError
+
+# Library versions ffc is tested with; requirements.txt pins these.
+TESTED_VERSIONS = {
+    "torch": "2.13.0",
+    "transformers": "5.23.0",
+    "peft": "0.21.2",
+    "trl": "1.16.0",
+    "accelerate": "1.15.0",
+    "datasets": "5.2.0",
+    "tokenizers": "0.23.3",
+    "matplotlib": "3.11.2",
+    "tensorboard": "2.20.0",
+    "bitsandbytes": "0.50.2",
+    "deepspeed": "0.19.8",
+}
+
+# transformers/PEFT behaviour the run relies on, spelled out so a library upgrade cannot change it silently.
+UPSTREAM = {
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-8,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "ddp_find_unused_parameters": False,
+    "remove_unused_columns": False,
+    "label_names": ["labels"],
+}
+
+
+def is_local_path(value: str, base: Path) -> bool:
+    """A model reference is a local path when it looks like one or exists next to the spec."""
+    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+
+
+@dataclass
+class Resolved:
+    loaded: LoadedSpec
+    spec: dict  # the full spec with every default made explicit
+    upstream: dict
+    inputs: dict  # relative file path -> sha256 (when the files are present at build time)
+    registry: Optional[dict]  # the dataset_info.json entries this run uses, if readable at build time
+    registry_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str]:
+    """Entries of dataset_info.json that the run uses, and hashes of their files."""
+    dataset_dir = loaded.base_dir / spec["data"]["dataset_dir"]
+    names = list(dict.fromkeys(spec["data"]["dataset"] + spec["data"]["eval_dataset"]))
+    if not (dataset_dir / "dataset_info.json").exists():
+        return None, {}, f"{dataset_dir / 'dataset_info.json'} was not found at build time: train.py reads it at run time."
+    try:
+        registry = read_registry(dataset_dir)
+        attrs = resolve_datasets(dataset_dir, names, registry)
+    except RegistryError as exc:
+        raise SpecError([Issue(str(loaded.path), "data.dataset", str(exc))]) from None
+    inputs = {}
+    for attr in attrs:
+        for path in data_files(dataset_dir, attr):
+            if path.is_file():
+                inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
+    return {name: registry[name] for name in names}, inputs, ""
+
+
+def resolve(loaded: LoadedSpec) -> Resolved:
+    spec = loaded.spec.model_dump(mode="json")
+    method, data, training, logging_ = spec["method"], spec["data"], spec["training"], spec["logging"]
+
+    spec["name"] = spec["name"] or loaded.path.stem
+    logging_["run_name"] = logging_["run_name"] or spec["name"]
+    if method["finetuning_type"] == "lora":
+        method["lora_alpha"] = method["lora_alpha"] or 2 * method["lora_rank"]
+    drop = {"lora": FREEZE_FIELDS, "freeze": LORA_FIELDS, "full": LORA_FIELDS + FREEZE_FIELDS}
+    for name in drop[method["finetuning_type"]]:
+        method.pop(name)
+    if data["packing"] is None:
+        data["packing"] = method["stage"] == "pt"
+    if data["seed"] is None:
+        data["seed"] = training["seed"]
+    has_eval = data["val_size"] > 0 or bool(data["eval_dataset"])
+    if training["eval_strategy"] is None:
+        training["eval_strategy"] = "steps" if has_eval else "no"
+    if training["eval_steps"] is None and training["eval_strategy"] == "steps":
+        training["eval_steps"] = training["save_steps"]
+    if "none" in logging_["report_to"] and len(logging_["report_to"]) > 1:
+        logging_["report_to"] = [r for r in logging_["report_to"] if r != "none"]
+    if spec["distributed"]["backend"] != "deepspeed":
+        spec["distributed"].pop("deepspeed")
+
+    upstream = dict(UPSTREAM)
+    upstream["torch_dtype"] = "bfloat16" if training["bf16"] else "float16" if training["fp16"] else "float32"
+    if spec["model"]["quantization_bit"]:
+        upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
+
+    registry, inputs, note = _registry(loaded, spec)
+    return Resolved(loaded=loaded, spec=spec, upstream=upstream, inputs=inputs, registry=registry, registry_note=note)
+
+
+def relative_to_run(loaded: LoadedSpec, value: str, run_dir: Path) -> str:
+    """A path written relative to the spec, re-expressed relative to the run directory."""
+    target = (loaded.base_dir / os.path.expanduser(value)).resolve()
+    return Path(os.path.relpath(target, run_dir.resolve())).as_posix()
+
+
+def version() -> str:
+    return __version__
+
+
+def resolved_value(spec: dict, dotted: str) -> Any:
+    node: Any = spec
+    for key in dotted.split("."):
+        node = node[key]
+    return node
