@@ -81,7 +81,10 @@ def _plain(node: Any) -> Any:
 
 def _parse_scalar(text: str) -> Any:
     """A --set value is YAML: 1e-5 is a float, true a bool, [a, b] a list, anything else a string."""
-    value = YAML(typ="safe").load(text)
+    try:
+        value = YAML(typ="safe").load(text)
+    except Exception:  # not YAML at all: the text itself is the value
+        return text
     # YAML 1.2 reads "1e-5" as a string (no dot); people mean the number.
     if isinstance(value, str):
         try:

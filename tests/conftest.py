@@ -33,3 +33,42 @@ def _isolated_caches(tmp_path_factory):
 @pytest.fixture(scope="session")
 def python():
     return sys.executable
+
+
+MINIMAL_SPEC = """\
+name: t
+model:
+  model_name_or_path: ./model
+method:
+  stage: sft
+  finetuning_type: lora
+data:
+  dataset: [demo_alpaca]
+  dataset_dir: ./data
+  template: chatml
+  cutoff_len: 128
+training:
+  max_steps: 10
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    def write(text: str = MINIMAL_SPEC, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """The tiny model and the demo data, built once per test session."""
+    from ffc.runtime.demo import write_demo_data
+    from ffc.runtime.tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("demo")
+    make_tiny_model(root / "tiny-model")
+    write_demo_data(root / "data")
+    return root
