@@ -4,7 +4,8 @@ A packed row carries ``position_ids`` that restart at 0 for every sample and no
 attention mask. transformers reads the restarts as sequence boundaries: its
 SDPA/eager mask becomes block-diagonal and FlashAttention runs variable-length
 kernels (``masking_utils.find_packed_sequence_indices``), so a token never attends
-to another sample. The first label of each sample is ignored, so no sample is
+to another sample. This needs ``use_cache=False`` (train.py sets it): with a KV
+cache transformers skips the packed-row detection. The first label of each sample is ignored, so no sample is
 trained to predict the start of the next.
 """
 
