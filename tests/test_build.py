@@ -193,3 +193,21 @@ def test_cli_reports_errors_with_place(write_spec, tmp_path):
 def test_vendor_copies_runtime(write_spec, tmp_path):
     files = build(write_spec(), tmp_path / "run", vendor=True)
     assert "ffc/runtime/data/tokenize.py" in files and "ffc/runtime/chat/templates.py" in files
+
+
+@pytest.mark.parametrize("backend", ["none", "ddp", "deepspeed", "fsdp"])
+def test_accelerate_config_loads_in_accelerate(write_spec, tmp_path, backend):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    processes = "1" if backend == "none" else "2"
+    run = tmp_path / "run"
+    files = build(write_spec(), run, [f"distributed.backend={backend}", f"distributed.num_processes={processes}", "training.bf16=true"])
+    write_run(run, files)
+    config = ClusterConfig.from_yaml_file(str(run / "accelerate_config.yaml"))
+    expected = {"none": "NO", "ddp": "MULTI_GPU", "deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[backend]
+    assert config.distributed_type.value == expected and config.mixed_precision == "bf16"
+    assert config.num_processes == int(processes)
+    if backend == "deepspeed":
+        ds = json.loads(files["ds_config.json"])
+        assert ds["zero_optimization"]["stage"] == 2 and ds["train_micro_batch_size_per_gpu"] == "auto"
+        assert config.deepspeed_config["deepspeed_config_file"] == "ds_config.json"
