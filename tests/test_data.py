@@ -194,3 +194,33 @@ def test_packed_samples_do_not_see_each_other(demo, tokenizer):
     labels = packed[0]["labels"]
     starts = np.cumsum([0] + [len(s) for s in samples[:-1]])
     assert all(labels[s] == IGNORE_INDEX for s in starts)  # no sample learns to predict the next one's start
+
+
+def test_mixing_limits_and_validation_split(demo):
+    from ffc.runtime.data.loading import split_validation
+    from ffc.runtime.demo import DATASET_INFO
+
+    data_dir = demo / "data"
+    both = load_datasets(data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=50)
+    assert len(both) == 100
+    under = load_datasets(
+        data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=50,
+        mix_strategy="interleave_under", interleave_probs=[0.5, 0.5], seed=1,
+    )  # fmt: skip
+    assert 50 <= len(under) < 100 and {len(r["messages"]) > 2 for r in under} == {True, False}
+    train, held_out = split_validation(both, 0.1, seed=0)
+    assert (len(train), len(held_out)) == (90, 10)
+    train, held_out = split_validation(both, 7, seed=0)
+    assert len(held_out) == 7
+
+
+def test_tokenizer_template_masks_like_ours(tokenizer):
+    from ffc.runtime.chat.hf import TokenizerTemplate
+
+    encoder = ConversationEncoder(tokenizer, TokenizerTemplate(tokenizer), MaskOptions(cutoff_len=512))
+    out = encoder.encode_batch({k: [v] for k, v in CONV.items()})
+    ours, ours_labels, _, _ = encode(tokenizer)
+    assert out["input_ids"][0] == ours
+    # The tokenizer's template trains the newline after <|im_end|> too; otherwise the same tokens.
+    spans = trained_text(tokenizer, out["input_ids"][0], out["labels"][0])
+    assert [s.rstrip("\n") for s in spans] == trained_text(tokenizer, ours, ours_labels)
