@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from ffc.runtime.data.registry import RegistryError, data_files, read_registry, resolve as resolve_datasets
 from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS
 
-from ._version import __version__
 from .loader import Issue, LoadedSpec, SpecError
 
 # Library versions ffc is tested with; requirements.txt pins these.
@@ -59,7 +58,6 @@ class Resolved:
     inputs: dict  # relative file path -> sha256 (when the files are present at build time)
     registry: Optional[dict]  # the dataset_info.json entries this run uses, if readable at build time
     registry_note: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -131,14 +129,3 @@ def relative_to_run(loaded: LoadedSpec, value: str, run_dir: Path) -> str:
     """A path written relative to the spec, re-expressed relative to the run directory."""
     target = (loaded.base_dir / os.path.expanduser(value)).resolve()
     return Path(os.path.relpath(target, run_dir.resolve())).as_posix()
-
-
-def version() -> str:
-    return __version__
-
-
-def resolved_value(spec: dict, dotted: str) -> Any:
-    node: Any = spec
-    for key in dotted.split("."):
-        node = node[key]
-    return node

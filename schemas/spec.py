@@ -9,7 +9,7 @@ Cross-field rules live in ``rules.py``; this module holds types, ranges and defa
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -254,5 +254,3 @@ def json_schema() -> dict:
     schema["title"] = "ffc spec"
     return schema
 
-
-SpecLike = Union[Spec, dict]
