@@ -45,6 +45,11 @@ class LoadedSpec:
     path: Path
     text: str  # the file exactly as written
     overrides: list[str] = field(default_factory=list)
+    positions: Any = field(default=None, repr=False, compare=False)
+
+    def where(self, path: tuple) -> str:
+        """``file:line:col`` (or the --set option) of a key path, for errors found after loading."""
+        return self.positions.where(path) if self.positions else str(self.path)
 
     @property
     def base_dir(self) -> Path:
@@ -209,4 +214,4 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
         raise SpecError(
             [Issue(positions.where(p.path), ".".join(map(str, p.path)), p.message) for p in problems]
         )
-    return LoadedSpec(spec=spec, path=path, text=text, overrides=overrides)
+    return LoadedSpec(spec=spec, path=path, text=text, overrides=overrides, positions=positions)

@@ -82,7 +82,7 @@ def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str
         registry = read_registry(dataset_dir)
         attrs = resolve_datasets(dataset_dir, names, registry)
     except RegistryError as exc:
-        raise SpecError([Issue(str(loaded.path), "data.dataset", str(exc))]) from None
+        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", str(exc))]) from None
     inputs = {}
     for attr in attrs:
         for path in data_files(dataset_dir, attr):

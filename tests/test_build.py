@@ -211,3 +211,15 @@ def test_accelerate_config_loads_in_accelerate(write_spec, tmp_path, backend):
         ds = json.loads(files["ds_config.json"])
         assert ds["zero_optimization"]["stage"] == 2 and ds["train_micro_batch_size_per_gpu"] == "auto"
         assert config.deepspeed_config["deepspeed_config_file"] == "ds_config.json"
+
+
+def test_unknown_dataset_points_at_the_spec_line(write_spec, tmp_path):
+    from ffc.compiler.loader import SpecError
+    from ffc.compiler.resolve import resolve
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text(json.dumps({"demo_alpaca_v2": {"file_name": "a.json"}}))
+    path = write_spec()
+    with pytest.raises(SpecError) as info:
+        resolve(load_spec(path))
+    assert f"{path}:8:3: data.dataset:" in str(info.value) and "did you mean 'demo_alpaca_v2'" in str(info.value)

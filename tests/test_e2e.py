@@ -128,3 +128,29 @@ def test_preview_shows_trained_spans(demo, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "===== sample 2:" in result.stdout and "«" in result.stdout and "samples: 600, kept: 600" in result.stdout
     assert not (spec_run / "output").exists()  # nothing trained
+
+
+def test_vendored_run_works_without_ffc_installed(demo, tmp_path):
+    """A --vendor run directory runs in an environment that has the libraries but not ffc."""
+    import site
+    import sysconfig
+
+    run = tmp_path / "run"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SPEC.format(model=demo / "tiny-model", data=demo / "data", stage="sft", method="lora",
+                    dataset="demo_alpaca", template="  template: chatml\n", lr=1e-3)
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run), "--vendor"], check=True)
+    env_dir = tmp_path / "no-ffc"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    target = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    # A plain path entry: the libraries become importable, but the .pth hook of ffc's editable install does not run.
+    libraries = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if Path(p).is_dir()]
+    (target / "libraries.pth").write_text("\n".join(dict.fromkeys(libraries)) + "\n")
+    check = subprocess.run([str(python), "-c", "import ffc.runtime"], capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode != 0, "ffc must not be importable in this environment"
+    result = subprocess.run([str(python), "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "===== sample 1:" in result.stdout
