@@ -99,6 +99,12 @@ def test_sft_trains_and_reloads(demo, tmp_path, method, overrides, lr):
     output = run / "output"
     assert (output / "training_loss.png").stat().st_size > 1000
     tokenizer = AutoTokenizer.from_pretrained(output)
+    from ffc.runtime.chat.templates import TEMPLATES
+
+    chat = [{"role": "user", "content": "What is 2 plus 3?"}]
+    assert tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == (
+        TEMPLATES["chatml"].render(chat, add_generation_prompt=True).text
+    )
     if method == "lora":
         from peft import PeftModel
 

@@ -143,3 +143,12 @@ def test_saved_examples_agree():
         if name == "llama3":  # Meta's first template always appends an assistant header (see notes)
             text = text.removesuffix("<|start_header_id|>assistant<|end_header_id|>\n\n")
         assert got == text, name
+
+
+def test_qwen3_generation_prompt_without_thinking_matches_official():
+    template, bos, eos = _load("qwen3", "chat_template.trl-latest.jinja")
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    messages = PROMPTS["history_prompt"]
+    expected = env.from_string(template).render(messages=messages, add_generation_prompt=True, enable_thinking=False)
+    got = TEMPLATES["qwen3"].render(messages, add_generation_prompt=True, enable_thinking=False).text
+    assert got == expected

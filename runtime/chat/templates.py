@@ -200,6 +200,86 @@ class ChatTemplate:
         wrapped = [t if isinstance(t, dict) and "function" in t else {"type": "function", "function": t} for t in tools]
         return self.tool_separator.join(json.dumps(t, ensure_ascii=False) for t in wrapped)
 
+    # -- export as a Hugging Face chat template ---------------------------------------------------
+    def to_jinja(self, default_system: Optional[str] = None) -> str:
+        """The same rendering as a Jinja chat template (for ``tokenizer.chat_template``), so a saved
+        model renders conversations exactly as it was trained in any tool that reads the template.
+        Accepts ffc's roles and the OpenAI-style ones (``tool`` results, assistant ``tool_calls``)."""
+        merge = self.system_in_first_user is not None
+        parts = [
+            "{%- set bos = bos_token or '' -%}{%- set eos = eos_token or '' -%}",
+            "{%- if messages and messages[0]['role'] == 'system' -%}"
+            "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
+            "{%- else -%}"
+            f"{{%- set system = {_jinja_str(default_system or self.default_system or '')} -%}}"
+            "{%- set loop_messages = messages -%}"
+            "{%- endif -%}",
+            "{%- set system = system | trim -%}" if self.strip_system else "",
+            "{%- set ns = namespace(last_query=-1) -%}{%- for m in loop_messages -%}"
+            "{%- if m['role'] == 'user' -%}{%- set ns.last_query = loop.index0 -%}{%- endif -%}{%- endfor -%}",
+            f"{{{{- {_jinja_expr(self.prefix)} -}}}}",
+        ]
+        if self.tools is not None:
+            parts.append(
+                "{%- if tools -%}{%- set tool_lines = namespace(text='') -%}{%- for tool in tools -%}"
+                "{%- set entry = tool if tool['function'] is defined else {'type': 'function', 'function': tool} -%}"
+                f"{{%- set tool_lines.text = tool_lines.text + ({_jinja_str(self.tool_separator)} if not loop.first else '')"
+                " + (entry | tojson) -%}{%- endfor -%}"
+                f"{{%- set system = {_jinja_expr(self.tools, content='tool_lines.text')} -%}}{{%- endif -%}}"
+            )
+        if not merge:
+            parts.append(f"{{%- if system -%}}{{{{- {_jinja_expr(self.system, content='system')} -}}}}{{%- endif -%}}")
+        strip_user = "| trim" if self.strip_messages else ""
+        user_expr = _jinja_expr(self.user, content="content")
+        observation_expr = _jinja_expr(self.observation or self.user, content="content")
+        merged = ""
+        if merge:
+            pre = "content" if self.strip_after_merge else f"(message['content'] {strip_user})"
+            merged = (
+                "{%- if loop.first and system -%}"
+                f"{{%- set content = {_jinja_expr(self.system_in_first_user, system='system', content=pre)} -%}}"
+                "{%- endif -%}"
+            )
+        after_merge = "{%- set content = content | trim -%}" if self.strip_after_merge else ""
+        strip_response = "| trim" if (self.strip_messages or self.strip_after_merge) else ""
+        parts += [
+            "{%- for message in loop_messages -%}",
+            "{%- if message['role'] in ['user', 'observation', 'tool'] -%}",
+            f"{{%- set content = message['content'] {'' if self.strip_after_merge else strip_user} -%}}",
+            merged,
+            after_merge,
+            "{%- if message['role'] == 'user' -%}"
+            f"{{{{- {user_expr} -}}}}"
+            f"{{%- else -%}}{{{{- {observation_expr} -}}}}{{%- endif -%}}",
+            "{%- else -%}",
+            "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
+            "{%- set call = message['tool_calls'][0]['function'] if message['tool_calls'][0]['function'] is defined "
+            "else message['tool_calls'][0] -%}",
+            f"{{%- set body = {_jinja_expr(self.function, content=_CALL_JSON)} -%}}",
+            "{%- set opening = '' -%}",
+            "{%- elif message['role'] == 'function' -%}",
+            f"{{%- set body = {_jinja_expr(self.function, content=_MESSAGE_CONTENT)} -%}}",
+            "{%- set opening = '' -%}",
+            "{%- else -%}",
+            f"{{%- set content = message['content'] {strip_response} -%}}",
+            self._jinja_response(),
+            "{%- endif -%}",
+            f"{{{{- {_jinja_expr(self.assistant_prefix)} + opening + {_jinja_str(self.response_lead)} + body + "
+            f"{_jinja_expr(self.assistant_end)} + {_jinja_expr(self.turn_sep)} -}}}}",
+            "{%- endif -%}",
+            "{%- endfor -%}",
+            f"{{%- if add_generation_prompt -%}}{{{{- {_jinja_expr(self.assistant_prefix)} + {self._jinja_generation_opening()} -}}}}"
+            f"{{%- else -%}}{{{{- {_jinja_expr(self.final_suffix)} -}}}}{{%- endif -%}}",
+        ]
+        return "".join(part for part in parts if part)
+
+    def _jinja_response(self) -> str:
+        """Jinja that sets ``opening`` (untrained) and ``body`` from ``content``; see ``response_parts``."""
+        return "{%- set opening = '' -%}{%- set body = content -%}"
+
+    def _jinja_generation_opening(self) -> str:
+        return "''"
+
     # -- description ---------------------------------------------------------------------------
     def stop_strings(self, eos: Optional[str]) -> list[str]:
         """Strings that end a response at generation time."""
@@ -239,7 +319,34 @@ class ReasoningTemplate(ChatTemplate):
         return self.think_open.rstrip("\n") + "\n" + self.think_close, content
 
     def generation_opening(self, enable_thinking: bool) -> str:
-        return "" if enable_thinking else self.think_open + self.think_close.lstrip("\n")
+        return "" if enable_thinking else self.think_open + self.think_close
+
+    def _jinja_response(self) -> str:
+        think_open, think_close = _jinja_str(self.think_open), _jinja_str(self.think_close)
+        empty = _jinja_str(self.think_open.rstrip("\n") + "\n" + self.think_close)
+        return (
+            "{%- set reasoning = message['reasoning_content'] if message['reasoning_content'] is string else none -%}"
+            "{%- if '</think>' in content -%}"
+            "{%- if reasoning is none -%}"
+            "{%- set reasoning = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') -%}"
+            "{%- endif -%}"
+            "{%- set content = content.split('</think>')[1:] | join('</think>') -%}"
+            "{%- set content = content.lstrip('\\n') -%}"
+            "{%- endif -%}"
+            "{%- set reasoning = (reasoning or '').strip('\\n') -%}"
+            "{%- set thinking = enable_thinking is not defined or enable_thinking -%}"
+            "{%- if loop.index0 <= ns.last_query or not (loop.last or reasoning) -%}"
+            "{%- set opening = '' -%}{%- set body = content -%}"
+            "{%- elif reasoning and thinking -%}"
+            f"{{%- set opening = '' -%}}{{%- set body = {think_open} + reasoning + {think_close} + content -%}}"
+            "{%- else -%}"
+            f"{{%- set opening = {empty} -%}}{{%- set body = content -%}}"
+            "{%- endif -%}"
+        )
+
+    def _jinja_generation_opening(self) -> str:
+        closed = _jinja_str(self.think_open + self.think_close)
+        return f"({closed} if enable_thinking is defined and enable_thinking is false else '')"
 
 
 @dataclass(frozen=True)
@@ -267,6 +374,29 @@ class NextRoleEndTemplate(ChatTemplate):
             eos = kwargs.get("eos") or ""
             out[-1] = Segment(out[-1].text + eos, "response", out[-1].turn)
         return Rendered(out)
+
+
+_CALL_JSON = "({'name': call['name'], 'arguments': call['arguments']} | tojson)"
+_MESSAGE_CONTENT = "message['content']"
+
+
+def _jinja_str(text: str) -> str:
+    """A Jinja string literal (JSON escapes are valid Jinja escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _jinja_expr(fmt: str, content: str = "''", system: str = "system") -> str:
+    """A format string as a Jinja expression: literal parts and the placeholders' variables."""
+    names = {"content": content, "system": system, "bos": "bos", "eos": "eos"}
+    pieces, last = [], 0
+    for match in _PLACEHOLDER.finditer(fmt):
+        if match.start() > last:
+            pieces.append(_jinja_str(fmt[last : match.start()]))
+        pieces.append(f"({names[match.group(1)]})")
+        last = match.end()
+    if last < len(fmt):
+        pieces.append(_jinja_str(fmt[last:]))
+    return " + ".join(pieces) if pieces else "''"
 
 
 _CHATML = dict(
