@@ -160,3 +160,15 @@ def test_vendored_run_works_without_ffc_installed(demo, tmp_path):
     result = subprocess.run([str(python), "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "===== sample 1:" in result.stdout
+
+
+def test_resume_from_last_checkpoint(demo, tmp_path):
+    """Train 20 steps with checkpoints, rebuild with resume_from_checkpoint: last and 30 steps: training continues."""
+    run, _ = run_training(demo, tmp_path, overrides=["training.max_steps=20", "training.save_strategy=steps", "training.save_steps=10"])
+    assert (run / "output" / "checkpoint-20").is_dir()
+    run, _ = run_training(demo, tmp_path, overrides=["training.max_steps=30", "training.resume_from_checkpoint=last"])
+    state = json.loads((run / "output" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
+    lines = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
+    steps = [entry["current_steps"] for entry in lines if "loss" in entry]
+    assert steps == [5, 10, 15, 20, 25, 30]  # the first run's lines are kept, the second continues
