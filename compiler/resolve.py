@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from ffc.runtime.data.registry import RegistryError, data_files, read_registry, resolve as resolve_datasets
-from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS
+from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS, STAGE_FIELDS
 
 from .loader import Issue, LoadedSpec, SpecError
 
@@ -102,6 +102,9 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     drop = {"lora": FREEZE_FIELDS, "freeze": LORA_FIELDS, "full": LORA_FIELDS + FREEZE_FIELDS}
     for name in drop[method["finetuning_type"]]:
         method.pop(name)
+    for name, stages in STAGE_FIELDS.items():  # options of other stages stay out of the lock
+        if method["stage"] not in stages:
+            method.pop(name)
     if data["packing"] is None:
         data["packing"] = method["stage"] == "pt"
     if data["seed"] is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .spec import FREEZE_FIELDS, LORA_FIELDS, Spec
+from .spec import FREEZE_FIELDS, LORA_FIELDS, ONLINE_STAGES, STAGE_FIELDS, Spec
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,30 @@ def options_of_other_methods(spec: Spec):
 
 
 @rule
+def options_of_other_stages(spec: Spec):
+    stage = spec.method.stage
+    for name, stages in STAGE_FIELDS.items():
+        if name in spec.method.model_fields_set and stage not in stages:
+            yield Problem(
+                ("method", name),
+                f"{name} applies to stage {' or '.join(stages)}, not {stage}: remove it or change the stage.",
+            )
+
+
+@rule
+def online_stages_need_a_reward(spec: Spec):
+    method = spec.method
+    if method.stage in ONLINE_STAGES and not (method.reward_model or method.reward_funcs):
+        yield Problem(
+            ("method", "stage"),
+            f"stage {method.stage} scores generated responses: set method.reward_model (an rm run's output or a "
+            "sequence-classification model) or method.reward_funcs (a Python file of reward functions).",
+        )
+    if method.stage == "ppo" and method.reward_model and method.reward_funcs:
+        yield Problem(("method", "reward_funcs"), "ppo takes one reward: reward_model or reward_funcs, not both.")
+
+
+@rule
 def masking_options(spec: Spec):
     if spec.data.mask_history and spec.data.train_on_prompt:
         yield Problem(
@@ -64,16 +88,18 @@ def masking_options(spec: Spec):
 
 @rule
 def sft_needs_template(spec: Spec):
-    if spec.method.stage == "sft" and not spec.data.template:
+    if spec.method.stage != "pt" and not spec.data.template:
         yield Problem(
             ("data", "template"),
-            "stage sft needs a chat template: set data.template (e.g. qwen, llama3, chatml) "
+            f"stage {spec.method.stage} needs a chat template: set data.template (e.g. qwen, llama3, chatml) "
             "or 'tokenizer' to use the tokenizer's own chat template.",
         )
-    if spec.method.stage == "pt":
+    if spec.data.packing and spec.method.stage not in ("pt", "sft"):
+        yield Problem(("data", "packing"), f"packing applies to stages pt and sft, not {spec.method.stage}.")
+    if spec.method.stage != "sft":
         for name in ("train_on_prompt", "mask_history"):
             if getattr(spec.data, name):
-                yield Problem(("data", name), f"{name} applies to conversations (stage sft), not to stage pt.")
+                yield Problem(("data", name), f"{name} applies to stage sft, not to stage {spec.method.stage}.")
 
 
 @rule

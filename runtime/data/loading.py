@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from .convert import RowError, converter
+from .convert import RowError, converter, data_kind
 from .registry import DatasetAttr, RegistryError, data_files, file_kind, parse_entry
 from .tokenize import IGNORE_INDEX, Stats
 
 log = logging.getLogger("ffc.data")
+_EMPTY = {"messages": [], "label": False}  # placeholders in rows that failed (they are filtered out)
 
 
 class DataError(ValueError):
@@ -45,8 +46,7 @@ def _read(attr: DatasetAttr, dataset_dir: Path, streaming: bool, cache_dir: Opti
 
 
 def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, stage: str) -> dict:
-    convert = converter(attr, stage)
-    keys = ["text"] if stage == "pt" else ["messages", "system", "tools"]
+    convert, keys = converter(stage)
     out: dict = {key: [] for key in keys + ["_error", "_row"]}
     columns = list(batch)
     for i, index in enumerate(indices):
@@ -56,7 +56,7 @@ def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, stage: st
         except RowError as exc:
             converted, error = {}, str(exc)
         for key in keys:
-            out[key].append(converted.get(key, [] if key == "messages" else ""))
+            out[key].append(converted.get(key, _EMPTY.get(key, "")))
         out["_error"].append(error)
         out["_row"].append(index + 1)
     return out
@@ -124,8 +124,13 @@ def load_datasets(
         if name not in registry:
             raise DataError(f"dataset {name!r} is not in the run's dataset_info.json")
         attr = parse_entry(info, name, registry[name])
-        if attr.ranking:
+        if attr.ranking and data_kind(stage) != "pairs":
             raise DataError(f"dataset {name!r} is ranking (preference) data: stage {stage} needs plain conversations")
+        if data_kind(stage) == "pairs" and not attr.ranking:
+            raise DataError(
+                f"dataset {name!r} has no preference pairs: stage {stage} needs a dataset marked ranking: true "
+                "with chosen and rejected responses"
+            )
         parts.append(load_one(attr, dataset_dir, stage, seed=seed, **kwargs))
     if len(parts) == 1:
         return parts[0]
@@ -162,11 +167,10 @@ def tokenize_dataset(dataset, encoder, *, batch_size: int = 1000, num_proc: Opti
     table = tokenized.data.table
     import pyarrow.compute as pc
 
+    id_columns = [name for name in table.column_names if name.endswith("_ids") or name == "input_ids"]
+    lengths = [sum(values) for values in zip(*(pc.list_value_length(table.column(n)).to_pylist() for n in id_columns))]
     stats = Stats.from_columns(
-        table.column("_drop").to_pylist(),
-        table.column("_truncated").to_pylist(),
-        pc.list_value_length(table.column("input_ids")).to_pylist(),
-        table.column("_trained").to_pylist(),
+        table.column("_drop").to_pylist(), table.column("_truncated").to_pylist(), lengths, table.column("_trained").to_pylist()
     )
     log.info("%s data: %s", name, stats.summary())
     if sum(stats.dropped.values()):
