@@ -20,6 +20,15 @@ STAGE_SUMMARY = {
     "sft": "next-token prediction on the assistant's responses of conversations",
 }
 DTYPES = {"float32", "bfloat16", "float16"}
+# Metrics plotted at the end of training, besides the loss, per stage.
+PLOT_KEYS = {
+    "rm": ("loss", "eval_loss", "eval_accuracy"),
+    "dpo": ("loss", "rewards/accuracies", "rewards/margins"),
+    "kto": ("loss", "rewards/chosen", "rewards/rejected"),
+    "orpo": ("loss", "rewards/accuracies", "rewards/margins"),
+    "simpo": ("loss", "rewards/accuracies", "rewards/margins"),
+    "grpo": ("loss", "reward"),
+}
 
 
 def _ident(value) -> Code:
@@ -134,6 +143,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         accelerate=_accelerate(spec),
         requirements=_requirements(spec),
         vendored=vendored,
+        plot_keys=PLOT_KEYS.get(spec["method"]["stage"]),
         # transformers 5 takes a warm-up fraction (< 1) or a step count in one argument.
         warmup=spec["training"]["warmup_steps"] or spec["training"]["warmup_ratio"],
         data_summary=_data_summary(spec),
@@ -207,7 +217,10 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     if ctx["registry_in_run"]:
         outputs["dataset_info.json"] = "dataset_info.json.j2"
     ctx["lock"] = lock(resolved)
-    files = {name: env.get_template(template).render(**ctx).encode("utf-8") for name, template in sorted(outputs.items())}
+    files = {}
+    for name, template in sorted(outputs.items()):
+        text = env.get_template(template).render(**ctx)
+        files[name] = (rendering.tidy_python(text) if name.endswith(".py") else text).encode("utf-8")
     files["spec.yaml"] = loaded.text.encode("utf-8")
     if vendor:
         files.update(vendored_runtime())
