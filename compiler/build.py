@@ -18,16 +18,54 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 STAGE_SUMMARY = {
     "pt": "next-token prediction on raw text (continued pre-training)",
     "sft": "next-token prediction on the assistant's responses of conversations",
+    "rm": "a reward model: a score head trained so that chosen responses score above rejected ones",
+    "dpo": "direct preference optimisation: raise the chosen response's likelihood over the rejected one, relative to a reference model",
+    "kto": "Kahneman-Tversky optimisation: raise desirable and lower undesirable responses, relative to a reference model",
+    "orpo": "odds-ratio preference optimisation: SFT on chosen responses plus an odds-ratio penalty on rejected ones, no reference model",
+    "simpo": "simple preference optimisation: a length-normalised margin between chosen and rejected responses, no reference model",
+    "ppo": "proximal policy optimisation: generate responses, score them, and raise the reward under a KL penalty to the reference model",
+    "grpo": "group relative policy optimisation: score groups of sampled responses per prompt and favour the above-average ones",
+}
+STAGE_TITLES = {
+    "pt": "pre-training",
+    "sft": "supervised fine-tuning",
+    "rm": "reward modelling",
+    "dpo": "DPO",
+    "kto": "KTO",
+    "orpo": "ORPO",
+    "simpo": "SimPO",
+    "ppo": "PPO",
+    "grpo": "GRPO",
+}
+TRAIN_TEMPLATES = {
+    "pt": "train.py.j2",
+    "sft": "train.py.j2",
+    "rm": "train_rm.py.j2",
+    "dpo": "train_pref.py.j2",
+    "orpo": "train_pref.py.j2",
+    "simpo": "train_pref.py.j2",
+    "kto": "train_kto.py.j2",
+    "ppo": "train_ppo.py.j2",
+    "grpo": "train_grpo.py.j2",
+}
+DATA_EXPECTED = {
+    "rm": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
+    "dpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
+    "orpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
+    "simpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
+    "kto": "Conversations with a desirability label (columns.kto_tag): the last response is desirable or not.",
+    "ppo": "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions).",
+    "grpo": "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions).",
 }
 DTYPES = {"float32", "bfloat16", "float16"}
 # Metrics plotted at the end of training, besides the loss, per stage.
 PLOT_KEYS = {
-    "rm": ("loss", "eval_loss", "eval_accuracy"),
+    "rm": ("loss", "accuracy", "margin", "eval_loss", "eval_accuracy"),
     "dpo": ("loss", "rewards/accuracies", "rewards/margins"),
     "kto": ("loss", "rewards/chosen", "rewards/rejected"),
     "orpo": ("loss", "rewards/accuracies", "rewards/margins"),
     "simpo": ("loss", "rewards/accuracies", "rewards/margins"),
-    "grpo": ("loss", "reward"),
+    "grpo": ("loss", "reward", "kl"),
 }
 
 
@@ -102,7 +140,7 @@ def _title(spec: dict) -> str:
     method = {"lora": "LoRA", "full": "Full-parameter", "freeze": "Partially frozen"}[spec["method"]["finetuning_type"]]
     if spec["model"]["quantization_bit"]:
         method = f"QLoRA ({spec['model']['quantization_bit']}-bit)"
-    stage = {"pt": "pre-training", "sft": "supervised fine-tuning"}[spec["method"]["stage"]]
+    stage = STAGE_TITLES[spec["method"]["stage"]]
     return f"{method} {stage} of {spec['model']['model_name_or_path']} on {', '.join(spec['data']['dataset'])}."
 
 
@@ -148,7 +186,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         warmup=spec["training"]["warmup_steps"] or spec["training"]["warmup_ratio"],
         data_summary=_data_summary(spec),
     )
-    if ctx["stage"] == "sft" and data["template"] != "tokenizer":
+    ctx.update(_model_paths(resolved, run_dir))
+    if ctx["stage"] != "pt" and data["template"] != "tokenizer":
         template = TEMPLATES[data["template"]]
         ctx.update(
             template_name=template.name,
@@ -161,8 +200,22 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     return ctx
 
 
+def _model_paths(resolved: Resolved, run_dir: Path) -> dict:
+    """Reference and reward models, written like MODEL: relative to the run when local, else hub ids."""
+    method, loaded, out = resolved.spec["method"], resolved.loaded, {}
+    for key in ("ref_model", "reward_model"):
+        value = method.get(key)
+        local = bool(value) and is_local_path(value, loaded.base_dir)
+        out[f"{key}_path"] = relative_to_run(loaded, value, run_dir) if local else value
+        out[f"{key}_is_local"] = local
+    out["reward_functions"] = resolved.reward_functions
+    return out
+
+
 def _data_summary(spec: dict) -> str:
     data = spec["data"]
+    if spec["method"]["stage"] in DATA_EXPECTED:
+        return DATA_EXPECTED[spec["method"]["stage"]]
     if spec["method"]["stage"] == "pt":
         return "Raw text (a text column or .txt lines); each document ends with EOS and long ones are split into chunks."
     parts = ["Conversations (alpaca, sharegpt or openai rows, as registered in dataset_info.json)."]
@@ -204,7 +257,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     env = rendering.environment()
     env.filters.update(ident=_ident, dtype=_dtype)
     outputs = {
-        "train.py": "train.py.j2",
+        "train.py": TRAIN_TEMPLATES[resolved.spec["method"]["stage"]],
         "accelerate_config.yaml": "accelerate_config.yaml.j2",
         "requirements.txt": "requirements.txt.j2",
         "README.md": "README.md.j2",
@@ -222,6 +275,8 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
         text = env.get_template(template).render(**ctx)
         files[name] = (rendering.tidy_python(text) if name.endswith(".py") else text).encode("utf-8")
     files["spec.yaml"] = loaded.text.encode("utf-8")
+    if resolved.reward_source is not None:
+        files["rewards.py"] = resolved.reward_source
     if vendor:
         files.update(vendored_runtime())
     return resolved, files

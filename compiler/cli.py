@@ -14,6 +14,7 @@ from ._version import __version__
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="ffc, the fine-tuning factory compiler: a YAML spec becomes a standalone training run directory.",
 )
 

@@ -58,6 +58,8 @@ class Resolved:
     inputs: dict  # relative file path -> sha256 (when the files are present at build time)
     registry: Optional[dict]  # the dataset_info.json entries this run uses, if readable at build time
     registry_note: str = ""
+    reward_functions: tuple = ()  # names of the public functions of method.reward_funcs
+    reward_source: Optional[bytes] = None  # that file, copied into the run as rewards.py
 
     @property
     def name(self) -> str:
@@ -125,7 +127,32 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
 
     registry, inputs, note = _registry(loaded, spec)
-    return Resolved(loaded=loaded, spec=spec, upstream=upstream, inputs=inputs, registry=registry, registry_note=note)
+    resolved = Resolved(loaded=loaded, spec=spec, upstream=upstream, inputs=inputs, registry=registry, registry_note=note)
+    if method.get("reward_funcs"):
+        resolved.reward_source, resolved.reward_functions = _reward_functions(loaded, method["reward_funcs"])
+        inputs["reward_funcs:" + method["reward_funcs"]] = hashlib.sha256(resolved.reward_source).hexdigest()
+    return resolved
+
+
+def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
+    """Read the reward-functions file (never import it: building runs no user code) and list its functions."""
+    import ast
+
+    path = loaded.base_dir / value
+    where = loaded.where(("method", "reward_funcs"))
+    try:
+        source = path.read_bytes()
+        tree = ast.parse(source, filename=str(path))
+    except FileNotFoundError:
+        raise SpecError([Issue(where, "method.reward_funcs", f"{path} not found")]) from None
+    except SyntaxError as exc:
+        raise SpecError([Issue(where, "method.reward_funcs", f"{path}:{exc.lineno}: {exc.msg}")]) from None
+    names = tuple(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))
+    if not names:
+        raise SpecError(
+            [Issue(where, "method.reward_funcs", f"{path} defines no public function: define fn(prompts, completions, **columns) -> list[float]")]
+        )
+    return source, names
 
 
 def relative_to_run(loaded: LoadedSpec, value: str, run_dir: Path) -> str:

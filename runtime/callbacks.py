@@ -70,7 +70,7 @@ def plot_loss(output_dir: str | Path, keys: tuple[str, ...] = ("loss", "eval_los
             ax.plot(steps, _smooth(list(values)), color="#1f77b4", label="smoothed")
         ax.set(xlabel="step", ylabel=key, title=f"{key} of {output_dir.name}")
         ax.legend()
-        path = output_dir / f"training_{key}.png"
+        path = output_dir / f"training_{key.replace('/', '_')}.png"
         fig.savefig(path, bbox_inches="tight")
         plt.close(fig)
         written.append(path)

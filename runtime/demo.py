@@ -1,8 +1,9 @@
 """Demo data that ffc writes itself: small, deterministic and learnable by a tiny model.
 
-Three datasets in LLaMA-Factory's formats plus their dataset_info.json:
-``demo_alpaca`` (alpaca), ``demo_sharegpt`` (multi-turn sharegpt) and
-``demo_text`` (plain text for pre-training). The answers follow simple rules, so
+Datasets in LLaMA-Factory's formats plus their dataset_info.json:
+``demo_alpaca`` (alpaca), ``demo_sharegpt`` (multi-turn sharegpt), ``demo_text``
+(plain text for pre-training), ``demo_pairs`` (preference pairs) and ``demo_kto``
+(labelled responses). The answers follow simple rules, so
 a model of a few hundred thousand parameters visibly learns them in minutes on CPU.
 """
 
@@ -84,6 +85,52 @@ def text_rows(count: int, seed: int = 2) -> list[dict]:
     return rows
 
 
+def _wrong(answer: str, rng: random.Random) -> str:
+    """A plausible but wrong (or evasive) answer: what preference data teaches the model to avoid."""
+    if rng.random() < 0.4:
+        return "I am not sure."
+    words = answer.rstrip(".").split()
+    if words[-1].isdigit():
+        words[-1] = str(int(words[-1]) + rng.randint(1, 5))
+    elif words[-1] in COLORS:
+        words[-1] = rng.choice([c for c in COLORS if c != words[-1]])
+    else:
+        words = list(reversed(words))
+        rng.shuffle(words)
+    return " ".join(words) + ("." if answer.endswith(".") else "")
+
+
+def preference_rows(count: int, seed: int = 3) -> list[dict]:
+    """sharegpt ranking rows, as LLaMA-Factory's dpo_en_demo: the chosen answer is right, the rejected one not."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        question, answer = TASKS[i % len(TASKS)](rng)
+        wrong = _wrong(answer, rng)
+        if wrong == answer:
+            wrong = "I am not sure."
+        rows.append(
+            {
+                "conversations": [{"from": "human", "value": question}],
+                "chosen": {"from": "gpt", "value": answer},
+                "rejected": {"from": "gpt", "value": wrong},
+            }
+        )
+    return rows
+
+
+def kto_rows(count: int, seed: int = 4) -> list[dict]:
+    """Conversations labelled desirable (a right answer) or not, as LLaMA-Factory's kto_en_demo."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        question, answer = TASKS[i % len(TASKS)](rng)
+        good = i % 2 == 0
+        reply = answer if good else _wrong(answer, rng)
+        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}], "label": good})
+    return rows
+
+
 DATASET_INFO = {
     "demo_alpaca": {"file_name": "demo_alpaca.json"},
     "demo_sharegpt": {
@@ -92,6 +139,18 @@ DATASET_INFO = {
         "columns": {"messages": "conversations", "system": "system"},
     },
     "demo_text": {"file_name": "demo_text.jsonl", "columns": {"prompt": "text"}},
+    "demo_pairs": {
+        "file_name": "demo_pairs.json",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+    },
+    "demo_kto": {
+        "file_name": "demo_kto.json",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "kto_tag": "label"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+    },
 }
 
 
@@ -101,6 +160,8 @@ def write_demo_data(folder: str | Path, size: int = 600) -> Path:
     (folder / "demo_alpaca.json").write_text(json.dumps(alpaca_rows(size), indent=1, ensure_ascii=False) + "\n")
     (folder / "demo_sharegpt.json").write_text(json.dumps(sharegpt_rows(size // 2), indent=1, ensure_ascii=False) + "\n")
     (folder / "demo_text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_rows(size)))
+    (folder / "demo_pairs.json").write_text(json.dumps(preference_rows(size), indent=1) + "\n")
+    (folder / "demo_kto.json").write_text(json.dumps(kto_rows(size), indent=1) + "\n")
     (folder / "dataset_info.json").write_text(json.dumps(DATASET_INFO, indent=2) + "\n")
     return folder
 

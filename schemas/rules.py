@@ -78,6 +78,24 @@ def online_stages_need_a_reward(spec: Spec):
 
 
 @rule
+def batch_shapes(spec: Spec):
+    training, method = spec.training, spec.method
+    if method.stage == "kto" and training.per_device_train_batch_size < 2:
+        yield Problem(
+            ("training", "per_device_train_batch_size"),
+            "KTO estimates its KL term from other samples of the same batch: use a batch size of at least 2.",
+        )
+    if method.stage == "grpo":
+        rollouts = training.per_device_train_batch_size * training.gradient_accumulation_steps * spec.distributed.num_processes
+        if rollouts % method.num_generations:
+            yield Problem(
+                ("method", "num_generations"),
+                f"GRPO samples groups of {method.num_generations} responses from the {rollouts} completions of one "
+                "optimizer step (batch size x accumulation x processes): make that a multiple of num_generations.",
+            )
+
+
+@rule
 def masking_options(spec: Spec):
     if spec.data.mask_history and spec.data.train_on_prompt:
         yield Problem(

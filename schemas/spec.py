@@ -306,7 +306,7 @@ PPO_FIELDS = (
 )  # fmt: skip
 # The stages each stage-specific option applies to.
 STAGE_FIELDS = {
-    **{name: ("dpo", "kto", "orpo", "simpo") for name in ("pref_beta",)},
+    "pref_beta": ("dpo", "kto", "orpo", "simpo", "grpo"),
     "pref_loss": ("dpo",),
     "pref_ftx": ("dpo", "orpo", "simpo"),
     "dpo_label_smoothing": ("dpo",),
