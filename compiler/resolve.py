@@ -85,12 +85,29 @@ def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str
         attrs = resolve_datasets(dataset_dir, names, registry)
     except RegistryError as exc:
         raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", str(exc))]) from None
+    _check_stage_data(loaded, spec["method"]["stage"], attrs)
     inputs = {}
     for attr in attrs:
         for path in data_files(dataset_dir, attr):
             if path.is_file():
                 inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
     return {name: registry[name] for name in names}, inputs, ""
+
+
+def _check_stage_data(loaded: LoadedSpec, stage: str, attrs) -> None:
+    """What each stage needs from its datasets, checked from dataset_info.json when it is there."""
+    from ffc.runtime.data.convert import data_kind
+
+    kind, problems = data_kind(stage), []
+    for attr in attrs:
+        if kind == "pairs" and not attr.ranking:
+            problems.append(f"dataset {attr.name!r} has no preference pairs: stage {stage} needs ranking: true with chosen and rejected responses")
+        elif kind != "pairs" and attr.ranking:
+            problems.append(f"dataset {attr.name!r} holds preference pairs (ranking: true): stage {stage} cannot use them")
+        elif kind == "kto" and not attr.column("kto_tag"):
+            problems.append(f"dataset {attr.name!r} has no desirability label: name it in dataset_info.json as columns.kto_tag")
+    if problems:
+        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", p) for p in problems])
 
 
 def resolve(loaded: LoadedSpec) -> Resolved:
