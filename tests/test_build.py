@@ -223,3 +223,37 @@ def test_unknown_dataset_points_at_the_spec_line(write_spec, tmp_path):
     with pytest.raises(SpecError) as info:
         resolve(load_spec(path))
     assert f"{path}:8:3: data.dataset:" in str(info.value) and "did you mean 'demo_alpaca_v2'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        (["method.pref_loss=ipo"], "loss_type=['ipo'],"),
+        (["method.pref_loss=hinge", "method.pref_ftx=0.5"], "loss_type=['hinge', \"sft\"]"),
+        (["method.dpo_label_smoothing=0.1"], "label_smoothing=0.1,"),
+    ],
+)
+def test_dpo_loss_options_reach_the_config(write_spec, tmp_path, overrides, expected):
+    text = MINIMAL_SPEC.replace("stage: sft", "stage: dpo")
+    code = _code_of(build(write_spec(text), tmp_path / "run", overrides))
+    assert expected in code and "PretokenizedDPOTrainer" in code
+    assert "ORPO" not in code and "KTO" not in code and "PPOTrainer" not in code
+    if "pref_ftx" in " ".join(overrides):
+        assert "loss_weights=[1.0, 0.5]," in code
+
+
+@pytest.mark.parametrize("stage", ["rm", "dpo", "kto", "orpo", "simpo", "ppo", "grpo"])
+def test_each_stage_holds_only_its_own_code(write_spec, tmp_path, stage):
+    (tmp_path / "rewards.py").write_text("def ok(prompts, completions, **columns):\n    return [1.0] * len(completions)\n")
+    extra = ["method.reward_funcs=rewards.py"] if stage in ("ppo", "grpo") else []
+    extra += ["training.per_device_train_batch_size=2"] if stage == "kto" else []
+    extra += ["training.per_device_train_batch_size=4"] if stage == "grpo" else []
+    files = build(write_spec(MINIMAL_SPEC.replace("stage: sft", f"stage: {stage}")), tmp_path / "run", extra)
+    code = _code_of(files)
+    markers = {"rm": "RewardTrainer", "dpo": "PretokenizedDPOTrainer", "kto": "PretokenizedKTOTrainer",
+               "orpo": "PretokenizedORPOTrainer", "simpo": "PretokenizedCPOTrainer", "ppo": "PPOTrainer(", "grpo": "GRPOTrainer("}  # fmt: skip
+    for other, marker in markers.items():
+        assert (marker in code) == (other == stage), (stage, marker)
+    assert ("rewards.py" in files) == (stage in ("ppo", "grpo"))
+    readme = files["README.md"].decode()
+    assert f"`{stage}`" in readme and "## Data" in readme

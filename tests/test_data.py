@@ -224,3 +224,35 @@ def test_tokenizer_template_masks_like_ours(tokenizer):
     # The tokenizer's template trains the newline after <|im_end|> too; otherwise the same tokens.
     spans = trained_text(tokenizer, out["input_ids"][0], out["labels"][0])
     assert [s.rstrip("\n") for s in spans] == trained_text(tokenizer, ours, ours_labels)
+
+
+@needs_shared(DEMO_DATA)
+def test_llamafactory_preference_and_kto_demos_tokenize(tokenizer):
+    from ffc.runtime.data.pairs import KTOEncoder, PairEncoder
+
+    registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
+    opts = MaskOptions(cutoff_len=512)
+    pairs = load_datasets(DEMO_DATA, registry, ["dpo_en_demo"], "dpo")
+    assert len(pairs) == 300 and pairs[0]["chosen"] != pairs[0]["rejected"]
+    tokenized, stats = tokenize_dataset(pairs, PairEncoder(tokenizer, TEMPLATES["qwen"], opts))
+    assert stats.kept == 300 and stats.dropped == {}
+    rows = tokenized.select(range(50))
+    assert all(tokenizer.decode(r["prompt_ids"]).endswith("<|im_start|>assistant\n") for r in rows)
+    whole = [r for r in rows if len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) < 512]
+    assert whole and all(tokenizer.decode(r["chosen_ids"]).endswith("<|im_end|>") for r in whole)
+    labelled = load_datasets(DEMO_DATA, registry, ["kto_en_demo"], "kto")
+    assert sorted(set(labelled["label"])) == [False, True]
+    tokenized, stats = tokenize_dataset(labelled, KTOEncoder(tokenizer, TEMPLATES["qwen"], opts))
+    assert stats.kept == len(labelled) and set(tokenized.column_names) >= {"prompt_ids", "completion_ids", "label"}
+
+
+def test_pair_prompt_is_the_inference_prompt(tokenizer):
+    """The prompt tokens of a pair are exactly what the template gives the model at inference."""
+    from ffc.runtime.data.pairs import PairEncoder
+
+    encoder = PairEncoder(tokenizer, TEMPLATES["chatml"], MaskOptions(cutoff_len=512))
+    batch = {"messages": [CONV["messages"][:3]], "chosen": ["The sky is blue."], "rejected": ["I am not sure."], "system": ["Be brief."], "tools": [""]}
+    out = encoder.encode_batch(batch)
+    prompt = TEMPLATES["chatml"].render(CONV["messages"][:3], system="Be brief.", add_generation_prompt=True).text
+    assert out["prompt_ids"][0] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(out["chosen_ids"][0]) == "The sky is blue.<|im_end|>"
