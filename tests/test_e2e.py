@@ -122,14 +122,18 @@ def test_pretraining_with_packing(demo, tmp_path):
     assert losses[-1] < losses[0] - 0.1, losses
 
 
-def test_preview_shows_trained_spans(demo, tmp_path):
-    spec_run = tmp_path / "run"
-    spec = tmp_path / "spec.yaml"
+def build_lora_sft(demo, tmp_path, *options):
+    spec, run = tmp_path / "spec.yaml", tmp_path / "run"
     spec.write_text(
         SPEC.format(model=demo / "tiny-model", data=demo / "data", stage="sft", method="lora",
                     dataset="demo_alpaca", template="  template: chatml\n", lr=1e-3)
     )  # fmt: skip
-    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(spec_run)], check=True)
+    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run), *options], check=True)
+    return run
+
+
+def test_preview_shows_trained_spans(demo, tmp_path):
+    spec_run = build_lora_sft(demo, tmp_path)
     result = subprocess.run([sys.executable, "train.py", "--preview", "2"], cwd=spec_run, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "===== sample 2:" in result.stdout and "«" in result.stdout and "samples: 600, kept: 600" in result.stdout
@@ -141,13 +145,7 @@ def test_vendored_run_works_without_ffc_installed(demo, tmp_path):
     import site
     import sysconfig
 
-    run = tmp_path / "run"
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        SPEC.format(model=demo / "tiny-model", data=demo / "data", stage="sft", method="lora",
-                    dataset="demo_alpaca", template="  template: chatml\n", lr=1e-3)
-    )  # fmt: skip
-    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run), "--vendor"], check=True)
+    run = build_lora_sft(demo, tmp_path, "--vendor")
     env_dir = tmp_path / "no-ffc"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
