@@ -209,6 +209,10 @@ def _model_paths(resolved: Resolved, run_dir: Path) -> dict:
         out[f"{key}_path"] = relative_to_run(loaded, value, run_dir) if local else value
         out[f"{key}_is_local"] = local
     out["reward_functions"] = resolved.reward_functions
+    value = resolved.spec["inference"]["model_path"]
+    local = bool(value) and is_local_path(value, loaded.base_dir)
+    out["inference_model_path"] = relative_to_run(loaded, value, run_dir) if local else value
+    out["inference_model_is_local"] = local
     return out
 
 
@@ -265,6 +269,9 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     }
     if "template_fields" in ctx:
         outputs["chat_template.py"] = "chat_template.py.j2"
+        # Scripts for after training: they talk to the model through its chat template.
+        outputs["chat.py"] = "chat.py.j2"
+        outputs["serve.py"] = "serve.py.j2"
     if ctx["deepspeed"]:
         outputs["ds_config.json"] = "ds_config.json.j2"
     if ctx["registry_in_run"]:

@@ -135,6 +135,8 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         training["eval_steps"] = training["save_steps"]
     if "none" in logging_["report_to"] and len(logging_["report_to"]) > 1:
         logging_["report_to"] = [r for r in logging_["report_to"] if r != "none"]
+    if spec["serve"]["model_name"] is None:
+        spec["serve"]["model_name"] = spec["name"]
     if spec["distributed"]["backend"] != "deepspeed":
         spec["distributed"].pop("deepspeed")
 

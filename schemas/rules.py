@@ -203,5 +203,16 @@ def distributed(spec: Spec):
         )
 
 
+@rule
+def export_options(spec: Spec):
+    if spec.export.ollama and not spec.export.gguf:
+        yield Problem(("export", "ollama"), "an Ollama Modelfile points at a GGUF file: set export.gguf (e.g. [q8_0]).")
+    if spec.serve.host not in ("127.0.0.1", "localhost", "::1") and not spec.serve.api_key_env:
+        yield Problem(
+            ("serve", "host"),
+            f"serving on {spec.serve.host} exposes the model to the network: set serve.api_key_env so clients need a key.",
+        )
+
+
 def check(spec: Spec) -> list[Problem]:
     return [problem for rule_fn in RULES for problem in rule_fn(spec)]

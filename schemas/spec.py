@@ -283,6 +283,66 @@ class DistributedSection(Section):
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection, description="DeepSpeed options.")
 
 
+class InferenceSection(Section):
+    """How chat.py, serve.py and eval.py load the trained model and generate."""
+
+    infer_backend: Literal["huggingface", "vllm"] = Field(
+        "huggingface", description="Generation engine: transformers, or vLLM (GPU only)."
+    )
+    model_path: Optional[str] = Field(
+        None,
+        description="Load this model instead of the run's result (e.g. the exported directory). Default: the base model with the run's adapter, or the run's output.",
+    )
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling.")
+    top_k: int = Field(50, ge=0, description="Top-k sampling (0: off).")
+    max_new_tokens: int = Field(512, ge=1, description="Longest response.")
+    repetition_penalty: float = Field(1.0, gt=0, description="Penalty on repeated tokens (1: off).")
+    vllm_gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM: share of GPU memory it may use.")
+    vllm_max_model_len: Optional[int] = Field(None, ge=16, description="vLLM: longest sequence (default: the model's).")
+
+
+class ServeSection(Section):
+    host: str = Field("127.0.0.1", description="Address serve.py binds to (0.0.0.0 exposes it to the network).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
+    api_key_env: Optional[str] = Field(
+        None,
+        description="Name of the environment variable holding the API key clients must send (Bearer). Unset: no key.",
+    )
+    model_name: Optional[str] = Field(None, description="Model id the API reports (default: the run's name).")
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
+
+
+class EvalSection(Section):
+    task_dir: Optional[str] = Field(
+        None, description="Folder of a multiple-choice benchmark in the MMLU/CMMLU/C-Eval layout (see README)."
+    )
+    split: str = Field("test", description="Benchmark split to score (a subfolder of task_dir).")
+    n_shot: int = Field(5, ge=0, description="Worked examples from the dev split before each question.")
+    lang: Literal["en", "zh"] = Field("en", description="Language of the benchmark prompt.")
+    batch_size: int = Field(4, ge=1, description="Questions (or generations) per forward pass.")
+    predict_dataset: list[str] = Field(
+        default_factory=list,
+        description="Datasets for generation evaluation (BLEU-4, ROUGE); default: data.eval_dataset.",
+    )
+    max_samples: Optional[int] = Field(None, ge=1, description="Evaluate at most this many samples.")
+    output_dir: str = Field("eval", description="Where eval.py writes its results, relative to the run directory.")
+
+    _split = field_validator("predict_dataset", mode="before")(_split_names)
+
+
+class ExportSection(Section):
+    export_dir: str = Field("exported", description="Where export.py writes the merged model, relative to the run directory.")
+    export_size: int = Field(5, ge=1, description="Largest safetensors shard, in GB.")
+    export_dtype: Literal["float16", "bfloat16", "float32"] = Field("bfloat16", description="Dtype of the exported weights.")
+    gguf: list[Literal["f16", "q8_0"]] = Field(
+        default_factory=list, description="GGUF files to write next to the merged model (for llama.cpp and Ollama)."
+    )
+    ollama: bool = Field(False, description="Write an Ollama Modelfile for the GGUF file (needs gguf).")
+
+    _split = field_validator("gguf", mode="before")(_split_names)
+
+
 class Spec(Section):
     """A fine-tuning run."""
 
@@ -294,6 +354,10 @@ class Spec(Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+    inference: InferenceSection = Field(default_factory=InferenceSection)
+    serve: ServeSection = Field(default_factory=ServeSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+    export: ExportSection = Field(default_factory=ExportSection)
 
 
 # Fields that only mean something for one finetuning_type; the lock file leaves the others out.
