@@ -213,6 +213,9 @@ def _model_paths(resolved: Resolved, run_dir: Path) -> dict:
     local = bool(value) and is_local_path(value, loaded.base_dir)
     out["inference_model_path"] = relative_to_run(loaded, value, run_dir) if local else value
     out["inference_model_is_local"] = local
+    task_dir = resolved.spec["eval"]["task_dir"]
+    out["eval_task_dir"] = relative_to_run(loaded, task_dir, run_dir) if task_dir else None
+    out["predict_datasets"] = resolved.spec["eval"]["predict_dataset"] or resolved.spec["data"]["eval_dataset"]
     return out
 
 
@@ -272,6 +275,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
         # Scripts for after training: they talk to the model through its chat template.
         outputs["chat.py"] = "chat.py.j2"
         outputs["serve.py"] = "serve.py.j2"
+        outputs["eval.py"] = "eval.py.j2"
     if ctx["deepspeed"]:
         outputs["ds_config.json"] = "ds_config.json.j2"
     if ctx["registry_in_run"]:
