@@ -195,6 +195,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             template_class=type(template).__name__,
             template_fields=template.definition(),
         )
+    ctx["has_template"] = "template_fields" in ctx
     if ctx["deepspeed"]:
         ctx["deepspeed_config"] = _deepspeed(spec)
     return ctx
@@ -272,10 +273,14 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     }
     if "template_fields" in ctx:
         outputs["chat_template.py"] = "chat_template.py.j2"
-        # Scripts for after training: they talk to the model through its chat template.
-        outputs["chat.py"] = "chat.py.j2"
-        outputs["serve.py"] = "serve.py.j2"
-        outputs["eval.py"] = "eval.py.j2"
+    stage = resolved.spec["method"]["stage"]
+    if stage != "rm":  # every other stage ends with a causal language model
+        outputs["export.py"] = "export.py.j2"
+        if ctx["has_template"] and stage != "pt":
+            # Scripts for after training: they talk to the model through its chat template.
+            outputs["chat.py"] = "chat.py.j2"
+            outputs["serve.py"] = "serve.py.j2"
+            outputs["eval.py"] = "eval.py.j2"
     if ctx["deepspeed"]:
         outputs["ds_config.json"] = "ds_config.json.j2"
     if ctx["registry_in_run"]:

@@ -333,7 +333,7 @@ class EvalSection(Section):
 
 class ExportSection(Section):
     export_dir: str = Field("exported", description="Where export.py writes the merged model, relative to the run directory.")
-    export_size: int = Field(5, ge=1, description="Largest safetensors shard, in GB.")
+    export_size: float = Field(5, gt=0, description="Largest safetensors shard, in GB.")
     export_dtype: Literal["float16", "bfloat16", "float32"] = Field("bfloat16", description="Dtype of the exported weights.")
     gguf: list[Literal["f16", "q8_0"]] = Field(
         default_factory=list, description="GGUF files to write next to the merged model (for llama.cpp and Ollama)."

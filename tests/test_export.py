@@ -1,0 +1,156 @@
+"""export.py: merged weights, the exported directory, GGUF files and the Ollama Modelfile."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ffc.runtime.chat.templates import TEMPLATES
+from ffc.runtime.export import ExportError, gguf_name, merge_and_save, ollama_modelfile, rope_interleave, write_gguf
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "5."}]
+
+
+@pytest.fixture(scope="module")
+def adapter(demo, tmp_path_factory):
+    """A LoRA adapter with random (non-zero) weights on every linear layer: merging must change the model."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = tmp_path_factory.mktemp("adapter")
+    torch.manual_seed(0)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(demo / "tiny-model"),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
+    )
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(demo / "tiny-model").save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(demo, adapter, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exported")
+    model, tokenizer = merge_and_save(str(demo / "tiny-model"), str(adapter), out, TEMPLATES["chatml"], dtype="float32", shard_gb=0.0002)
+    return out, model, tokenizer
+
+
+def test_merged_logits_equal_base_plus_adapter(demo, adapter, exported):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out, _, _ = exported
+    ids = torch.tensor([[5, 60, 70, 80, 90, 100, 110]])
+    base = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
+    with torch.no_grad():
+        plain = base(input_ids=ids).logits
+        unmerged = PeftModel.from_pretrained(base, adapter).eval()(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=ids).logits
+    assert not torch.allclose(plain, unmerged, atol=1e-3)  # the adapter matters
+    assert torch.allclose(merged, unmerged, atol=1e-5)
+
+
+def test_export_is_sharded_and_chats_with_the_run_template(exported):
+    from transformers import AutoTokenizer
+
+    out, _, _ = exported
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    for add_generation_prompt, messages in ((False, CHAT), (True, CHAT[:2])):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        assert text == TEMPLATES["chatml"].render(messages, add_generation_prompt=add_generation_prompt).text
+
+
+def test_refuses_merging_into_a_quantized_base(tmp_path, adapter):
+    base = tmp_path / "gptq-base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gptq"}}))
+    with pytest.raises(ExportError, match="stored quantized.*full-precision version of the base model"):
+        merge_and_save(str(base), str(adapter), tmp_path / "out", None)
+
+
+@pytest.mark.parametrize("kind", ["f16", "q8_0"])
+def test_gguf_reads_back(exported, tmp_path, kind):
+    import gguf
+
+    _, model, tokenizer = exported
+    path = write_gguf(model, tokenizer, tmp_path / f"m-{kind}.gguf", kind, name="tiny")
+    reader = gguf.GGUFReader(str(path))
+
+    def field(key):
+        value = reader.fields[key]
+        return value.contents() if hasattr(value, "contents") else value.parts[value.data[0]]
+
+    config = model.config
+    assert field("general.architecture") == "llama"
+    assert field("llama.block_count") == config.num_hidden_layers
+    assert field("llama.embedding_length") == config.hidden_size
+    assert field("llama.attention.head_count_kv") == config.num_key_value_heads
+    assert field("tokenizer.ggml.model") == "gpt2"
+    assert len(field("tokenizer.ggml.tokens")) == len(tokenizer)
+    assert field("tokenizer.chat_template") == tokenizer.chat_template
+    state = model.state_dict()
+    tensors = {t.name: t for t in reader.tensors}
+    assert set(tensors) == {gguf_name(name) for name in state}
+    for hf_name, weight in state.items():
+        tensor = tensors[gguf_name(hf_name)]
+        assert [int(d) for d in tensor.shape] == list(reversed(weight.shape))  # GGUF lists dimensions innermost first
+        expected_type = "F32" if weight.ndim == 1 else kind.upper()
+        assert tensor.tensor_type.name == expected_type
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(weight.shape)
+        original = weight.numpy()
+        if hf_name.endswith("q_proj.weight"):
+            original = rope_interleave(original, config.num_attention_heads)
+        elif hf_name.endswith("k_proj.weight"):
+            original = rope_interleave(original, config.num_key_value_heads)
+        tolerance = 1e-3 if kind == "f16" else 2e-2 * float(np.abs(original).max())
+        assert np.abs(values - original).max() <= tolerance, hf_name
+
+
+def test_gguf_runs_in_llama_cpp_like_transformers(exported, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds from source)")
+    from transformers import AutoModelForCausalLM
+
+    out, model, tokenizer = exported
+    path = write_gguf(model, tokenizer, tmp_path / "m.gguf", "f16", name="tiny")
+    reference = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float16).float().eval()  # the same f16 weights
+    prompt = tokenizer(TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+    got = []
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+        got.append(token)
+        if len(got) == len(expected) or token == tokenizer.eos_token_id:
+            break
+    assert got == expected
+
+
+def test_ollama_modelfile_follows_the_template():
+    modelfile = ollama_modelfile(TEMPLATES["chatml"], "m.gguf", "", "</s>", default_system="Be brief.")
+    assert modelfile.startswith("FROM ./m.gguf\n")
+    assert '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n' in modelfile
+    assert '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n{{ end }}' in modelfile
+    assert '{{ end }}<|im_start|>assistant\n"""' in modelfile  # the generation prompt closes the template
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile and 'SYSTEM """Be brief."""' in modelfile
+    llama2 = ollama_modelfile(TEMPLATES["llama2"], "m.gguf", "<s>", "</s>")
+    assert "{{ if and (eq $i 0) $.System }}<s>[INST] <<SYS>>\n{{ $.System }}\n<</SYS>>\n\n{{ .Content }} [/INST]" in llama2
+    assert "{{-" not in modelfile + llama2  # trim markers would eat the template's newlines
+
+
+def test_export_script_is_generated_per_stage(write_spec, tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+
+    from .conftest import MINIMAL_SPEC
+
+    _, sft = build_files(load_spec(write_spec(MINIMAL_SPEC), ["export.gguf=q8_0", "export.ollama=true"]), tmp_path / "a")
+    assert {"export.py", "chat.py", "serve.py", "eval.py"} <= set(sft)
+    assert "default=['q8_0']" in sft["export.py"].decode() and "ADAPTER = str(RUN_DIR / 'output')" in sft["export.py"].decode()
+    _, rm = build_files(load_spec(write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: rm"))), tmp_path / "b")
+    assert not {"export.py", "chat.py", "serve.py"} & set(rm)
+    pt_spec = MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")
+    _, pt = build_files(load_spec(write_spec(pt_spec, "pt.yaml")), tmp_path / "c")
+    assert "export.py" in pt and "chat.py" not in pt and "TEMPLATE" not in pt["export.py"].decode()
