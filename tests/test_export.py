@@ -154,3 +154,46 @@ def test_export_script_is_generated_per_stage(write_spec, tmp_path):
     pt_spec = MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")
     _, pt = build_files(load_spec(write_spec(pt_spec, "pt.yaml")), tmp_path / "c")
     assert "export.py" in pt and "chat.py" not in pt and "TEMPLATE" not in pt["export.py"].decode()
+
+
+@pytest.fixture(scope="module")
+def qwen2(demo, tmp_path_factory):
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-model")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(1)
+    return Qwen2ForCausalLM(config).eval(), tokenizer
+
+
+def test_qwen2_gguf_keeps_biases_and_rope_layout(qwen2, tmp_path):
+    import gguf
+
+    model, tokenizer = qwen2
+    reader = gguf.GGUFReader(str(write_gguf(model, tokenizer, tmp_path / "q.gguf", "f16")))
+    assert reader.fields["general.architecture"].contents() == "qwen2"
+    tensors = {t.name: t for t in reader.tensors}
+    assert {"blk.0.attn_q.bias", "blk.1.attn_v.bias"} <= set(tensors)
+    q = gguf.quants.dequantize(tensors["blk.0.attn_q.weight"].data, tensors["blk.0.attn_q.weight"].tensor_type)
+    original = model.state_dict()["model.layers.0.self_attn.q_proj.weight"].numpy()
+    assert np.abs(q.reshape(original.shape) - original).max() < 1e-3  # qwen2 keeps transformers' rotary layout
+
+
+def test_qwen2_gguf_runs_in_llama_cpp_like_transformers(qwen2, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds from source)")
+    model, tokenizer = qwen2
+    path = write_gguf(model, tokenizer, tmp_path / "q.gguf", "f16")
+    reference = model.half().float()
+    prompt = tokenizer("What is 2 plus 3?", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None)[0, len(prompt) :].tolist()
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False)
+    got = []
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+        got.append(token)
+        if len(got) == len(expected):
+            break
+    assert got == expected
