@@ -104,6 +104,27 @@ def rope_interleave(weight, heads: int):
     return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
+# llama.cpp names the pre-tokenizer (how text is split before BPE); each name stands for one regex.
+_LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def pre_tokenizer_name(spec: dict) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenizer; an unknown one is refused rather than guessed,
+    because llama.cpp would then split text differently from training."""
+    pre = spec.get("pre_tokenizer") or {}
+    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return "gpt-2"
+    patterns = [p.get("pattern", {}).get("Regex") for p in pre.get("pretokenizers", []) if p.get("type") == "Split"]
+    for name, regex in (("llama-bpe", _LLAMA3_SPLIT), ("qwen2", _QWEN2_SPLIT)):
+        if regex in patterns:
+            return name
+    raise ExportError(
+        "the tokenizer's pre-tokenizer is not one ffc can name for llama.cpp (GPT-2, Llama 3 or Qwen2 splitting): "
+        "use llama.cpp's convert_hf_to_gguf.py on the exported directory"
+    )
+
+
 def _tokenizer_metadata(writer, tokenizer, add_bos: bool) -> None:
     import gguf
 
@@ -125,7 +146,7 @@ def _tokenizer_metadata(writer, tokenizer, add_bos: bool) -> None:
         types[added["id"]] = gguf.TokenType.CONTROL if added.get("special") else gguf.TokenType.USER_DEFINED
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre(pre_tokenizer_name(spec))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)

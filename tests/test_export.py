@@ -120,6 +120,8 @@ def test_gguf_runs_in_llama_cpp_like_transformers(exported, tmp_path):
     with torch.no_grad():
         expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
+    text = TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == prompt  # same tokenizer
     got = []
     for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
         got.append(token)
@@ -197,3 +199,42 @@ def test_qwen2_gguf_runs_in_llama_cpp_like_transformers(qwen2, tmp_path):
         if len(got) == len(expected):
             break
     assert got == expected
+
+
+def _tokenizer_with_split(regex):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ffc.runtime.demo import corpus
+
+    tok = Tokenizer(models.BPE())
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=regex is None)
+    tok.pre_tokenizer = byte_level if regex is None else pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"), byte_level])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(corpus() + ["it's 2024, 12345 apples\n\n  and 你好"] * 5, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
+@pytest.mark.parametrize("style", ["gpt-2", "llama-bpe", "qwen2"])
+def test_gguf_tokenizes_like_transformers(tmp_path, style):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ffc.runtime.export import _LLAMA3_SPLIT, _QWEN2_SPLIT, pre_tokenizer_name
+
+    tokenizer = _tokenizer_with_split({"gpt-2": None, "llama-bpe": _LLAMA3_SPLIT, "qwen2": _QWEN2_SPLIT}[style])
+    assert pre_tokenizer_name(json.loads(tokenizer.backend_tokenizer.to_str())) == style
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds from source)")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256)  # fmt: skip
+    path = write_gguf(LlamaForCausalLM(config), tokenizer, tmp_path / "t.gguf", "f16")
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, verbose=False, vocab_only=True)
+    for text in ["What is 12345 plus 7? it's RED,  blue\n\n\nend", "你好 world 2024!! don't"]:
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_unknown_pre_tokenizer_is_refused():
+    from ffc.runtime.export import pre_tokenizer_name
+
+    with pytest.raises(ExportError, match="convert_hf_to_gguf.py"):
+        pre_tokenizer_name({"pre_tokenizer": {"type": "Metaspace"}})
