@@ -112,7 +112,7 @@ def _deepspeed(spec: dict) -> dict:
     if ds["offload_param"]:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     return {
-        "train_batch_size": "auto",
+        # The global batch is left out: DeepSpeed derives it from these and the world size at launch.
         "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto",
         "gradient_clipping": "auto",

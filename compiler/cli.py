@@ -117,6 +117,41 @@ def demo(
 
 
 @app.command()
+def plan(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    config: Optional[Path] = typer.Option(None, "--config", help="The model's config.json (default: next to a local model)."),
+    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="GB per GPU: say whether it fits and what would."),
+    overrides: Optional[List[str]] = SetOption,
+):
+    """Estimate per-device training memory from the model's config.json alone."""
+    from . import plan as planner
+    from .resolve import resolve
+
+    loaded = _load(spec, overrides)
+    resolved = resolve(loaded)
+    try:
+        shape = planner.Shape.from_config(
+            planner.load_config(resolved.spec["model"]["model_name_or_path"], loaded.base_dir, str(config) if config else None)
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    setup = planner.setup_from_spec(resolved.spec)
+    result = planner.estimate(shape, setup)
+    typer.echo(f"{shape.params / 1e9:.2f}B parameters; {setup.label()}\n")
+    typer.echo(planner.table(result))
+    if gpu_memory:
+        verdict = "fits" if result.total <= gpu_memory else "does not fit"
+        typer.echo(f"\n{result.total:.1f} GB {verdict} in {gpu_memory:g} GB per GPU.")
+        options = planner.alternatives(shape, setup, gpu_memory)
+        if options:
+            typer.echo("Settings that fit, fewest changes first:")
+            for option in options:
+                typer.echo(f"  {option.total:6.1f} GB  {option.setup.label()}")
+        elif result.total > gpu_memory:
+            typer.echo("Nothing nearby fits: use more GPUs (ZeRO-3/FSDP), a shorter cutoff_len, or a smaller model.")
+
+
+@app.command()
 def templates():
     """List the chat templates."""
     from ffc.runtime.chat.templates import TEMPLATES
