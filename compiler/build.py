@@ -69,6 +69,21 @@ PLOT_KEYS = {
 }
 
 
+def _sh(value) -> Code:
+    """A shell word: quoted so the shell reads it back unchanged."""
+    import shlex
+
+    return Code(shlex.quote(str(value)))
+
+
+def _slurm(value) -> Code:
+    """One #SBATCH argument (the schema restricts these to plain words)."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_.,:@%+=-]+", text):
+        raise ValueError(f"{text!r} cannot be an #SBATCH argument")
+    return Code(text)
+
+
 def _ident(value) -> Code:
     if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) and not keyword.iskeyword(value)):
         raise ValueError(f"{value!r} is not a Python identifier")
@@ -196,6 +211,10 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             template_fields=template.definition(),
         )
     ctx["has_template"] = "template_fields" in ctx
+    dist = spec["distributed"]
+    ctx["processes_per_machine"] = dist["num_processes"] // dist["num_machines"]
+    ctx["uses_nccl"] = dist["backend"] != "none" or dist["num_processes"] > 1
+    ctx["slurm_job_name"] = re.sub(r"[^A-Za-z0-9_.-]", "_", spec["name"])[:64] or "ffc"
     if ctx["deepspeed"]:
         ctx["deepspeed_config"] = _deepspeed(spec)
     return ctx
@@ -263,11 +282,12 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     resolved = resolve(loaded)
     ctx = context(resolved, run_dir, vendor)
     env = rendering.environment()
-    env.filters.update(ident=_ident, dtype=_dtype)
+    env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm)
     outputs = {
         "train.py": TRAIN_TEMPLATES[resolved.spec["method"]["stage"]],
         "accelerate_config.yaml": "accelerate_config.yaml.j2",
         "requirements.txt": "requirements.txt.j2",
+        "launch.sh": "launch.sh.j2",
         "README.md": "README.md.j2",
         "ffc.lock.json": "ffc.lock.json.j2",
     }
@@ -283,6 +303,8 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
             outputs["eval.py"] = "eval.py.j2"
     if ctx["deepspeed"]:
         outputs["ds_config.json"] = "ds_config.json.j2"
+    if resolved.spec["distributed"]["slurm"] is not None:
+        outputs["slurm.sbatch"] = "slurm.sbatch.j2"
     if ctx["registry_in_run"]:
         outputs["dataset_info.json"] = "dataset_info.json.j2"
     ctx["lock"] = lock(resolved)

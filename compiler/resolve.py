@@ -110,6 +110,30 @@ def _check_stage_data(loaded: LoadedSpec, stage: str, attrs) -> None:
         raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", p) for p in problems])
 
 
+def _check_host_memory(loaded: LoadedSpec, spec: dict) -> None:
+    """Offloading moves optimizer states (and parameters) to CPU memory: check they fit the machine's,
+    when distributed.host_memory_gb is given and the model's config.json is on disk."""
+    from . import plan
+
+    dist = spec["distributed"]
+    ds, fsdp = dist.get("deepspeed") or {}, dist.get("fsdp") or {}
+    offloading = ds.get("offload_optimizer") or ds.get("offload_param") or fsdp.get("offload_params")
+    if not (dist["host_memory_gb"] and offloading):
+        return
+    try:
+        shape = plan.Shape.from_config(plan.load_config(spec["model"]["model_name_or_path"], loaded.base_dir))
+    except (FileNotFoundError, ValueError):
+        return  # checked by `ffc plan --config` instead
+    per_device = plan.estimate(shape, plan.setup_from_spec(spec)).cpu_gb
+    needed = per_device * dist["num_processes"] / dist["num_machines"]
+    if needed > dist["host_memory_gb"]:
+        raise SpecError([Issue(
+            loaded.where(("distributed", "host_memory_gb")), "distributed.host_memory_gb",
+            f"offloading needs about {needed:.0f} GB of CPU memory per machine, more than the {dist['host_memory_gb']:g} GB "
+            "given: offload less (offload_param: false), use more machines, or LoRA.",
+        )])  # fmt: skip
+
+
 def resolve(loaded: LoadedSpec) -> Resolved:
     spec = loaded.spec.model_dump(mode="json")
     method, data, training, logging_ = spec["method"], spec["data"], spec["training"], spec["logging"]
@@ -139,12 +163,15 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         spec["serve"]["model_name"] = spec["name"]
     if spec["distributed"]["backend"] != "deepspeed":
         spec["distributed"].pop("deepspeed")
+    if spec["distributed"]["backend"] != "fsdp":
+        spec["distributed"].pop("fsdp")
 
     upstream = dict(UPSTREAM)
     upstream["torch_dtype"] = "bfloat16" if training["bf16"] else "float16" if training["fp16"] else "float32"
     if spec["model"]["quantization_bit"]:
         upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
 
+    _check_host_memory(loaded, spec)
     registry, inputs, note = _registry(loaded, spec)
     resolved = Resolved(loaded=loaded, spec=spec, upstream=upstream, inputs=inputs, registry=registry, registry_note=note)
     if method.get("reward_funcs"):

@@ -38,7 +38,7 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        if name.endswith(".py") and "/" not in name:
+        if "/" not in name:  # scripts that start with #! are executable
             path.chmod(0o755 if data.startswith(b"#!") else 0o644)
 
 

@@ -196,6 +196,26 @@ def distributed(spec: Spec):
         )
     if "deepspeed" in dist.model_fields_set and dist.backend != "deepspeed":
         yield Problem(("distributed", "deepspeed"), "deepspeed options need distributed.backend: deepspeed.")
+    if "fsdp" in dist.model_fields_set and dist.backend != "fsdp":
+        yield Problem(("distributed", "fsdp"), "fsdp options need distributed.backend: fsdp.")
+    if dist.num_processes % dist.num_machines:
+        yield Problem(
+            ("distributed", "num_processes"),
+            f"{dist.num_processes} processes do not split evenly over {dist.num_machines} machines: "
+            "num_processes counts all processes, a multiple of num_machines.",
+        )
+    if dist.backend == "ddp" and dist.num_processes == 1:
+        yield Problem(("distributed", "backend"), "ddp with one process is plain training: set num_processes or backend: none.")
+    if dist.backend == "fsdp" and spec.model.quantization_bit:
+        yield Problem(
+            ("distributed", "backend"),
+            "ffc does not generate FSDP with bitsandbytes-quantized weights (QLoRA): use backend: deepspeed with "
+            "zero_stage 2, or ddp.",
+        )
+    if dist.backend == "fsdp" and spec.training.fp16:
+        yield Problem(("training", "fp16"), "FSDP training here uses bf16 or fp32: fp16 needs a sharded grad scaler; use bf16.")
+    if dist.slurm is not None and dist.backend == "none":
+        yield Problem(("distributed", "slurm"), "a SLURM job for one process: set backend (ddp, deepspeed or fsdp) and num_processes.")
     if dist.backend == "deepspeed" and dist.deepspeed.zero_stage == 3 and spec.model.quantization_bit:
         yield Problem(
             ("distributed", "deepspeed", "zero_stage"),

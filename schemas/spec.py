@@ -272,6 +272,24 @@ class DeepSpeedSection(Section):
     offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
 
 
+class FSDPSection(Section):
+    offload_params: bool = Field(False, description="Keep parameters (and optimizer states) in CPU memory.")
+    cpu_ram_efficient_loading: bool = Field(
+        True, description="Load the weights on rank 0 only and broadcast them (saves host memory on big models)."
+    )
+
+
+_SLURM_WORD = r"^[A-Za-z0-9_.,:@%+=-]+$"  # one #SBATCH argument: no spaces, quotes or newlines
+
+
+class SlurmSection(Section):
+    partition: Optional[str] = Field(None, pattern=_SLURM_WORD, description="SLURM partition (queue).")
+    account: Optional[str] = Field(None, pattern=_SLURM_WORD, description="SLURM account to charge.")
+    time: str = Field("24:00:00", pattern=r"^[0-9:-]+$", description="Wall-clock limit, e.g. 2-00:00:00.")
+    gpus_per_node: Optional[int] = Field(None, ge=1, description="GPUs per node (default: processes per machine).")
+    cpus_per_task: int = Field(16, ge=1, description="CPU cores per node for data loading.")
+
+
 class DistributedSection(Section):
     backend: Literal["none", "ddp", "deepspeed", "fsdp"] = Field(
         "none", description="none: one process. ddp: data parallel. deepspeed: ZeRO. fsdp: fully sharded data parallel."
@@ -281,6 +299,27 @@ class DistributedSection(Section):
     main_process_ip: Optional[str] = Field(None, description="Address of the rank-0 machine (multi-node).")
     main_process_port: int = Field(29500, ge=1, le=65535, description="Port of the rank-0 machine.")
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection, description="DeepSpeed options.")
+    fsdp: FSDPSection = Field(default_factory=FSDPSection, description="FSDP options.")
+    launcher: Literal["accelerate", "torchrun"] = Field(
+        "accelerate", description="What launch.sh starts the processes with."
+    )
+    slurm: Optional[SlurmSection] = Field(None, description="Write slurm.sbatch for a SLURM cluster.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables launch.sh exports (e.g. NCCL_SOCKET_IFNAME: eth0)."
+    )
+    host_memory_gb: Optional[float] = Field(
+        None, gt=0, description="CPU memory per machine, in GB: offloading is checked against it when config.json is at hand."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict) -> dict:
+        import re
+
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
 
 
 class InferenceSection(Section):
