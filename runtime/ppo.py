@@ -156,7 +156,8 @@ class PPOTrainer:
         from transformers import get_scheduler
 
         self.config, self.tokenizer, self.score_fn = config, tokenizer, score
-        self.accelerator = accelerator or Accelerator()
+        # Without a GPU, launched processes form one (gloo) process group only when accelerate is told so.
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.model = PolicyWithValue(policy)
         # With LoRA the reference is the policy without its adapter; otherwise a frozen copy (or a given model).
         self.use_adapter_as_ref = ref_model is None and hasattr(policy, "disable_adapter")
