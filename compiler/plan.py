@@ -9,7 +9,7 @@ The estimate adds up what a training step keeps on one device:
 - activations, after Korthikanti et al. (2022): about 34·s·b·h bytes per layer in 16 bits with a
   fused attention kernel (no s² scores). With gradient checkpointing each layer keeps only its input
   (2·s·b·h) and one layer is recomputed at a time;
-- the logits: s·b·V in fp32 for the loss, twice (values and gradient);
+- the loss: s·b·V fp32 values four times (logits, log-softmax output and their gradients);
 - a fixed allowance for the CUDA context, kernels and allocator slack.
 
 ZeRO-1/2/3 divide optimizer states, gradients and parameters by the number of devices; FSDP counts
@@ -174,7 +174,7 @@ def estimate(shape: Shape, setup: Setup) -> Estimate:
         activations = (shape.layers * 2 * tokens * shape.hidden + per_layer_full) * act_width
     else:
         activations = shape.layers * per_layer_full * act_width
-    logits = 2 * tokens * shape.vocab * 4
+    logits = 4 * tokens * shape.vocab * 4  # fp32 logits, log-softmax output and both gradients
     rows = {
         "weights": (weights + adapter_weights) / GB,
         "gradients": gradients / GB,
