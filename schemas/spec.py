@@ -250,6 +250,9 @@ class TrainingSection(Section):
         None, description="A checkpoint directory to resume from, or 'last' for the newest in output_dir."
     )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
+    include_num_input_tokens_seen: bool = Field(
+        False, description="Count the non-padding tokens trained on (logged as num_input_tokens_seen)."
+    )
 
 
 ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]

@@ -6,8 +6,9 @@ inference (piecewise tokenisation changes tokens at the seams). A token is
 trained when its characters overlap an assistant response; which responses count
 depends on ``train_on_prompt`` and ``mask_history``.
 
-Batches go through the fast tokenizer in one call (Rust, parallel) and the label
-arithmetic is vectorised with numpy.
+Batches go through the Rust tokenizer in one call (parallel); the encodings map the
+few segment boundaries to tokens (``char_to_token``), so no per-token offsets are
+converted to Python.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
-
-import numpy as np
 
 from ffc.runtime.chat.templates import ChatTemplate, ConversationError, Rendered
 
@@ -69,31 +68,41 @@ def _special(tokenizer, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _token_segments(offsets: np.ndarray, rendered: Rendered):
-    """For each token: index of the segment holding its first and last character."""
-    bounds = np.cumsum([0] + [len(s.text) for s in rendered.segments])
-    starts = np.searchsorted(bounds, offsets[:, 0], side="right") - 1
-    ends = np.searchsorted(bounds, np.maximum(offsets[:, 1] - 1, offsets[:, 0]), side="right") - 1
-    last = len(rendered.segments) - 1
-    return np.clip(starts, 0, last), np.clip(ends, 0, last)
+def _token_at(encoding, char: int, step: int, length: int) -> int:
+    """The token holding character ``char``; characters no token covers are skipped in ``step`` direction."""
+    while 0 <= char < length:
+        token = encoding.char_to_token(char)
+        if token is not None:
+            return token
+        char += step
+    return len(encoding.ids) if step > 0 else -1
 
 
-def label_conversation(ids: np.ndarray, offsets: np.ndarray, rendered: Rendered, opts: MaskOptions):
-    """Labels and per-token turn index for one tokenised conversation."""
-    segments = rendered.segments
-    kinds = np.array([s.kind == "response" for s in segments])
-    turns = np.array([s.turn for s in segments])
-    first, last = _token_segments(offsets, rendered)
-    is_response = kinds[first] | kinds[last]  # a token that reaches into a response is part of it
-    token_turn = turns[first]
+def response_spans(rendered: Rendered, encoding) -> list[tuple[int, int, int]]:
+    """(first token, end token, turn) of each response: the tokens that overlap its characters.
+
+    The Rust encoding maps characters to tokens itself, so only the segment boundaries are looked up
+    (no per-token offsets cross into Python)."""
+    spans, position, length = [], 0, len(rendered.text)
+    for segment in rendered.segments:
+        end = position + len(segment.text)
+        if segment.kind == "response" and segment.text:
+            spans.append((_token_at(encoding, position, 1, length), _token_at(encoding, end - 1, -1, length) + 1, segment.turn))
+        position = end
+    return spans
+
+
+def label_conversation(ids: list[int], spans, num_turns: int, opts: MaskOptions) -> tuple[list[int], int]:
+    """(labels, trained token count): responses are trained (only the last with mask_history), or all."""
     if opts.train_on_prompt:
-        trained = np.ones_like(is_response)
-    elif opts.mask_history:
-        trained = is_response & (token_turn == rendered.num_turns - 1)
-    else:
-        trained = is_response
-    labels = np.where(trained, ids, IGNORE_INDEX)
-    return labels, token_turn, is_response
+        return list(ids), len(ids)
+    labels, trained = [IGNORE_INDEX] * len(ids), 0
+    for first, end, turn in spans:
+        if opts.mask_history and turn != num_turns - 1:
+            continue
+        labels[first:end] = ids[first:end]
+        trained += end - first
+    return labels, trained
 
 
 class ConversationEncoder:
@@ -119,6 +128,14 @@ class ConversationEncoder:
             enable_thinking=self.opts.enable_thinking,
         )
 
+    def _encode(self, texts: list[str]):
+        # The Rust tokenizer directly: the same tokens as tokenizer(texts, add_special_tokens=False), batched
+        # over threads, and the encodings answer char_to_token without converting offsets to Python.
+        backend = self.tokenizer.backend_tokenizer
+        if backend.truncation is not None or backend.padding is not None:
+            return [self.tokenizer._tokenizer.encode(t, add_special_tokens=False) for t in texts]  # pragma: no cover
+        return backend.encode_batch(texts, add_special_tokens=False)
+
     def encode_batch(self, batch: dict) -> dict:
         """``datasets.map(batched=True)`` function. Every input row yields one output row;
         rows that cannot be used keep empty ids and the reason in ``_drop`` (see ``Stats``)."""
@@ -130,42 +147,39 @@ class ConversationEncoder:
                 rendered.append(self.render(messages, system, tools))
             except ConversationError as exc:
                 rendered.append(f"cannot render: {exc}")
-        texts = [r.text if isinstance(r, Rendered) else "" for r in rendered]
-        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-        for r, ids, offsets, row in zip(rendered, enc["input_ids"], enc["offset_mapping"], rows):
+        encodings = self._encode([r.text if isinstance(r, Rendered) else "" for r in rendered])
+        for r, encoding, row in zip(rendered, encodings, rows):
             if isinstance(r, str):
                 _add_row(out, drop=r)
                 continue
-            ids = np.asarray(ids, dtype=np.int64)
-            offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-            result = self._encode_one(r, ids, offsets, *row)
+            result = self._encode_one(r, encoding, *row)
             if isinstance(result, str):
                 _add_row(out, drop=result)
             else:
                 _add_row(out, *result)
         return out
 
-    def _with_bos(self, ids, labels):
-        if self.bos_id is not None and (len(ids) == 0 or ids[0] != self.bos_id):
-            ids = np.concatenate([[self.bos_id], ids])
-            labels = np.concatenate([[IGNORE_INDEX], labels])
-        return ids, labels
+    def _labelled(self, rendered: Rendered, encoding):
+        """(ids, labels, trained count, response spans), with a BOS in front when the template wants one."""
+        ids = encoding.ids
+        spans = response_spans(rendered, encoding)
+        labels, trained = label_conversation(ids, spans, rendered.num_turns, self.opts)
+        if self.bos_id is not None and (not ids or ids[0] != self.bos_id):
+            ids, labels = [self.bos_id] + ids, [IGNORE_INDEX] + labels
+            spans = [(a + 1, b + 1, t) for a, b, t in spans]
+        return ids, labels, trained, spans
 
-    def _encode_one(self, rendered: Rendered, ids, offsets, messages, system, tools):
-        labels, token_turn, is_response = label_conversation(ids, offsets, rendered, self.opts)
-        ids, labels = self._with_bos(ids, labels)
-        if len(token_turn) < len(ids):  # a BOS was prepended
-            token_turn = np.concatenate([[0], token_turn])
-            is_response = np.concatenate([[False], is_response])
-        truncated = False
-        if len(ids) > self.opts.cutoff_len:
-            truncated = True
-            ids, labels = self._truncate(rendered, ids, labels, token_turn, is_response, messages, system, tools)
-        if not (labels != IGNORE_INDEX).any():
+    def _encode_one(self, rendered: Rendered, encoding, messages, system, tools):
+        ids, labels, trained, spans = self._labelled(rendered, encoding)
+        truncated = len(ids) > self.opts.cutoff_len
+        if truncated:
+            ids, labels = self._truncate(rendered, ids, labels, spans, messages, system, tools)
+            trained = sum(1 for label in labels if label != IGNORE_INDEX)
+        if not trained:
             return "no trained tokens left after truncation" if truncated else "no trained tokens"
-        return ids, labels, truncated
+        return ids, labels, truncated, trained
 
-    def _truncate(self, rendered, ids, labels, token_turn, is_response, messages, system, tools):
+    def _truncate(self, rendered, ids, labels, spans, messages, system, tools):
         """Make a too-long sample fit ``cutoff_len`` and keep it useful.
 
         - Several turns: keep whole turns. Normally the first ones; with mask_history
@@ -176,38 +190,32 @@ class ConversationEncoder:
         cutoff = self.opts.cutoff_len
         if rendered.num_turns > 1 and not self.opts.mask_history:
             # A turn ends with the last token of its response (its end-of-turn marker).
-            ends = [int(np.flatnonzero(is_response & (token_turn == t)).max()) + 1 for t in range(rendered.num_turns)]
+            ends = sorted({max(b for a, b, t in spans if t == turn) for turn in {t for _, _, t in spans}})
             fitting = [end for end in ends if end <= cutoff]
             if fitting:
                 return ids[: fitting[-1]], labels[: fitting[-1]]
         if rendered.num_turns > 1 and self.opts.mask_history:
             for start in range(2, len(messages), 2):  # drop the oldest turns first
-                ids, labels = self._encode_text(self.render(messages[start:], system, tools))
+                shorter = self.render(messages[start:], system, tools)
+                ids, labels, _, _ = self._labelled(shorter, self._encode([shorter.text])[0])
                 if len(ids) <= cutoff:
                     return ids, labels
         return self._truncate_single_turn(ids, labels, cutoff)
 
-    def _encode_text(self, rendered: Rendered):
-        enc = self.tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = np.asarray(enc["input_ids"], dtype=np.int64)
-        offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-        labels, _, _ = label_conversation(ids, offsets, rendered, self.opts)
-        return self._with_bos(ids, labels)
-
     @staticmethod
     def _truncate_single_turn(ids, labels, cutoff):
-        trained = np.flatnonzero(labels != IGNORE_INDEX)
-        if len(trained) == 0 or len(trained) == len(ids):
+        trained = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+        if not trained or len(trained) == len(ids):
             return ids[:cutoff], labels[:cutoff]
-        start = int(trained[0])  # the first response token
+        start = trained[0]  # the first response token
         prompt_len, response_len = start, len(ids) - start
         response_budget = min(response_len, max(cutoff // 2, cutoff - prompt_len))
         prompt_budget = cutoff - response_budget
         # Keep the template's tail of the prompt (e.g. "<|im_start|>assistant\n"): cut the user text before it.
         tail = min(8, prompt_budget // 2, prompt_len)
-        keep_prompt = np.r_[0 : prompt_budget - tail, prompt_len - tail : prompt_len]
-        keep = np.r_[keep_prompt, start : start + response_budget]
-        return ids[keep], labels[keep]
+        head = prompt_budget - tail
+        keep = lambda seq: seq[:head] + seq[prompt_len - tail : prompt_len] + seq[start : start + response_budget]  # noqa: E731
+        return keep(ids), keep(labels)
 
 
 class TextEncoder:
@@ -224,7 +232,6 @@ class TextEncoder:
         enc = self.tokenizer(batch["text"], add_special_tokens=False)
         for ids in enc["input_ids"]:
             ids = ([self.bos_id] if self.bos_id is not None else []) + ids + ([self.eos_id] if self.eos_id is not None else [])
-            ids = np.asarray(ids, dtype=np.int64)
             if len(ids) < 2:
                 _add_row(out, drop="empty text")
                 continue
@@ -232,7 +239,7 @@ class TextEncoder:
             for start in range(0, len(ids), self.cutoff_len):
                 chunk = ids[start : start + self.cutoff_len]
                 if len(chunk) >= 2:
-                    _add_row(out, chunk, chunk.copy(), start > 0)
+                    _add_row(out, chunk, list(chunk), start > 0, len(chunk))
         return out
 
 
@@ -240,9 +247,9 @@ def _empty_columns() -> dict:
     return {"input_ids": [], "labels": [], "_drop": [], "_truncated": [], "_trained": []}
 
 
-def _add_row(out: dict, ids=None, labels=None, truncated=False, drop: str = "") -> None:
-    out["input_ids"].append([] if ids is None else ids.tolist())
-    out["labels"].append([] if labels is None else labels.tolist())
+def _add_row(out: dict, ids=None, labels=None, truncated=False, trained: int = 0, drop: str = "") -> None:
+    out["input_ids"].append(ids or [])
+    out["labels"].append(labels or [])
     out["_drop"].append(drop)
     out["_truncated"].append(bool(truncated))
-    out["_trained"].append(0 if labels is None else int((labels != IGNORE_INDEX).sum()))
+    out["_trained"].append(trained)
