@@ -40,7 +40,9 @@ LF_VENV = WORK / "lf-venv"
 STUB = WORK / "stub"
 PY = sys.executable
 FFC = [PY, "-m", "ffc.compiler"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DISABLE_VERSION_CHECK": "1"}
+# Each tool runs as it does by default (tokenizer threads included); only the network is switched off.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1"}
+ENV.pop("TOKENIZERS_PARALLELISM", None)
 
 
 def log(message: str) -> None:
@@ -330,6 +332,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="start-up runs per tool")
     parser.add_argument("--data-repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=1)
+    parser.add_argument("--only", choices=["startup", "data", "training"], help="re-measure one part; keep the others' last results")
     args = parser.parse_args()
     if not DEMO.exists():
         sys.exit(f"{DEMO} not found: the benchmark reads LLaMA-Factory's demo data from ../shared")
@@ -339,13 +342,16 @@ def main() -> None:
     setup_llamafactory()
     model = WORK / "model"
     make_model(model)
-    results = {
-        "machine": f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}",
-        "command": "python bench/compare_llamafactory.py " + " ".join(sys.argv[1:]),
-        "startup": startup(model, args.repeats),
-        "data": data_prep(model, args.rows, args.data_repeats, args.cutoff),
-        "training": training(model, args.steps, args.cutoff, args.train_repeats),
-    }
+    previous = RESULTS / "comparison.json"
+    results = json.loads(previous.read_text()) if args.only and previous.exists() else {}
+    results.update(machine=f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
+    results["command"] = "python bench/compare_llamafactory.py " + " ".join(sys.argv[1:])
+    if args.only in (None, "startup"):
+        results["startup"] = startup(model, args.repeats)
+    if args.only in (None, "data"):
+        results["data"] = data_prep(model, args.rows, args.data_repeats, args.cutoff)
+    if args.only in (None, "training"):
+        results["training"] = training(model, args.steps, args.cutoff, args.train_repeats)
     (RESULTS / "comparison.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "comparison.md").write_text(report(results))
     plot(results, RESULTS / "loss_curves.png")

@@ -17,6 +17,7 @@ This module is pure Python: the compiler imports it without torch.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -54,9 +55,20 @@ class Rendered:
 _PLACEHOLDER = re.compile(r"\{(content|system|bos|eos)\}")
 
 
+@functools.lru_cache(maxsize=None)
+def _parts(fmt: str) -> tuple[tuple[bool, str], ...]:
+    """A format split once into (is_placeholder, text) parts: rendering runs for every sample."""
+    parts, last = [], 0
+    for match in _PLACEHOLDER.finditer(fmt):
+        parts += [(False, fmt[last : match.start()]), (True, match.group(1))]
+        last = match.end()
+    parts.append((False, fmt[last:]))
+    return tuple(part for part in parts if part[0] or part[1])
+
+
 def fill(fmt: str, **values: Optional[str]) -> str:
     """Substitute placeholders in one pass, so text inside values is never re-expanded."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1)) or "", fmt)
+    return "".join((values.get(text) or "") if is_key else text for is_key, text in _parts(fmt))
 
 
 def suggest(name: str, known: Iterable[str]) -> str:
