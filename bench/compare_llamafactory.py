@@ -288,7 +288,8 @@ def report(results: dict) -> str:
     lines = [
         "# ffc vs LLaMA-Factory 0.9.5",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`. Medians of alternating runs; ratio = the other tool / ffc per pair.",
+        f"Machine: {results['machine']}. Medians of alternating runs; ratio = LLaMA-Factory time / ffc time, or ffc rate / LLaMA-Factory rate.",
+        "Measured with: " + "; ".join(f"{part}: `{cmd}`" for part, cmd in results.get("commands", {}).items()) + ".",
         "",
         "| measure | ffc | LLaMA-Factory | ratio (median of pairs) |",
         "|---|---:|---:|---:|",
@@ -333,7 +334,12 @@ def main() -> None:
     parser.add_argument("--data-repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=1)
     parser.add_argument("--only", choices=["startup", "data", "training"], help="re-measure one part; keep the others' last results")
+    parser.add_argument("--report", action="store_true", help="rewrite the report from the last results, measuring nothing")
     args = parser.parse_args()
+    if args.report:
+        results = json.loads((RESULTS / "comparison.json").read_text())
+        (RESULTS / "comparison.md").write_text(report(results))
+        return print(report(results))
     if not DEMO.exists():
         sys.exit(f"{DEMO} not found: the benchmark reads LLaMA-Factory's demo data from ../shared")
     random.seed(0)
@@ -345,7 +351,12 @@ def main() -> None:
     previous = RESULTS / "comparison.json"
     results = json.loads(previous.read_text()) if args.only and previous.exists() else {}
     results.update(machine=f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
-    results["command"] = "python bench/compare_llamafactory.py " + " ".join(sys.argv[1:])
+    command = "python bench/compare_llamafactory.py " + " ".join(sys.argv[1:])
+    results.pop("command", None)
+    commands = results.setdefault("commands", {})
+    for part in ("startup", "data", "training"):
+        if args.only in (None, part):
+            commands[part] = command.strip()
     if args.only in (None, "startup"):
         results["startup"] = startup(model, args.repeats)
     if args.only in (None, "data"):
