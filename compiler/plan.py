@@ -241,7 +241,7 @@ def alternatives(shape: Shape, base: Setup, budget_gb: float, limit: int = 6) ->
 
 
 def table(result: Estimate) -> str:
-    lines = [f"| component | GB per device |", "|---|---:|"]
+    lines = ["| component | GB per device |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in result.rows.items()]
     lines.append(f"| **total** | **{result.total:.2f}** |")
     if result.cpu_gb:

@@ -20,7 +20,7 @@ import difflib
 import functools
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Literal, Optional
 
 PROMPT_ROLES = ("user", "observation")

@@ -81,7 +81,7 @@ class PairEncoder(CompletionEncoder):
 
     def encode_batch(self, batch: dict) -> dict:
         out = _columns("prompt_ids", "chosen_ids", "rejected_ids")
-        texts, rows, drops = [], [], []
+        texts, drops = [], []
         for messages, chosen, rejected, system, tools in zip(
             batch["messages"], batch["chosen"], batch["rejected"], batch["system"], batch["tools"]
         ):
