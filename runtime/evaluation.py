@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .data.packing import pad_batch
+from .data.tokenize import prompt_ids
+
 log = logging.getLogger("ffc.eval")
 
 PROMPTS = {
@@ -95,13 +98,7 @@ class ChoiceScorer:
         return ids
 
     def prompt_ids(self, messages) -> list[int]:
-        bos = self.tokenizer.bos_token if isinstance(self.tokenizer.bos_token, str) else ""
-        eos = self.tokenizer.eos_token if isinstance(self.tokenizer.eos_token, str) else ""
-        text = self.template.render(messages, bos=bos, eos=eos, system=self.system, add_generation_prompt=True).text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if getattr(self.template, "add_bos_token", False) and self.tokenizer.bos_token_id is not None:
-            ids = [self.tokenizer.bos_token_id] + ids
-        return ids
+        return prompt_ids(self.tokenizer, self.template, messages, system=self.system)
 
     def predict(self, prompts: list[list[int]], letters: list[str]) -> list[str]:
         import torch
@@ -110,12 +107,7 @@ class ChoiceScorer:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         predictions = []
         for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start : start + self.batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, p in enumerate(batch):
-                ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+            ids, mask = pad_batch(prompts[start : start + self.batch_size], pad, left=True)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
                 logits = self.model(
@@ -190,12 +182,8 @@ def generate_batch(engine, prompts: list[list[int]], options) -> list[str]:
     """Greedy responses to several prompts at once (left padding), cut at the template's stop strings."""
     import torch
 
-    pad = engine.tokenizer.pad_token_id
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+    ids, mask = pad_batch(prompts, engine.tokenizer.pad_token_id, left=True)
+    width = ids.shape[1]
     kwargs = engine._generate_kwargs(options.update(temperature=0))
     with torch.no_grad():
         out = engine.model.generate(input_ids=ids.to(engine.model.device), attention_mask=mask.to(engine.model.device), **kwargs)

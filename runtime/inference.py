@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator, Optional
 
 from .chat.templates import ChatTemplate
+from .data.tokenize import prompt_ids
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,7 @@ class HFEngine:
         self.lock = threading.Lock()
 
     def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
-        bos = self.tokenizer.bos_token if isinstance(self.tokenizer.bos_token, str) else ""
-        eos = self.tokenizer.eos_token if isinstance(self.tokenizer.eos_token, str) else ""
-        text = self.template.render(
-            messages, bos=bos, eos=eos, system=system or self.default_system, tools=tools, add_generation_prompt=True
-        ).text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if getattr(self.template, "add_bos_token", False) and self.tokenizer.bos_token_id is not None:
-            ids = [self.tokenizer.bos_token_id] + ids
-        return ids
+        return prompt_ids(self.tokenizer, self.template, messages, system=system or self.default_system, tools=tools)
 
     def _generate_kwargs(self, options: GenerationOptions) -> dict:
         stop_ids = [self.tokenizer.convert_tokens_to_ids(s) for s in options.stop if s in self.tokenizer.get_vocab()]
@@ -154,11 +147,12 @@ class HFEngine:
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         inputs = torch.tensor([ids], device=self.model.device)
         result: dict = {}
+        kwargs = self._generate_kwargs(options)
 
         def run():
             with torch.no_grad():
                 result["output"] = self.model.generate(
-                    input_ids=inputs, attention_mask=torch.ones_like(inputs), streamer=streamer, **self._generate_kwargs(options)
+                    input_ids=inputs, attention_mask=torch.ones_like(inputs), streamer=streamer, **kwargs
                 )
 
         scanner, pieces = _StopScanner(options.stop), []
@@ -176,7 +170,7 @@ class HFEngine:
             pieces.append(tail)
             yield tail
         generated = result["output"][0, len(ids) :].tolist()
-        hit_stop = scanner.stopped or (generated and generated[-1] in self._generate_kwargs(options)["eos_token_id"])
+        hit_stop = scanner.stopped or (generated and generated[-1] in kwargs["eos_token_id"])
         finish = "stop" if hit_stop or len(generated) < options.max_new_tokens else "length"
         text, calls = parse_tool_calls(self.template, "".join(pieces))
         self.last = Completion(text, len(ids), len(generated), "tool_calls" if calls else finish, calls)

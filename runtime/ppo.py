@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.packing import pad_batch
+
 
 
 @dataclass
@@ -354,11 +356,7 @@ def reward_model_scorer(reward_model, pad_token_id: int):
 
     def score(queries, query_mask, responses, response_mask, rows):
         sequences = [torch.cat([q[m.bool()], r[rm.bool()]]) for q, m, r, rm in zip(queries, query_mask, responses, response_mask)]
-        width = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long, device=queries.device)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(sequences):
-            ids[i, : len(s)], mask[i, : len(s)] = s, 1
+        ids, mask = pad_batch(sequences, pad_token_id, device=queries.device)
         return reward_model(input_ids=ids, attention_mask=mask).logits[:, 0]
 
     return score
@@ -403,11 +401,6 @@ class PromptCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, rows: list[dict]) -> dict:
-        width = max(len(r["prompt_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            n = len(row["prompt_ids"])
-            ids[i, width - n :], mask[i, width - n :] = torch.tensor(row["prompt_ids"]), 1
+        ids, mask = pad_batch([row["prompt_ids"] for row in rows], self.pad_token_id, left=True)
         return {"input_ids": ids, "attention_mask": mask, "rows": rows}
 

@@ -54,6 +54,20 @@ def pack_examples(batch: dict, capacity: int) -> dict:
     return out
 
 
+def pad_batch(sequences, pad_id: int, left: bool = False, device=None):
+    """(ids, attention mask) tensors of ``sequences`` padded to the longest; left padding for generation."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, seq in enumerate(sequences):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[i, span] = torch.as_tensor(seq, dtype=torch.long, device=device)
+        mask[i, span] = 1
+    return ids, mask
+
+
 class Collator:
     """Pads a batch on the right. Packed rows are padded with a sample of their own
     (fresh position ids, ignored labels) so that no attention mask is needed."""

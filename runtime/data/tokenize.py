@@ -68,6 +68,18 @@ def _special(tokenizer, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def prompt_ids(tokenizer, template, messages, *, system=None, tools=None, enable_thinking: bool = True) -> list[int]:
+    """Token ids of the generation prompt for ``messages``: what the model sees at inference."""
+    text = template.render(
+        messages, bos=_special(tokenizer, "bos_token"), eos=_special(tokenizer, "eos_token"), system=system,
+        tools=tools, add_generation_prompt=True, enable_thinking=enable_thinking,
+    ).text  # fmt: skip
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if getattr(template, "add_bos_token", False) and tokenizer.bos_token_id is not None:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
+
+
 def _token_at(encoding, char: int, step: int, length: int) -> int:
     """The token holding character ``char``; characters no token covers are skipped in ``step`` direction."""
     while 0 <= char < length:
