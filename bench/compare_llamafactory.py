@@ -123,6 +123,34 @@ def timed(command: list[str], env: dict, cwd: Path | None = None) -> tuple[float
     return seconds, peak_kb / 1024, result.stdout
 
 
+def timed_tree(command: list[str], env: dict) -> tuple[float, float, str]:
+    """(wall seconds, peak MB, stdout) where memory is the proportional set size (PSS) summed over the
+    process and all its worker processes, sampled every 50 ms: GNU time's peak would count only the
+    largest single process, and summed RSS would count pages the forked workers share several times."""
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as out:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+        root, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            total = 0
+            for member in [root, *root.children(recursive=True)]:
+                try:
+                    total += member.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            peak = max(peak, total)
+            time.sleep(0.05)
+        seconds = time.perf_counter() - start
+        stderr = process.stderr.read() if process.stderr else ""
+        out.seek(0)
+        stdout = out.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} failed:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    return seconds, peak / 2**20, stdout
+
+
 def until_line(command: list[str], marker: str, env: dict, cwd: Path) -> float:
     """Seconds from start until ``marker`` appears in the output; the process is then stopped."""
     start = time.perf_counter()
@@ -199,27 +227,40 @@ def startup(model: Path, repeats: int) -> dict:
 
 
 def data_prep(model: Path, rows: int, repeats: int, cutoff: int) -> dict:
+    """ffc with its defaults (one process per core for data this size) against LLaMA-Factory with its
+    default (one process) and with as many worker processes as ffc uses."""
     data = make_data(WORK / "data_prep", rows)
-    pairs, memory = [], {"ffc": [], "llamafactory": []}
+    workers = str(min(os.cpu_count() or 1, 8))
+    rates = {"ffc": [], "llamafactory": [], "llamafactory_workers": []}
+    memory = {name: [] for name in rates}
+    floors = []
     for i in range(repeats):
-        with tempfile.TemporaryDirectory() as cache_a, tempfile.TemporaryDirectory() as cache_b:
-            ffc_args = [PY, str(BENCH / "drivers" / "ffc_prep.py"), str(model), str(data), "qwen", str(cutoff)]
-            _, ffc_mb, out = timed(ffc_args, {**ENV, "HF_DATASETS_CACHE": cache_a})
-            ffc = json.loads(out.strip().splitlines()[-1])
-            lf_args = [str(LF_VENV / "bin" / "python"), str(BENCH / "drivers" / "lf_prep.py"), str(model), str(data), "qwen", str(cutoff), str(WORK / "lf_prep_out")]
-            _, lf_mb, out = timed(lf_args, {**lf_env(), "HF_DATASETS_CACHE": cache_b})
-            lf = json.loads(out.strip().splitlines()[-1])
-        pairs.append((rows / ffc["seconds"], rows / lf["seconds"]))
-        memory["ffc"].append(ffc_mb)
-        memory["llamafactory"].append(lf_mb)
-        log(f"data {i + 1}/{repeats}: ffc {rows / ffc['seconds']:.0f} rows/s ({ffc['tokens']} tokens), "
-            f"LLaMA-Factory {rows / lf['seconds']:.0f} rows/s ({lf['tokens']} tokens)")  # fmt: skip
-    ffc_rate = statistics.median(p[0] for p in pairs)
-    lf_rate = statistics.median(p[1] for p in pairs)
+        runs = {
+            "ffc": [PY, str(BENCH / "drivers" / "ffc_prep.py"), str(model), str(data), "qwen", str(cutoff)],
+            "llamafactory": [str(LF_VENV / "bin" / "python"), str(BENCH / "drivers" / "lf_prep.py"), str(model), str(data), "qwen", str(cutoff), str(WORK / "lf_prep_out")],
+        }  # fmt: skip
+        runs["llamafactory_workers"] = runs["llamafactory"] + [workers]
+        for name, args in runs.items():
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**(ENV if name == "ffc" else lf_env()), "HF_DATASETS_CACHE": cache}
+                _, peak_mb, out = timed_tree(args, env)
+            result = json.loads(out.strip().splitlines()[-1])
+            rates[name].append(rows / result["seconds"])
+            memory[name].append(peak_mb)
+            if name == "ffc":
+                floors.append(rows / result["tokenizer_seconds"])
+        log(f"data {i + 1}/{repeats}: " + ", ".join(f"{name} {rates[name][-1]:.0f} rows/s" for name in rates)
+            + f"; tokenizer alone {floors[-1]:.0f} rows/s")  # fmt: skip
     return {
         "rows": rows,
-        "rows_per_s": {"ffc": ffc_rate, "llamafactory": lf_rate, "ratio_median": statistics.median(a / b for a, b in pairs)},
-        "peak_mb": {k: statistics.median(v) for k, v in memory.items()},
+        "workers": int(workers),
+        "rows_per_s": {
+            **{name: statistics.median(values) for name, values in rates.items()},
+            "ratio_median": statistics.median(a / b for a, b in zip(rates["ffc"], rates["llamafactory"])),
+            "ratio_workers_median": statistics.median(a / b for a, b in zip(rates["ffc"], rates["llamafactory_workers"])),
+            "tokenizer_alone": statistics.median(floors),
+        },
+        "peak_mb": {name: statistics.median(values) for name, values in memory.items()},
     }
 
 
@@ -294,8 +335,10 @@ def report(results: dict) -> str:
         "| measure | ffc | LLaMA-Factory | ratio (median of pairs) |",
         "|---|---:|---:|---:|",
         f"| time to a ready run (s) | {s['ffc']:.2f} (`ffc build`) | {s['llamafactory']:.2f} (start-up to training; `version` alone {s['llamafactory_version_floor']:.2f}) | {s['ratio_median']:.1f}x faster |",
-        f"| data preparation, {d['rows']} rows (rows/s) | {d['rows_per_s']['ffc']:.0f} | {d['rows_per_s']['llamafactory']:.0f} | {d['rows_per_s']['ratio_median']:.2f}x |",
-        f"| data preparation peak memory (MB) | {d['peak_mb']['ffc']:.0f} | {d['peak_mb']['llamafactory']:.0f} | |",
+        f"| data preparation, {d['rows']} rows (rows/s; both tools' defaults, ffc: {d['workers']} processes) | {d['rows_per_s']['ffc']:.0f} | {d['rows_per_s']['llamafactory']:.0f} | {d['rows_per_s']['ratio_median']:.2f}x |",
+        f"| data preparation, LLaMA-Factory with preprocessing_num_workers: {d['workers']} (rows/s) | | {d['rows_per_s']['llamafactory_workers']:.0f} | {d['rows_per_s']['ratio_workers_median']:.2f}x |",
+        f"| the Rust tokenizer alone on the same rendered texts, all cores (rows/s; the ceiling of any pipeline here) | {d['rows_per_s']['tokenizer_alone']:.0f} | | {d['rows_per_s']['tokenizer_alone'] / d['rows_per_s']['llamafactory']:.2f}x |",
+        f"| data preparation peak memory, PSS summed over worker processes (MB) | {d['peak_mb']['ffc']:.0f} | {d['peak_mb']['llamafactory']:.0f} ({d['peak_mb']['llamafactory_workers']:.0f} with workers) | |",
     ]
     for method in ("lora", "full"):
         r = t[method]

@@ -187,7 +187,10 @@ class DataSection(Section):
     streaming: bool = Field(False, description="Stream the data instead of loading it all (needs training.max_steps).")
     buffer_size: int = Field(16384, ge=1, description="Shuffle buffer when streaming.")
     preprocessing_num_workers: Optional[int] = Field(
-        None, ge=1, description="Processes for tokenisation (default: one)."
+        None,
+        ge=1,
+        description="Processes for tokenisation and packing (default: one per CPU core, at most 8, for datasets "
+        "of 20,000 rows or more; one for smaller ones).",
     )
     preprocessing_batch_size: int = Field(1000, ge=1, description="Rows per tokenisation batch.")
     default_system: Optional[str] = Field(

@@ -1,6 +1,7 @@
 """The data engine: formats, bad rows, loss masks, truncation, packing isolation."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -256,3 +257,21 @@ def test_pair_prompt_is_the_inference_prompt(tokenizer):
     prompt = TEMPLATES["chatml"].render(CONV["messages"][:3], system="Be brief.", add_generation_prompt=True).text
     assert out["prompt_ids"][0] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(out["chosen_ids"][0]) == "The sky is blue.<|im_end|>"
+
+
+def test_worker_processes_tokenize_and_pack_like_one(demo, tokenizer, monkeypatch):
+    from ffc.runtime.data.loading import AUTO_WORKERS_MIN_ROWS, workers_for
+    from ffc.runtime.demo import DATASET_INFO
+
+    assert workers_for(AUTO_WORKERS_MIN_ROWS - 1, None) is None  # small data: no process start-up cost
+    assert workers_for(10**6, 1) is None and workers_for(10, 3) == 3  # the spec's number wins
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "before")
+    rows = load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=60)
+    encoder = ConversationEncoder(tokenizer, TEMPLATES["qwen"], MaskOptions(cutoff_len=48))
+    one, one_stats = tokenize_dataset(rows, encoder, batch_size=16)
+    two, two_stats = tokenize_dataset(rows, encoder, batch_size=16, num_proc=2)
+    assert one["input_ids"] == two["input_ids"] and one["labels"] == two["labels"]
+    assert one_stats == two_stats and one_stats.truncated > 0
+    packed = pack_dataset(two, 48, num_proc=2)
+    assert sum(map(len, packed["input_ids"])) == sum(map(len, one["input_ids"]))
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == "before"  # restored after the worker processes

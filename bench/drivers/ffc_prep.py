@@ -1,4 +1,7 @@
-"""Data preparation with ffc's runtime: load, convert, render with the template, tokenise. Prints JSON."""
+"""Data preparation with ffc's runtime: load, convert, render with the template, tokenise. Prints JSON.
+
+Also times the Rust tokenizer alone on the same rendered texts (all cores): a floor that no pipeline
+tokenising these conversations, ffc's or LLaMA-Factory's, can go below on this machine."""
 
 import json
 import sys
@@ -18,4 +21,10 @@ raw = load_datasets(data_dir, load_registry(data_dir / "dataset_info.json"), ["b
 encoder = ConversationEncoder(tokenizer, TEMPLATES[template], MaskOptions(cutoff_len=cutoff))
 data, stats = tokenize_dataset(raw, encoder)
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rows": stats.samples, "tokens": stats.tokens}))
+
+texts = [encoder.render(m, s, t).text for m, s, t in zip(raw["messages"], raw["system"], raw["tools"])]
+start = time.perf_counter()
+for i in range(0, len(texts), 1000):
+    tokenizer.backend_tokenizer.encode_batch(texts[i : i + 1000], add_special_tokens=False)
+tokenizer_seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rows": stats.samples, "tokens": stats.tokens, "tokenizer_seconds": tokenizer_seconds}))

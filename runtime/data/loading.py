@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -156,12 +158,58 @@ def split_validation(dataset, val_size: float, seed: int, streaming: bool = Fals
     return split["train"], split["test"]
 
 
+AUTO_WORKERS_MIN_ROWS = 20_000  # below this, starting worker processes costs more than it saves
+AUTO_WORKERS_MAX = 8
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def workers_for(rows: int, num_proc: Optional[int]) -> Optional[int]:
+    """Processes for a ``datasets.map``: the spec's number, or one per core for large datasets.
+
+    Rendering and labelling are Python (one core per process); the Rust tokenizer's own threads
+    only cover its part, so processes are what use every core."""
+    if num_proc is not None:
+        return num_proc if num_proc > 1 else None
+    if rows < AUTO_WORKERS_MIN_ROWS:
+        return None
+    count = min(_cpu_count(), AUTO_WORKERS_MAX)
+    return count if count > 1 else None
+
+
+@contextmanager
+def _single_threaded_tokenizers(num_proc: Optional[int]):
+    """Worker processes each tokenise on one thread: the processes already fill the cores, and the
+    tokenizers library would otherwise warn about (and disable) its thread pool after the fork."""
+    if not num_proc:
+        yield
+        return
+    before = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = before
+
+
 def tokenize_dataset(dataset, encoder, *, batch_size: int = 1000, num_proc: Optional[int] = None, name: str = "train"):
-    """Tokenise with ``encoder.encode_batch``; log what was truncated or dropped and why."""
+    """Tokenise with ``encoder.encode_batch``; log what was truncated or dropped and why.
+
+    ``num_proc`` None: one process per core for large datasets (see ``workers_for``)."""
     streaming = not hasattr(dataset, "__len__")
     columns = list(dataset.features) if dataset.features else None
+    num_proc = None if streaming else workers_for(len(dataset), num_proc)
     extra = {} if streaming else {"num_proc": num_proc, "desc": f"tokenizing {name}"}
-    tokenized = dataset.map(encoder.encode_batch, batched=True, batch_size=batch_size, remove_columns=columns, **extra)
+    with _single_threaded_tokenizers(num_proc):
+        tokenized = dataset.map(encoder.encode_batch, batched=True, batch_size=batch_size, remove_columns=columns, **extra)
     if streaming:
         return tokenized.filter(lambda row: not row["_drop"]).remove_columns(["_drop", "_truncated", "_trained"]), None
     table = tokenized.data.table
@@ -185,7 +233,7 @@ def pack_dataset(dataset, cutoff_len: int, *, batch_size: int = 10000, num_proc:
     from .packing import pack_examples
 
     streaming = not hasattr(dataset, "__len__")
-    extra = {} if streaming else {"num_proc": num_proc, "desc": "packing"}
+    extra = {} if streaming else {"num_proc": workers_for(len(dataset), num_proc), "desc": "packing"}
     return dataset.map(
         pack_examples, batched=True, batch_size=batch_size, fn_kwargs={"capacity": cutoff_len},
         remove_columns=list(dataset.features) if dataset.features else None, **extra,
