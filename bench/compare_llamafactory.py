@@ -125,7 +125,7 @@ def timed(command: list[str], env: dict, cwd: Path | None = None) -> tuple[float
 
 def timed_tree(command: list[str], env: dict) -> tuple[float, float, str]:
     """(wall seconds, peak MB, stdout) where memory is the proportional set size (PSS) summed over the
-    process and all its worker processes, sampled every 50 ms: GNU time's peak would count only the
+    process and all its worker processes, sampled every 250 ms (reading PSS costs CPU, so not more often): GNU time's peak would count only the
     largest single process, and summed RSS would count pages the forked workers share several times."""
     import psutil
 
@@ -141,7 +141,7 @@ def timed_tree(command: list[str], env: dict) -> tuple[float, float, str]:
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
             peak = max(peak, total)
-            time.sleep(0.05)
+            time.sleep(0.25)
         seconds = time.perf_counter() - start
         stderr = process.stderr.read() if process.stderr else ""
         out.seek(0)

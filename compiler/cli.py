@@ -152,6 +152,24 @@ def plan(
 
 
 @app.command()
+def ui(
+    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Folder for spec files (<name>.yaml) and runs/<name>/."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes the UI to the network: it can start processes)."),
+    port: int = typer.Option(7860, help="Port to listen on."),
+    lang: str = typer.Option("en", help="Interface language: en or zh."),
+    open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
+):
+    """Start the web UI: fill a form, preview and build the run, train, chat, evaluate, export."""
+    try:
+        from .ui.app import serve
+    except ImportError as exc:
+        _fail(f"the web UI needs its extra: pip install 'ffc[ui]' ({exc})")
+    if lang not in ("en", "zh"):
+        _fail(f"--lang {lang!r}: choose en or zh")
+    serve(workspace, host=host, port=port, lang=lang, open_browser=open_browser)
+
+
+@app.command()
 def templates():
     """List the chat templates."""
     from ffc.runtime.chat.templates import TEMPLATES

@@ -41,6 +41,20 @@ def _is_output(rel: Path) -> bool:
 def diff_runs(a: Path, b: Path, overrides: list[str]) -> str:
     with tempfile.TemporaryDirectory() as da, tempfile.TemporaryDirectory() as db:
         left, right = _files(a, overrides, Path(da)), _files(b, overrides, Path(db))
+    return diff_files(left, right)
+
+
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """The files ffc generated in a run directory (its manifest's list), as they are on disk now."""
+    try:
+        names = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).is_file()}
+
+
+def diff_files(left: dict[str, bytes], right: dict[str, bytes]) -> str:
+    """Changed settings (from the lock files), then a unified diff of every other changed file."""
     lines = []
     lock_a = json.loads(left.get("ffc.lock.json", b"{}")).get("spec", {})
     lock_b = json.loads(right.get("ffc.lock.json", b"{}")).get("spec", {})

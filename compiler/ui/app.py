@@ -1,0 +1,522 @@
+"""``ffc ui``: the zero-code web app, on Gradio.
+
+Gradio because it is what people fine-tuning models already know from LLaMA-Factory's LlamaBoard and
+Hugging Face Spaces, and it brings the pieces this needs (streaming chat, live plots, timers, code
+views) without a frontend build. The form is generated from the spec models (``form.FIELDS``); every
+button calls the compiler or starts one of the run directory's scripts (``service``, ``jobs``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import form, locales, service
+from .jobs import Workspace, read_progress
+from .suggest import suggest_template
+
+DEFAULT_VALUES = {
+    "name": "my-run",
+    "model.model_name_or_path": "",
+    "data.dataset": [],
+    "data.template": "",
+}
+
+
+def _widget(field: form.FormField, value: Any, lang: str):
+    common = dict(
+        label=locales.label(field.path, lang),
+        info=locales.help_text(field.path, field.description, lang),
+        elem_id=field.elem_id,
+        interactive=True,
+    )
+    if field.path == "data.dataset" or field.path == "data.eval_dataset":
+        return gr.Dropdown(choices=[], value=value or [], multiselect=True, allow_custom_value=True, **common)
+    if field.path == "data.template":
+        from ffc.runtime.chat.templates import TEMPLATES
+
+        choices = [""] + list(TEMPLATES) + ["tokenizer"]
+        return gr.Dropdown(choices=choices, value=value or "", allow_custom_value=True, **common)
+    if field.kind == "bool":
+        return gr.Checkbox(value=bool(value), **common)
+    if field.kind == "choice":
+        choices = ([""] if field.optional else []) + [str(c) for c in field.choices]
+        return gr.Dropdown(choices=choices, value="" if value is None else str(value), **common)
+    if field.kind in ("int", "float") and field.minimum is not None and field.maximum is not None and not field.optional:
+        step = 1 if field.kind == "int" else (field.maximum - field.minimum) / 100
+        return gr.Slider(minimum=field.minimum, maximum=field.maximum, step=step, value=value, **common)
+    if field.kind in ("int", "float"):
+        return gr.Number(value=value, precision=0 if field.kind == "int" else None, **common)
+    if field.kind == "mapping":
+        return gr.Textbox(value=value, lines=2, placeholder="NAME: value, one per line", **common)
+    return gr.Textbox(value=value if value is not None else "", **common)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    def __init__(self, workspace: Workspace, lang: str = "en"):
+        self.ws = workspace
+        self.lang = lang
+        self.servers: dict[str, int] = {}  # run -> port of its serve.py
+
+    # -- form <-> spec ------------------------------------------------------------------------------------
+
+    def yaml_from(self, values: list) -> tuple[str, str]:
+        by_path = dict(zip([f.path for f in form.FIELDS], values))
+        name = str(by_path.get("name") or "").strip()
+        spec = form.spec_from_values(by_path)
+        return name, form.to_yaml(spec)
+
+    # -- handlers -------------------------------------------------------------------------------------------
+
+    def on_preview(self, lang, *values):
+        name, text = self.yaml_from(list(values))
+        outcome = service.preview(self.ws, name, text)
+        return self._show(outcome, lang, built=False)
+
+    def on_build(self, lang, *values):
+        name, text = self.yaml_from(list(values))
+        outcome = service.build(self.ws, name, text)
+        shown = self._show(outcome, lang, built=True)
+        runs = self.ws.run_names()
+        run = gr.update(choices=runs, value=name if outcome.ok else None) if outcome.ok else gr.update(choices=runs)
+        return (*shown, run)
+
+    def _show(self, outcome: service.Outcome, lang: str, built: bool):
+        if outcome.errors:
+            status = f"**{locales.text('invalid', lang)}**\n\n```\n" + "\n".join(outcome.errors) + "\n```"
+        else:
+            status = "\n\n".join([f"**{locales.text('valid', lang)}**", *[f"`{m}`" for m in outcome.messages]])
+        names = list(outcome.files)
+        first = "train.py" if "train.py" in outcome.files else (names[0] if names else None)
+        if outcome.errors:
+            diff = ""
+        elif outcome.diff is None:
+            diff = locales.text("never_built", lang)
+        else:
+            diff = outcome.diff or locales.text("no_changes", lang)
+        if built and outcome.ok:
+            diff = locales.text("no_changes", lang)
+        return (
+            status,
+            outcome.yaml,
+            gr.update(choices=names, value=first),
+            outcome.files.get(first, "") if first else "",
+            diff,
+            outcome.files,
+        )
+
+    @staticmethod
+    def on_file(choice, files):
+        text = (files or {}).get(choice, "")
+        language = "python" if str(choice).endswith(".py") else ("yaml" if str(choice).endswith((".yaml", ".yml")) else None)
+        if str(choice).endswith(".json"):
+            language = "json"
+        return gr.update(value=text, language=language)
+
+    def on_model(self, model, lang):
+        template, why = suggest_template(model, self.ws.root)
+        if not template:
+            return f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}", gr.update()
+        return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template)
+
+    def on_dataset_dir(self, dataset_dir, current):
+        names = service.dataset_names(dataset_dir, self.ws.root)
+        return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current)
+
+    def on_dataset_preview(self, lang, *values):
+        by_path = dict(zip([f.path for f in form.FIELDS], values))
+        names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
+        raw = "\n\n".join(service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws.root) for n in names)
+        name, text = self.yaml_from(list(values))
+        return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, name, text)
+
+    def on_load(self, path, lang):
+        try:
+            name, text = service.load_source(path, self.ws.root)
+            spec = form.load_yaml(text)
+        except (ValueError, OSError) as exc:
+            return [gr.update() for _ in form.FIELDS] + [f"**{exc}**"]
+        values = form.values_from_spec(spec)
+        values["name"] = spec.get("name") or name
+        names = service.dataset_names(spec.get("data", {}).get("dataset_dir") or "data", self.ws.root)
+        updates = []
+        for field in form.FIELDS:
+            if field.path in ("data.dataset", "data.eval_dataset"):
+                chosen = values[field.path] or []
+                updates.append(gr.update(choices=sorted(set(names) | set(chosen)), value=chosen))
+            else:
+                updates.append(gr.update(value=values[field.path]))
+        return updates + [f"loaded `{path}`"]
+
+    def on_save(self, path, lang, *values):
+        _, text = self.yaml_from(list(values))
+        target = Path(path).expanduser()
+        target = target if target.is_absolute() else self.ws.root / target
+        if target.suffix not in (".yaml", ".yml"):
+            return f"**{target}: a spec file ends in .yaml**"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+        return f"saved `{target}`"
+
+    def on_stage(self, stage, finetuning_type):
+        return [gr.update(visible=form.applies(f, stage, finetuning_type)) for f in form.FIELDS if f.section == "method"]
+
+    # -- training -------------------------------------------------------------------------------------------
+
+    def on_start(self, run, lang):
+        if not run:
+            return locales.text("not_built", lang)
+        try:
+            self.ws.start_training(run)
+        except ValueError as exc:
+            return f"**{exc}**"
+        return f"started `bash launch.sh` in `{self.ws.run_dir(run)}`"
+
+    def on_stop(self, run):
+        stopped = bool(run) and self.ws.stop(run, "train")
+        return "stopped" if stopped else "nothing running"
+
+    def on_tick(self, run, lang):
+        table = self.ws.runs_table()
+        if not run:
+            return "", None, "", table
+        progress = read_progress(self.ws.output_dir(run) / "trainer_log.jsonl")
+        status = self.ws.status(run)
+        text = f"**{run}**: {status}"
+        if progress["total"]:
+            text += f" · {progress['step']} / {progress['total']} ({progress['percentage']:.0f}%)"
+            if progress["elapsed"] is not None:
+                text += f" · {progress['elapsed']:.0f} s"
+            if progress["remaining"] is not None and status == "running":
+                text += f" · ETA {progress['remaining']:.0f} s"
+        points = progress["loss"]
+        plot = None
+        if points:
+            import pandas as pd
+
+            plot = pd.DataFrame({"step": [p[0] for p in points], "loss": [p[1] for p in points]})
+        return text, plot, self.ws.log_tail(run, "train"), table
+
+    # -- chat through the run's serve.py ---------------------------------------------------------------------
+
+    def on_server_start(self, run, lang):
+        if not run:
+            return locales.text("not_built", lang)
+        job = self.ws.job(run, "serve")
+        if job and job.alive:
+            return f"serving on 127.0.0.1:{self.servers.get(run)}"
+        port = _free_port()
+        try:
+            self.ws.start_script(run, "serve", ["--host", "127.0.0.1", "--port", str(port)])
+        except ValueError as exc:
+            return f"**{exc}**"
+        self.servers[run] = port
+        return self._wait_for_server(run, port)
+
+    def _wait_for_server(self, run: str, port: int, timeout: float = 300) -> str:
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.ws.job(run, "serve")
+            if job is None or not job.alive:
+                return "serve.py ended:\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=self._auth(run), timeout=2).status_code == 200:
+                    return f"serving on 127.0.0.1:{port}"
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        return "serve.py did not answer in time:\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
+
+    def on_server_stop(self, run):
+        return "stopped" if run and self.ws.stop(run, "serve") else "no server running"
+
+    def _auth(self, run: str) -> dict:
+        import os
+
+        try:
+            lock = json.loads((self.ws.run_dir(run) / "ffc.lock.json").read_text(encoding="utf-8"))
+            name = lock["spec"]["serve"].get("api_key_env")
+        except (OSError, ValueError, KeyError):
+            name = None
+        key = os.environ.get(name) if name else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def on_chat(self, message, history, system, run, lang):
+        import httpx
+
+        history = list(history or [])
+        if not message.strip():
+            yield history, ""
+            return
+        port = self.servers.get(run or "")
+        job = self.ws.job(run, "serve") if run else None
+        history.append({"role": "user", "content": message})
+        if not port or not job or not job.alive:
+            history.append({"role": "assistant", "content": "(start the model server first)"})
+            yield history, ""
+            return
+        messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + [
+            {"role": m["role"], "content": _text(m["content"])} for m in history
+        ]
+        history.append({"role": "assistant", "content": ""})
+        yield history, ""
+        body = {"model": "run", "messages": messages, "stream": True}
+        try:
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=self._auth(run), timeout=600) as response:
+                if response.status_code != 200:
+                    response.read()
+                    history[-1]["content"] = f"(server error {response.status_code}: {response.text[:500]})"
+                    yield history, ""
+                    return
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    delta = json.loads(line[6:])["choices"][0].get("delta", {})
+                    if delta.get("content"):
+                        history[-1]["content"] += delta["content"]
+                        yield history, ""
+        except httpx.HTTPError as exc:
+            history[-1]["content"] += f"\n(connection error: {exc})"
+        yield history, ""
+
+    # -- eval and export -----------------------------------------------------------------------------------
+
+    def on_script(self, kind, run, args, lang):
+        if not run:
+            return locales.text("not_built", lang)
+        try:
+            self.ws.start_script(run, kind, shlex.split(args or ""))
+        except ValueError as exc:
+            return f"**{exc}**"
+        return f"started `python {kind}.py {args or ''}`"
+
+    def script_state(self, kind, run):
+        if not run:
+            return "", ""
+        job = self.ws.job(run, kind)
+        state = "" if job is None else ("running" if job.alive else ("finished" if job.returncode == 0 else f"failed (exit {job.returncode})"))
+        results = ""
+        if kind == "eval":
+            folder = self.ws.run_dir(run) / _lock_value(self.ws.run_dir(run), ("eval", "output_dir"), "eval")
+            for name in ("results.md", "summary.json"):
+                if (folder / name).is_file():
+                    results += f"{name}:\n{(folder / name).read_text(encoding='utf-8')}\n"
+        elif kind == "export":
+            folder = self.ws.run_dir(run) / _lock_value(self.ws.run_dir(run), ("export", "export_dir"), "export")
+            if folder.is_dir():
+                results = "\n".join(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
+        return f"{state}\n\n{self.ws.log_tail(run, kind, 30)}", results
+
+    # -- language ------------------------------------------------------------------------------------------
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # gradio may hand messages back as parts
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+def _lock_value(run_dir: Path, keys: tuple, default: str) -> str:
+    try:
+        node = json.loads((run_dir / "ffc.lock.json").read_text(encoding="utf-8"))["spec"]
+        for key in keys:
+            node = node[key]
+        return str(node)
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
+def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
+    app = App(workspace, lang)
+    values = {**form.values_from_spec({}), **{k: v for k, v in DEFAULT_VALUES.items()}}
+    widgets: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    t = lambda key: locales.text(key, lang)  # noqa: E731
+
+    with gr.Blocks(title="ffc") as blocks:
+        with gr.Row():
+            title = gr.Markdown(f"## {t('title')}\n{t('subtitle')}", elem_id="title")
+            language = gr.Dropdown(
+                choices=[(v, k) for k, v in locales.LANGUAGES.items()], value=lang, label=t("language"),
+                elem_id="language", scale=0, min_width=160,
+            )  # fmt: skip
+            run_select = gr.Dropdown(
+                choices=workspace.run_names(), value=None, label=t("run"), elem_id="run-select", scale=0, min_width=220
+            )
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab(t("tab_config"), id="config", elem_id="tab-config") as tab_config:
+                with gr.Row():
+                    load_path = gr.Textbox(label=t("load_path"), elem_id="load-path", scale=3)
+                    load_button = gr.Button(t("load"), elem_id="load-button", scale=1)
+                    save_path = gr.Textbox(label=t("save_path"), elem_id="save-path", scale=3)
+                    save_button = gr.Button(t("save"), elem_id="save-button", scale=1)
+                file_status = gr.Markdown(elem_id="file-status")
+                for section in form.SECTIONS:
+                    open_ = section in form.OPEN_SECTIONS
+                    with gr.Accordion(locales.section_title(section, lang), open=open_, elem_id=f"section-{section}") as acc:
+                        sections[section] = acc
+                        for field in form.FIELDS:
+                            if form.section_of(field) != section:
+                                continue
+                            if field.path == "name":
+                                widgets[field.path] = gr.Textbox(
+                                    value=values["name"], label=t("run_name"), info=t("run_name_info"), elem_id="field-name"
+                                )
+                                continue
+                            widgets[field.path] = _widget(field, values[field.path], lang)
+                            if field.path == "model.model_name_or_path":
+                                suggestion = gr.Markdown(elem_id="template-suggestion")
+                        if section == "data":
+                            preview_data_button = gr.Button(t("dataset_preview"), elem_id="dataset-preview-button")
+                            dataset_preview = gr.Textbox(
+                                label=t("dataset_preview_out"), lines=12, max_lines=30, elem_id="dataset-preview"
+                            )
+                with gr.Row():
+                    preview_button = gr.Button(t("preview"), variant="secondary", elem_id="preview-button")
+                    build_button = gr.Button(t("build"), variant="primary", elem_id="build-button")
+                status = gr.Markdown(elem_id="build-status")
+            with gr.Tab(t("tab_preview"), id="preview", elem_id="tab-preview") as tab_preview:
+                spec_yaml = gr.Code(label=t("spec_yaml"), language="yaml", elem_id="spec-yaml")
+                file_choice = gr.Dropdown(choices=[], label=t("generated_file"), elem_id="file-choice")
+                file_view = gr.Code(label=t("file_content"), language="python", elem_id="file-view", max_lines=40)
+                diff_view = gr.Code(label=t("diff"), elem_id="diff-view", max_lines=40)
+                files_state = gr.State({})
+            with gr.Tab(t("tab_train"), id="train", elem_id="tab-train") as tab_train:
+                with gr.Row():
+                    start_button = gr.Button(t("start"), variant="primary", elem_id="start-button")
+                    stop_button = gr.Button(t("stop"), variant="stop", elem_id="stop-button")
+                train_message = gr.Markdown(elem_id="train-message")
+                progress = gr.Markdown(elem_id="progress")
+                loss_plot = gr.LinePlot(x="step", y="loss", label=t("loss_curve"), elem_id="loss-plot", height=300)
+                train_log = gr.Textbox(label=t("log"), lines=12, max_lines=12, elem_id="train-log", autoscroll=True)
+                runs_table = gr.Dataframe(
+                    headers=locales.text("runs_headers", lang), label=t("runs"), elem_id="runs-table", interactive=False
+                )
+            with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as tab_chat:
+                with gr.Row():
+                    server_button = gr.Button(t("start_server"), elem_id="server-button")
+                    server_stop = gr.Button(t("stop_server"), elem_id="server-stop")
+                server_status = gr.Markdown(elem_id="server-status")
+                system_prompt = gr.Textbox(label=t("system_prompt"), elem_id="system-prompt")
+                chatbot = gr.Chatbot(label=t("chatbot"), elem_id="chatbot", height=360)
+                with gr.Row():
+                    chat_input = gr.Textbox(label=t("message"), elem_id="chat-input", scale=5)
+                    send_button = gr.Button(t("send"), variant="primary", elem_id="send-button", scale=1)
+                    clear_button = gr.Button(t("clear"), elem_id="clear-button", scale=1)
+            with gr.Tab(t("tab_eval"), id="eval", elem_id="tab-eval") as tab_eval:
+                eval_args = gr.Textbox(label=t("eval_args"), elem_id="eval-args", placeholder="--task-dir ../mmlu --n-shot 5")
+                eval_button = gr.Button(t("run_eval"), variant="primary", elem_id="eval-button")
+                eval_message = gr.Markdown(elem_id="eval-message")
+                eval_log = gr.Textbox(label=t("log"), lines=10, elem_id="eval-log")
+                eval_results = gr.Textbox(label=t("results"), lines=8, elem_id="eval-results")
+            with gr.Tab(t("tab_export"), id="export", elem_id="tab-export") as tab_export:
+                export_args = gr.Textbox(label=t("export_args"), elem_id="export-args", placeholder="--gguf f16 --ollama")
+                export_button = gr.Button(t("run_export"), variant="primary", elem_id="export-button")
+                export_message = gr.Markdown(elem_id="export-message")
+                export_log = gr.Textbox(label=t("log"), lines=10, elem_id="export-log")
+                export_results = gr.Textbox(label=t("results"), lines=8, elem_id="export-results")
+
+        inputs = [widgets[f.path] for f in form.FIELDS]
+        shown = [status, spec_yaml, file_choice, file_view, diff_view, files_state]
+        preview_button.click(app.on_preview, [language, *inputs], shown)
+        build_button.click(app.on_build, [language, *inputs], [*shown, run_select])
+        file_choice.change(app.on_file, [file_choice, files_state], file_view)
+        widgets["model.model_name_or_path"].change(
+            app.on_model, [widgets["model.model_name_or_path"], language], [suggestion, widgets["data.template"]]
+        )
+        widgets["data.dataset_dir"].change(
+            app.on_dataset_dir, [widgets["data.dataset_dir"], widgets["data.dataset"]], widgets["data.dataset"]
+        )
+        blocks.load(app.on_dataset_dir, [widgets["data.dataset_dir"], widgets["data.dataset"]], widgets["data.dataset"])
+        preview_data_button.click(app.on_dataset_preview, [language, *inputs], dataset_preview)
+        load_button.click(app.on_load, [load_path, language], [*inputs, file_status])
+        save_button.click(app.on_save, [save_path, language, *inputs], file_status)
+        method_widgets = [widgets[f.path] for f in form.FIELDS if f.section == "method"]
+        for key in ("method.stage", "method.finetuning_type"):
+            widgets[key].change(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
+        blocks.load(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
+
+        start_button.click(app.on_start, [run_select, language], train_message)
+        stop_button.click(app.on_stop, run_select, train_message)
+        timer = gr.Timer(1.0)
+        timer.tick(app.on_tick, [run_select, language], [progress, loss_plot, train_log, runs_table], show_progress="hidden")
+
+        server_button.click(app.on_server_start, [run_select, language], server_status)
+        server_stop.click(app.on_server_stop, run_select, server_status)
+        chat_args = ([chat_input, chatbot, system_prompt, run_select, language], [chatbot, chat_input])
+        send_button.click(app.on_chat, *chat_args)
+        chat_input.submit(app.on_chat, *chat_args)
+        clear_button.click(lambda: [], None, chatbot)
+
+        eval_button.click(lambda run, args, lang: app.on_script("eval", run, args, lang), [run_select, eval_args, language], eval_message)
+        export_button.click(lambda run, args, lang: app.on_script("export", run, args, lang), [run_select, export_args, language], export_message)
+        timer.tick(lambda run: app.script_state("eval", run), run_select, [eval_log, eval_results], show_progress="hidden")
+        timer.tick(lambda run: app.script_state("export", run), run_select, [export_log, export_results], show_progress="hidden")
+
+        # Language: every label and help text again, in the chosen language.
+        def relabel(lang):
+            tt = lambda key: locales.text(key, lang)  # noqa: E731
+            out = [gr.update(value=f"## {tt('title')}\n{tt('subtitle')}"), gr.update(label=tt("language")), gr.update(label=tt("run"))]
+            out += [gr.update(label=tt(key)) for key in ("tab_config", "tab_preview", "tab_train", "tab_chat", "tab_eval", "tab_export")]
+            out += [gr.update(label=locales.section_title(s, lang)) for s in form.SECTIONS]
+            for field in form.FIELDS:
+                if field.path == "name":
+                    out.append(gr.update(label=tt("run_name"), info=tt("run_name_info")))
+                else:
+                    out.append(gr.update(label=locales.label(field.path, lang), info=locales.help_text(field.path, field.description, lang)))
+            out += [
+                gr.update(label=tt("load_path")), gr.update(value=tt("load")), gr.update(label=tt("save_path")),
+                gr.update(value=tt("save")), gr.update(value=tt("dataset_preview")), gr.update(label=tt("dataset_preview_out")),
+                gr.update(value=tt("preview")), gr.update(value=tt("build")), gr.update(label=tt("spec_yaml")),
+                gr.update(label=tt("generated_file")), gr.update(label=tt("file_content")), gr.update(label=tt("diff")),
+                gr.update(value=tt("start")), gr.update(value=tt("stop")), gr.update(label=tt("loss_curve")),
+                gr.update(label=tt("log")), gr.update(label=tt("runs"), headers=tt("runs_headers")),
+                gr.update(value=tt("start_server")), gr.update(value=tt("stop_server")), gr.update(label=tt("system_prompt")),
+                gr.update(label=tt("chatbot")), gr.update(label=tt("message")), gr.update(value=tt("send")),
+                gr.update(value=tt("clear")), gr.update(label=tt("eval_args")), gr.update(value=tt("run_eval")),
+                gr.update(label=tt("log")), gr.update(label=tt("results")), gr.update(label=tt("export_args")),
+                gr.update(value=tt("run_export")), gr.update(label=tt("log")), gr.update(label=tt("results")),
+            ]  # fmt: skip
+            return out
+
+        relabelled = [title, language, run_select, tab_config, tab_preview, tab_train, tab_chat, tab_eval, tab_export]
+        relabelled += [sections[s] for s in form.SECTIONS] + inputs
+        relabelled += [
+            load_path, load_button, save_path, save_button, preview_data_button, dataset_preview, preview_button,
+            build_button, spec_yaml, file_choice, file_view, diff_view, start_button, stop_button, loss_plot,
+            train_log, runs_table, server_button, server_stop, system_prompt, chatbot, chat_input, send_button,
+            clear_button, eval_args, eval_button, eval_log, eval_results, export_args, export_button, export_log,
+            export_results,
+        ]  # fmt: skip
+        language.change(relabel, language, relabelled)
+    blocks.ffc_app = app  # for tests and shutdown
+    return blocks
+
+
+def serve(workspace: Path, host: str = "127.0.0.1", port: int = 7860, lang: str = "en", open_browser: bool = False) -> None:
+    ws = Workspace(workspace)
+    blocks = create_app(ws, lang)
+    try:
+        blocks.queue(default_concurrency_limit=4).launch(
+            server_name=host, server_port=port, inbrowser=open_browser, show_error=True, prevent_thread_lock=False
+        )
+    finally:
+        ws.shutdown()

@@ -1,0 +1,271 @@
+"""The web form, derived from the spec models: one field per spec option, with its type, range, default
+and help text taken from ``ffc.schemas`` so the form never drifts from the CLI.
+
+Pure Python (no UI library): the app turns ``FormField``s into widgets, and the conversions between
+widget values and a spec live here, where they are tested.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, Optional, Union
+
+import annotated_types
+from pydantic import BaseModel
+from ruamel.yaml import YAML
+
+from ffc.schemas import Spec
+
+# Sections in the order of the spec; the first ones are what nearly every run sets.
+SECTIONS = ("model", "method", "data", "training", "logging", "distributed", "inference", "serve", "eval", "export")
+OPEN_SECTIONS = ("model", "method", "data", "training")
+ALWAYS_WRITTEN = ("model.model_name_or_path", "data.dataset")  # required: kept in the spec even when empty
+
+
+@dataclass(frozen=True)
+class FormField:
+    path: str  # dotted spec key, e.g. "training.learning_rate"
+    kind: str  # bool | int | float | choice | text | list | floats | mapping | value
+    default: Any
+    description: str
+    choices: tuple = ()
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    optional: bool = False  # None is allowed (an empty input means "not set")
+    required: bool = False
+
+    @property
+    def section(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def elem_id(self) -> str:
+        return "field-" + self.path.replace(".", "-").replace("_", "-")
+
+
+def _strip_optional(annotation) -> tuple[Any, bool]:
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) < len(typing.get_args(annotation)):
+            return (args[0] if len(args) == 1 else Union[tuple(args)]), True
+    return annotation, False
+
+
+def _bounds(metadata) -> tuple[Optional[float], Optional[float]]:
+    low = high = None
+    for item in metadata:
+        if isinstance(item, (annotated_types.Ge, annotated_types.Gt)):
+            low = getattr(item, "ge", None) if isinstance(item, annotated_types.Ge) else item.gt
+        elif isinstance(item, (annotated_types.Le, annotated_types.Lt)):
+            high = getattr(item, "le", None) if isinstance(item, annotated_types.Le) else item.lt
+    return low, high
+
+
+def _kind(annotation) -> tuple[str, tuple]:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "choice", typing.get_args(annotation)
+    if annotation is bool:
+        return "bool", ()
+    if annotation is int:
+        return "int", ()
+    if annotation is float:
+        return "float", ()
+    if annotation is str:
+        return "text", ()
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (str,)
+        return ("floats" if item in (float, int) else "list"), ()
+    if origin is dict:
+        return "mapping", ()
+    return "value", ()  # unions of several types: YAML text, validated by the spec
+
+
+def fields(model: type[BaseModel] = Spec, prefix: str = "") -> list[FormField]:
+    """Every option of the spec as a form field, nested sections flattened to dotted paths."""
+    out = []
+    for name, info in model.model_fields.items():
+        if not prefix and name == "version":
+            continue
+        annotation, optional = _strip_optional(info.annotation)
+        path = f"{prefix}{name}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += fields(annotation, f"{path}.")
+            continue
+        kind, choices = _kind(annotation)
+        if kind == "bool" and optional:  # "not set" is a third state a checkbox cannot show
+            kind, choices = "choice", (True, False)
+        low, high = _bounds(info.metadata)
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        out.append(
+            FormField(path, kind, default, info.description or "", choices, low, high, optional, info.is_required())
+        )
+    return out
+
+
+FIELDS = fields()
+BY_PATH = {f.path: f for f in FIELDS}
+
+
+def section_of(field: FormField) -> str:
+    return field.section if field.section in SECTIONS else "model"  # top-level "name" goes with the model
+
+
+# -- widget values <-> spec values ---------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 120
+    return yaml
+
+
+def _parse_yaml(text: str) -> Any:
+    yaml = YAML(typ="safe")
+    return yaml.load(text)
+
+
+def to_value(field: FormField, raw: Any) -> Any:
+    """A widget's value as the spec value. What cannot be converted is passed on as typed, so the
+    spec validation reports it with the same message as the CLI."""
+    if isinstance(raw, str):
+        raw = raw.strip()
+    if raw is None or raw == "" or raw == []:
+        if field.kind in ("list", "floats"):
+            return None if field.optional else []
+        if field.kind == "mapping":
+            return {}
+        return None if (field.optional or field.required) else field.default
+    if field.kind == "bool":
+        return bool(raw)
+    if field.kind == "int":
+        return int(raw) if isinstance(raw, float) and raw.is_integer() else _scalar(raw)
+    if field.kind == "float":
+        return float(raw) if isinstance(raw, (int, float)) else _scalar(raw)
+    if field.kind == "choice":
+        return next((c for c in field.choices if str(c).lower() == str(raw).lower()), raw)
+    if field.kind in ("list", "floats"):
+        items = raw if isinstance(raw, list) else [part.strip() for part in str(raw).split(",") if part.strip()]
+        return [_scalar(item) if field.kind == "floats" else item for item in items]
+    if field.kind == "mapping":
+        parsed = _parse_yaml(raw) if isinstance(raw, str) else raw
+        return parsed if parsed is not None else {}
+    if field.kind == "value":
+        return _scalar(raw)
+    return raw
+
+
+def _scalar(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        value = _parse_yaml(raw)
+    except Exception:
+        return raw
+    return value if isinstance(value, (int, float, bool, str)) else raw
+
+
+def to_widget(field: FormField, value: Any) -> Any:
+    """A spec value as the widget shows it."""
+    if value is None:
+        return [] if field.path == "data.dataset" else ("" if field.kind not in ("bool",) else False)
+    if field.kind in ("list", "floats"):
+        items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else list(value)
+        if field.path in ("data.dataset", "data.eval_dataset"):
+            return items
+        return ", ".join(str(v) for v in items)
+    if field.kind == "mapping":
+        return "\n".join(f"{k}: {v}" for k, v in value.items())
+    if field.kind == "choice":
+        return str(value) if not isinstance(value, str) else value
+    return value
+
+
+def spec_from_values(values: dict[str, Any]) -> dict:
+    """The spec a form describes: only what differs from the defaults (plus required keys), in spec order,
+    as a person would write it."""
+    spec: dict = {"version": 1}
+    for field in FIELDS:
+        if field.path not in values:
+            continue
+        value = to_value(field, values[field.path])
+        if field.path not in ALWAYS_WRITTEN and (value == field.default or (value is None and field.default is None)):
+            continue
+        if value is None and field.path not in ALWAYS_WRITTEN:
+            continue
+        node = spec
+        keys = field.path.split(".")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return spec
+
+
+def values_from_spec(spec: dict) -> dict[str, Any]:
+    """Widget values for every field: the spec's value, else the default."""
+    values = {}
+    for field in FIELDS:
+        node: Any = spec
+        for key in field.path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+            if node is None:
+                break
+        values[field.path] = to_widget(field, field.default if node is None else node)
+    return values
+
+
+def to_yaml(spec: dict) -> str:
+    import io
+
+    stream = io.StringIO()
+    _yaml().dump(_plain_sections(spec), stream)
+    return stream.getvalue()
+
+
+def _plain_sections(spec: dict) -> dict:
+    # Sections as block mappings, short lists of names inline ([a, b]) as people write them.
+    from ruamel.yaml.comments import CommentedSeq
+
+    def convert(node):
+        if isinstance(node, dict):
+            return {k: convert(v) for k, v in node.items()}
+        if isinstance(node, list) and all(isinstance(v, (str, int, float)) for v in node):
+            seq = CommentedSeq(node)
+            seq.fa.set_flow_style()
+            return seq
+        return node
+
+    return convert(spec)
+
+
+def load_yaml(text: str) -> dict:
+    data = _parse_yaml(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise ValueError("a spec is a mapping of sections (model:, data:, ...)")
+    return data
+
+
+# -- which fields apply --------------------------------------------------------------------------------
+
+
+def applies(field: FormField, stage: str, finetuning_type: str) -> bool:
+    """Whether a stage- or method-specific option means anything for this stage and tuning method
+    (the same tables the spec's rules use), so the form can hide the others."""
+    from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS, STAGE_FIELDS
+
+    if field.section != "method":
+        return True
+    if field.name in STAGE_FIELDS:
+        return stage in STAGE_FIELDS[field.name]
+    if field.name in LORA_FIELDS:
+        return finetuning_type == "lora"
+    if field.name in FREEZE_FIELDS:
+        return finetuning_type == "freeze"
+    return True

@@ -1,0 +1,203 @@
+"""What the UI's Preview and Build buttons do: the CLI's own load -> validate -> build -> write steps,
+on a spec the form wrote. Errors come back as the CLI prints them."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..diff import diff_files, run_files
+from ..loader import SpecError, load_spec
+from ..writer import WriteError, write_run
+from .jobs import Workspace
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass
+class Outcome:
+    yaml: str
+    errors: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # generated file -> text
+    diff: Optional[str] = None  # against the run directory on disk; None: not built before
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_name(name: str) -> Optional[str]:
+    if not NAME.fullmatch(name or ""):
+        return (
+            f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names the spec file and the run directory)"
+        )
+    return None
+
+
+def _load(workspace: Workspace, name: str, yaml_text: str, keep: bool):
+    """Load the spec from a file in the workspace (so relative paths mean what they will mean when saved)."""
+    target = workspace.spec_path(name)
+    path = target if keep else workspace.root / f".{name}.preview.yaml"
+    workspace.root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml_text, encoding="utf-8")
+    tmp.replace(path)
+    try:
+        return load_spec(path), None
+    except SpecError as exc:
+        # Name the file the user will have, not the scratch copy.
+        return None, [str(issue).replace(str(path), target.name, 1) for issue in exc.issues]
+    finally:
+        if not keep:
+            path.unlink(missing_ok=True)
+
+
+def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
+    from ..build import build_files
+
+    outcome = Outcome(yaml_text)
+    problem = check_name(name)
+    if problem:
+        outcome.errors.append(problem)
+        return outcome
+    loaded, errors = _load(workspace, name, yaml_text, keep=False)
+    if errors:
+        outcome.errors = errors
+        return outcome
+    run_dir = workspace.run_dir(name)
+    try:
+        resolved, files = build_files(loaded, run_dir)
+    except SpecError as exc:
+        outcome.errors = [str(issue) for issue in exc.issues]
+        return outcome
+    outcome.files = {k: v.decode("utf-8", "replace") for k, v in sorted(files.items())}
+    if resolved.registry_note:
+        outcome.messages.append(resolved.registry_note)
+    if run_dir.is_dir():
+        outcome.diff = diff_files(run_files(run_dir), files)
+    return outcome
+
+
+def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
+    """Save the spec as <workspace>/<name>.yaml and build runs/<name>/ from it."""
+    from ..build import build_files
+
+    outcome = Outcome(yaml_text)
+    problem = check_name(name)
+    if problem:
+        outcome.errors.append(problem)
+        return outcome
+    if workspace.status(name) == "running":
+        outcome.errors.append(f"{name!r} is training: stop it before building over it")
+        return outcome
+    loaded, errors = _load(workspace, name, yaml_text, keep=True)
+    if errors:
+        outcome.errors = errors
+        return outcome
+    run_dir = workspace.run_dir(name)
+    try:
+        resolved, files = build_files(loaded, run_dir)
+        changed = write_run(run_dir, files)
+    except (SpecError, WriteError) as exc:
+        outcome.errors = [str(exc)]
+        return outcome
+    outcome.files = {k: v.decode("utf-8", "replace") for k, v in sorted(files.items())}
+    outcome.messages.append(
+        f"built {run_dir} ({len(files)} files, {len(changed)} changed) from {workspace.spec_path(name)}"
+    )
+    if resolved.registry_note:
+        outcome.messages.append(resolved.registry_note)
+    return outcome
+
+
+def load_source(path: str, base: Path) -> tuple[str, str]:
+    """(run name, spec YAML) from a spec file or a run directory (its spec.yaml, else its lock)."""
+    source = Path(path).expanduser()
+    if not source.is_absolute():
+        source = base / source
+    if source.is_dir():
+        if (source / "spec.yaml").is_file():
+            text = (source / "spec.yaml").read_text(encoding="utf-8")
+        elif (source / "ffc.lock.json").is_file():
+            from .form import to_yaml
+
+            text = to_yaml(json.loads((source / "ffc.lock.json").read_text(encoding="utf-8"))["spec"])
+        else:
+            raise ValueError(f"{source} is neither a spec file nor a run directory (no spec.yaml or ffc.lock.json)")
+        return source.name, text
+    if not source.is_file():
+        raise ValueError(f"{source} not found")
+    return source.stem, source.read_text(encoding="utf-8")
+
+
+def dataset_names(dataset_dir: str, base: Path) -> list[str]:
+    """Names registered in a dataset directory's dataset_info.json (empty when there is none)."""
+    folder = Path(dataset_dir or "").expanduser()
+    folder = folder if folder.is_absolute() else base / folder
+    try:
+        info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return list(info) if isinstance(info, dict) else []
+
+
+def dataset_rows(dataset_dir: str, name: str, base: Path, count: int = 3) -> str:
+    """The first rows of a registered dataset file, as stored (JSON)."""
+    from ffc.runtime.data.registry import RegistryError, data_files, parse_entry
+
+    folder = Path(dataset_dir or "").expanduser()
+    folder = folder if folder.is_absolute() else base / folder
+    info = folder / "dataset_info.json"
+    try:
+        registry = json.loads(info.read_text(encoding="utf-8"))
+        attr = parse_entry(info, name, registry[name])
+    except (OSError, ValueError, KeyError, RegistryError) as exc:
+        return f"{name}: {exc}"
+    if attr.source != "file":
+        return f"{name} is a hub dataset ({attr.path}): its rows are read when training starts"
+    files = data_files(folder, attr)
+    if not files or not files[0].is_file():
+        return f"{name}: {files[0] if files else folder / attr.path} not found"
+    path = files[0]
+    if path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line, _ in zip(f, range(count))]
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = data[:count] if isinstance(data, list) else [data]
+    else:
+        return f"{path.name}: rows of {path.suffix} files are shown by the tokenised preview below"
+    return f"{path} ({attr.formatting}):\n" + json.dumps(rows, ensure_ascii=False, indent=1)
+
+
+def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: int = 3, timeout: float = 300) -> str:
+    """The first samples as the model will see them: the spec is built into a scratch run directory and
+    its own ``train.py --preview`` prints them (the runtime's data pipeline, not a copy of it)."""
+    import subprocess
+    import sys
+
+    from ..build import build_files
+
+    problem = check_name(name)
+    if problem:
+        return problem
+    loaded, errors = _load(workspace, name, yaml_text, keep=False)
+    if errors:
+        return "\n".join(errors)
+    scratch = workspace.root / ".ffc-ui" / "preview" / name
+    try:
+        _, files = build_files(loaded, scratch)
+        write_run(scratch, files, force=True)
+    except (SpecError, WriteError) as exc:
+        return str(exc)
+    result = subprocess.run(
+        [workspace.python, "train.py", "--preview", str(count)], cwd=scratch, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if result.returncode != 0:
+        return (result.stdout + result.stderr)[-4000:]
+    return result.stdout

@@ -1,0 +1,81 @@
+"""Which chat template a model most likely wants, from its name or its local config files.
+
+A suggestion only: the user picks the template. Name patterns come first (hub ids carry the family);
+a local directory also has config.json's ``model_type`` and the tokenizer's own chat template.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+# (pattern on the lower-cased name or model_type, template); the first match wins, so specific before general.
+NAME_PATTERNS = (
+    (r"qwen3", "qwen3"),
+    (r"qwen", "qwen"),
+    (r"llama[-_ ]?3|llama3", "llama3"),
+    (r"llama[-_ ]?2", "llama2"),
+    (r"vicuna", "vicuna"),
+    (r"mistral|mixtral", "mistral"),
+    (r"gemma", "gemma"),
+    (r"phi[-_ ]?4", "phi4"),
+    (r"phi[-_ ]?3", "phi"),
+    (r"deepseek[-_ ]?v3|deepseek3", "deepseek3"),
+    (r"glm[-_ ]?4", "glm4"),
+    (r"internlm2", "internlm2"),
+    (r"\byi[-_]", "yi"),
+    (r"zephyr|tinyllama", "zephyr"),
+)
+# Markers of a tokenizer chat template, for local models whose names say nothing.
+TEMPLATE_MARKERS = (
+    ("<|im_start|>", "chatml"),
+    ("<|start_header_id|>", "llama3"),
+    ("[INST]", "mistral"),
+    ("<start_of_turn>", "gemma"),
+)
+
+
+def _by_name(text: str) -> Optional[str]:
+    lowered = text.lower()
+    for pattern, template in NAME_PATTERNS:
+        if re.search(pattern, lowered):
+            return template
+    return None
+
+
+def suggest_template(model: str, base_dir: Path = Path(".")) -> tuple[Optional[str], str]:
+    """(template or None, the reason in a few words)."""
+    model = (model or "").strip()
+    if not model:
+        return None, ""
+    local = Path(model) if Path(model).is_absolute() else base_dir / model
+    if local.is_dir():
+        config = _read_json(local / "config.json")
+        model_type = str(config.get("model_type", "")) if config else ""
+        if model_type and _by_name(model_type):
+            return _by_name(model_type), f"config.json model_type {model_type!r}"
+        found = _by_name(local.name)
+        if found:
+            return found, "the directory name"
+        tokenizer_config = _read_json(local / "tokenizer_config.json") or {}
+        chat_template = tokenizer_config.get("chat_template") or ""
+        if not chat_template and (local / "chat_template.jinja").is_file():
+            chat_template = (local / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+        if isinstance(chat_template, str) and chat_template:
+            for marker, template in TEMPLATE_MARKERS:
+                if marker in chat_template:
+                    return template, f"its tokenizer's chat template uses {marker}"
+            return "tokenizer", "its tokenizer has a chat template of its own"
+        return None, "no chat template found in the model directory"
+    found = _by_name(model)
+    return (found, "the model name") if found else (None, "")
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
