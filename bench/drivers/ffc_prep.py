@@ -15,11 +15,12 @@ from ffc.runtime.data.loading import load_datasets, load_registry, tokenize_data
 from ffc.runtime.data.tokenize import ConversationEncoder, MaskOptions
 
 model, data_dir, template, cutoff = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+workers = int(sys.argv[5]) if len(sys.argv) > 5 else None  # data.preprocessing_num_workers (default: per core)
 tokenizer = AutoTokenizer.from_pretrained(model)
 start = time.perf_counter()
 raw = load_datasets(data_dir, load_registry(data_dir / "dataset_info.json"), ["bench_alpaca"], "sft")
 encoder = ConversationEncoder(tokenizer, TEMPLATES[template], MaskOptions(cutoff_len=cutoff))
-data, stats = tokenize_dataset(raw, encoder)
+data, stats = tokenize_dataset(raw, encoder, num_proc=workers)
 seconds = time.perf_counter() - start
 
 texts = [encoder.render(m, s, t).text for m, s, t in zip(raw["messages"], raw["system"], raw["tools"])]
