@@ -48,11 +48,14 @@ def _widget(field: form.FormField, value: Any, lang: str):
     if field.kind == "choice":
         choices = ([""] if field.optional else []) + [str(c) for c in field.choices]
         return gr.Dropdown(choices=choices, value="" if value is None else str(value), **common)
-    if field.kind in ("int", "float") and field.minimum is not None and field.maximum is not None and not field.optional:
-        step = 1 if field.kind == "int" else (field.maximum - field.minimum) / 100
-        return gr.Slider(minimum=field.minimum, maximum=field.maximum, step=step, value=value, **common)
-    if field.kind in ("int", "float"):
+    if field.kind in ("int", "float") and not field.optional:
+        span = None if field.minimum is None or field.maximum is None else field.maximum - field.minimum
+        if span is not None and span <= (256 if field.kind == "int" else 10):  # sliders for small ranges
+            step = 1 if field.kind == "int" else span / 100
+            return gr.Slider(minimum=field.minimum, maximum=field.maximum, step=step, value=value, **common)
         return gr.Number(value=value, precision=0 if field.kind == "int" else None, **common)
+    if field.kind in ("int", "float"):  # optional numbers: an empty box means "not set", which gr.Number cannot show
+        return gr.Textbox(value="" if value is None else str(value), placeholder="not set", **common)
     if field.kind == "mapping":
         return gr.Textbox(value=value, lines=2, placeholder="NAME: value, one per line", **common)
     return gr.Textbox(value=value if value is not None else "", **common)
@@ -209,7 +212,7 @@ class App:
             import pandas as pd
 
             plot = pd.DataFrame({"step": [p[0] for p in points], "loss": [p[1] for p in points]})
-        return text, plot, self.ws.log_tail(run, "train"), table
+        return text, plot, self.ws.log_tail(run, "train", 20), table
 
     # -- chat through the run's serve.py ---------------------------------------------------------------------
 
@@ -352,15 +355,17 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
     t = lambda key: locales.text(key, lang)  # noqa: E731
 
     with gr.Blocks(title="ffc") as blocks:
-        with gr.Row():
+        with gr.Row(equal_height=True):
             title = gr.Markdown(f"## {t('title')}\n{t('subtitle')}", elem_id="title")
-            language = gr.Dropdown(
-                choices=[(v, k) for k, v in locales.LANGUAGES.items()], value=lang, label=t("language"),
-                elem_id="language", scale=0, min_width=160,
-            )  # fmt: skip
-            run_select = gr.Dropdown(
-                choices=workspace.run_names(), value=None, label=t("run"), elem_id="run-select", scale=0, min_width=220
-            )
+            with gr.Column(scale=0, min_width=420):
+                with gr.Row():
+                    language = gr.Dropdown(
+                        choices=[(v, k) for k, v in locales.LANGUAGES.items()], value=lang, label=t("language"),
+                        elem_id="language", min_width=140,
+                    )  # fmt: skip
+                    run_select = gr.Dropdown(
+                        choices=workspace.run_names(), value=None, label=t("run"), elem_id="run-select", min_width=260
+                    )
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab(t("tab_config"), id="config", elem_id="tab-config") as tab_config:
                 with gr.Row():
@@ -406,7 +411,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                 train_message = gr.Markdown(elem_id="train-message")
                 progress = gr.Markdown(elem_id="progress")
                 loss_plot = gr.LinePlot(x="step", y="loss", label=t("loss_curve"), elem_id="loss-plot", height=300)
-                train_log = gr.Textbox(label=t("log"), lines=12, max_lines=12, elem_id="train-log", autoscroll=True)
+                train_log = gr.Textbox(label=t("log"), lines=20, max_lines=20, elem_id="train-log", autoscroll=True)
                 runs_table = gr.Dataframe(
                     headers=locales.text("runs_headers", lang), label=t("runs"), elem_id="runs-table", interactive=False
                 )
@@ -454,6 +459,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
             widgets[key].change(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
         blocks.load(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
 
+        blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
         stop_button.click(app.on_stop, run_select, train_message)
         timer = gr.Timer(1.0)

@@ -175,7 +175,13 @@ def _scalar(raw: Any) -> Any:
 def to_widget(field: FormField, value: Any) -> Any:
     """A spec value as the widget shows it."""
     if value is None:
-        return [] if field.path == "data.dataset" else ("" if field.kind not in ("bool",) else False)
+        if field.path in ("data.dataset", "data.eval_dataset"):
+            return []
+        if field.kind in ("int", "float") and not field.optional:
+            return None
+        return False if field.kind == "bool" else ""
+    if field.kind in ("int", "float") and field.optional:
+        return str(value)  # shown in a text box, where empty means "not set"
     if field.kind in ("list", "floats"):
         items = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else list(value)
         if field.path in ("data.dataset", "data.eval_dataset"):
