@@ -16,6 +16,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def needs_shared(path: Path):
     return pytest.mark.skipif(
         not path.exists(), reason=f"{path} is absent: clone the project with ../shared beside it to run this test"

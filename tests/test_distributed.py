@@ -14,7 +14,7 @@ from ffc.compiler.build import build_files
 from ffc.compiler.loader import load_spec
 from ffc.compiler.writer import write_run
 
-from .conftest import MINIMAL_SPEC, ROOT
+from .conftest import MINIMAL_SPEC, ROOT, free_port
 
 HOSTILE = "eth0; echo pwned > /tmp/ffc-pwned $(id)"
 
@@ -117,19 +117,11 @@ def _run(demo, tmp_path, name, *, processes, batch, steps=1, lr=1.0, optim="sgd"
     for item in overrides:
         args += ["--set", item]
     subprocess.run(args, check=True, capture_output=True)
-    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes), "--master_port", str(_free_port())]
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes), "--master_port", str(free_port())]
     command = torchrun + ["train.py"] if processes > 1 else [sys.executable, "train.py"]
     result = subprocess.run(command, cwd=run, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
     return run
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _weights(path):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,13 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from .conftest import free_port
+
 KEY = "test-key-123"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ serve: {{api_key_env: FFC_TEST_KEY, max_request_bytes: 4096}}
     )
     run = root / "run"
     subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True)
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, FFC_TEST_KEY=KEY, HF_HUB_OFFLINE="1")
     process = subprocess.Popen(
         [sys.executable, "serve.py", "--port", str(port)], cwd=run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

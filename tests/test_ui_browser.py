@@ -4,7 +4,6 @@ switch to Chinese. Screenshots of each screen go to $FFC_SCREENSHOTS (default: t
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,11 +29,8 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
+from .conftest import free_port  # noqa: E402
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,7 @@ def ui(demo, tmp_path_factory):
     workspace = tmp_path_factory.mktemp("workspace")
     (workspace / "model").symlink_to(demo / "tiny-model")
     (workspace / "data").symlink_to(demo / "data")
-    port = _free_port()
+    port = free_port()
     log = open(workspace / "ui.log", "wb")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     process = subprocess.Popen(

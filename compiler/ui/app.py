@@ -347,6 +347,24 @@ def _lock_value(run_dir: Path, keys: tuple, default: str) -> str:
         return default
 
 
+SCRIPT_TABS = {  # kind -> (arguments label, button label, placeholder of the arguments)
+    "eval": ("eval_args", "run_eval", "--task-dir ../mmlu --n-shot 5"),
+    "export": ("export_args", "run_export", "--gguf f16 --ollama"),
+}
+
+
+def _script_tab(kind: str, lang: str):
+    """(arguments, button, message, log, results) of a tab that runs one of the run's scripts."""
+    args_label, button_label, placeholder = SCRIPT_TABS[kind]
+    return (
+        gr.Textbox(label=locales.text(args_label, lang), elem_id=f"{kind}-args", placeholder=placeholder),
+        gr.Button(locales.text(button_label, lang), variant="primary", elem_id=f"{kind}-button"),
+        gr.Markdown(elem_id=f"{kind}-message"),
+        gr.Textbox(label=locales.text("log", lang), lines=10, elem_id=f"{kind}-log"),
+        gr.Textbox(label=locales.text("results", lang), lines=8, elem_id=f"{kind}-results"),
+    )
+
+
 def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
     app = App(workspace, lang)
     values = {**form.values_from_spec({}), **{k: v for k, v in DEFAULT_VALUES.items()}}
@@ -427,17 +445,9 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                     send_button = gr.Button(t("send"), variant="primary", elem_id="send-button", scale=1)
                     clear_button = gr.Button(t("clear"), elem_id="clear-button", scale=1)
             with gr.Tab(t("tab_eval"), id="eval", elem_id="tab-eval") as tab_eval:
-                eval_args = gr.Textbox(label=t("eval_args"), elem_id="eval-args", placeholder="--task-dir ../mmlu --n-shot 5")
-                eval_button = gr.Button(t("run_eval"), variant="primary", elem_id="eval-button")
-                eval_message = gr.Markdown(elem_id="eval-message")
-                eval_log = gr.Textbox(label=t("log"), lines=10, elem_id="eval-log")
-                eval_results = gr.Textbox(label=t("results"), lines=8, elem_id="eval-results")
+                eval_args, eval_button, eval_message, eval_log, eval_results = _script_tab("eval", lang)
             with gr.Tab(t("tab_export"), id="export", elem_id="tab-export") as tab_export:
-                export_args = gr.Textbox(label=t("export_args"), elem_id="export-args", placeholder="--gguf f16 --ollama")
-                export_button = gr.Button(t("run_export"), variant="primary", elem_id="export-button")
-                export_message = gr.Markdown(elem_id="export-message")
-                export_log = gr.Textbox(label=t("log"), lines=10, elem_id="export-log")
-                export_results = gr.Textbox(label=t("results"), lines=8, elem_id="export-results")
+                export_args, export_button, export_message, export_log, export_results = _script_tab("export", lang)
 
         inputs = [widgets[f.path] for f in form.FIELDS]
         shown = [status, spec_yaml, file_choice, file_view, diff_view, files_state]

@@ -56,17 +56,23 @@ def _load(workspace: Workspace, name: str, yaml_text: str, keep: bool):
             path.unlink(missing_ok=True)
 
 
-def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
-    from ..build import build_files
-
+def _checked(workspace: Workspace, name: str, yaml_text: str, keep: bool):
+    """(outcome, loaded spec or None): the name and the spec checked as the CLI checks them."""
     outcome = Outcome(yaml_text)
     problem = check_name(name)
     if problem:
         outcome.errors.append(problem)
-        return outcome
-    loaded, errors = _load(workspace, name, yaml_text, keep=False)
-    if errors:
-        outcome.errors = errors
+        return outcome, None
+    loaded, errors = _load(workspace, name, yaml_text, keep=keep)
+    outcome.errors = errors or []
+    return outcome, loaded
+
+
+def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
+    from ..build import build_files
+
+    outcome, loaded = _checked(workspace, name, yaml_text, keep=False)
+    if loaded is None:
         return outcome
     run_dir = workspace.run_dir(name)
     try:
@@ -86,17 +92,10 @@ def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     """Save the spec as <workspace>/<name>.yaml and build runs/<name>/ from it."""
     from ..build import build_files
 
-    outcome = Outcome(yaml_text)
-    problem = check_name(name)
-    if problem:
-        outcome.errors.append(problem)
-        return outcome
-    if workspace.status(name) == "running":
-        outcome.errors.append(f"{name!r} is training: stop it before building over it")
-        return outcome
-    loaded, errors = _load(workspace, name, yaml_text, keep=True)
-    if errors:
-        outcome.errors = errors
+    if check_name(name) is None and workspace.status(name) == "running":
+        return Outcome(yaml_text, errors=[f"{name!r} is training: stop it before building over it"])
+    outcome, loaded = _checked(workspace, name, yaml_text, keep=True)
+    if loaded is None:
         return outcome
     run_dir = workspace.run_dir(name)
     try:
@@ -178,7 +177,6 @@ def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: in
     """The first samples as the model will see them: the spec is built into a scratch run directory and
     its own ``train.py --preview`` prints them (the runtime's data pipeline, not a copy of it)."""
     import subprocess
-    import sys
 
     from ..build import build_files
 
