@@ -154,6 +154,19 @@ def text_of(driver, elem_id) -> str:
     return boxes[0].get_attribute("value") if boxes else element.text
 
 
+def _processes_in(folder: Path) -> list:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cwd", "cmdline"]):
+        try:
+            if process.info["cwd"] == str(folder) and process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.info["cmdline"])
+        except psutil.Error:
+            pass
+    return found
+
+
 def wait_for(predicate, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -277,6 +290,16 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     tab(d, "Preview")
     wait_for(lambda: "training.learning_rate: 0.005 -> 0.004" in d.find_element(By.ID, "diff-view").text, 30, "the diff")
     shot(d, shots, "10-diff.png", "diff-view")
+
+    # Start again and stop: the launcher and its training process end, and the run says so.
+    tab(d, "Train")
+    click(d, "start-button")
+    wait_for(lambda: "running" in text_of(d, "progress"), 60, "the second training to start")
+    time.sleep(3)
+    click(d, "stop-button")
+    wait_for(lambda: "stopped" in text_of(d, "progress"), 60, "the stop")
+    assert not _processes_in(workspace / "runs" / "browser-run"), "training processes outlived Stop"
+    assert "stopped" in d.find_element(By.ID, "runs-table").text
 
     # Chinese: tab names, section titles and labels switch.
     choose(d, "language", "中文")
