@@ -173,3 +173,26 @@ def test_template_suggestion_from_a_local_model(tmp_path):
     (model / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (model / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ '<|im_start|>' + m }}"}))
     assert suggest_template(str(model))[0] == "chatml"
+
+
+def test_app_handlers_answer_bad_input_with_messages(tmp_path):
+    pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
+    from ffc.compiler.ui.app import create_app
+
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    blocks = create_app(Workspace(tmp_path))
+    app = blocks.ffc_app
+    *updates, message = app.on_load("broken.yaml", "en")
+    assert "invalid YAML" in message and len(updates) == len(form.FIELDS)
+    assert "not found" in app.on_load("missing.yaml", "en")[-1]
+    values = [form.values_from_spec({}).get(f.path) for f in form.FIELDS]
+    assert "ends in .yaml" in app.on_save("spec.txt", "en", *values)
+    assert app.on_start(None, "en") == "Build the run first." and "not built" in app.on_start("nope", "en")
+    by_path = dict(zip([f.path for f in form.FIELDS], values))
+    by_path.update({"name": "t", "model.model_name_or_path": "./m", "data.dataset": ["d"], "data.template": "chatml"})
+    by_path["distributed.env"] = "A: : b"  # not a mapping: reported by validation, not a crash
+    status = app.on_preview("en", *[by_path[f.path] for f in form.FIELDS])[0]
+    assert "distributed.env" in status and "valid dictionary" in status
+    method = [f for f in form.FIELDS if f.section == "method"]
+    visible = dict(zip([f.name for f in method], (u["visible"] for u in app.on_stage("dpo", "full"))))
+    assert visible["pref_beta"] and not visible["lora_rank"] and not visible["ppo_epochs"]

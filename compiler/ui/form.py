@@ -155,7 +155,12 @@ def to_value(field: FormField, raw: Any) -> Any:
         items = raw if isinstance(raw, list) else [part.strip() for part in str(raw).split(",") if part.strip()]
         return [_scalar(item) if field.kind == "floats" else item for item in items]
     if field.kind == "mapping":
-        parsed = _parse_yaml(raw) if isinstance(raw, str) else raw
+        if not isinstance(raw, str):
+            return raw
+        try:
+            parsed = _parse_yaml(raw)
+        except Exception:  # not YAML: the spec's validation says what a mapping should look like
+            return raw
         return parsed if parsed is not None else {}
     if field.kind == "value":
         return _scalar(raw)
@@ -252,7 +257,10 @@ def _plain_sections(spec: dict) -> dict:
 
 
 def load_yaml(text: str) -> dict:
-    data = _parse_yaml(text) if text.strip() else {}
+    try:
+        data = _parse_yaml(text) if text.strip() else {}
+    except Exception as exc:  # ruamel's errors carry the line and column
+        raise ValueError(f"invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("a spec is a mapping of sections (model:, data:, ...)")
     return data
