@@ -35,7 +35,10 @@ def _leaf_paths(model, prefix=""):
 def test_every_spec_option_is_a_form_field_with_its_help():
     assert [f.path for f in form.FIELDS] == [p for p in _leaf_paths(Spec) if p != "version"]
     lr = form.BY_PATH["training.learning_rate"]
-    assert lr.kind == "float" and lr.description == Spec.model_fields["training"].annotation.model_fields["learning_rate"].description
+    assert (
+        lr.kind == "float"
+        and lr.description == Spec.model_fields["training"].annotation.model_fields["learning_rate"].description
+    )
     assert form.BY_PATH["method.stage"].kind == "choice" and "dpo" in form.BY_PATH["method.stage"].choices
     assert form.BY_PATH["distributed.env"].kind == "mapping"
     assert form.BY_PATH["distributed.deepspeed.zero_stage"].section == "distributed"
@@ -196,3 +199,13 @@ def test_app_handlers_answer_bad_input_with_messages(tmp_path):
     method = [f for f in form.FIELDS if f.section == "method"]
     visible = dict(zip([f.name for f in method], (u["visible"] for u in app.on_stage("dpo", "full"))))
     assert visible["pref_beta"] and not visible["lora_rank"] and not visible["ppo_epochs"]
+
+
+def test_chinese_help_covers_exactly_the_spec_options():
+    from ffc.compiler.ui import locales
+
+    paths = {f.path for f in form.FIELDS}
+    assert set(locales.ZH_HELP) == paths, "translate new spec options in compiler/ui/locales.py (ZH_HELP)"
+    assert set(locales.ZH_LABEL) <= paths
+    assert all(set(entry) == {"en", "zh"} for entry in locales.TEXT.values())
+    assert locales.help_text("training.learning_rate", "x", "zh") == "AdamW 的初始学习率。"

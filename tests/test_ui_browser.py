@@ -32,7 +32,6 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from .conftest import free_port  # noqa: E402
 
 
-
 @pytest.fixture(scope="module")
 def ui(demo, tmp_path_factory):
     """``ffc ui`` as a user starts it, on a workspace with the tiny model and the demo data."""
@@ -207,22 +206,34 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
 
     # The chosen dataset's rows, and the same rows templated and masked as training will see them.
     click(d, "dataset-preview-button")
-    sample = wait_for(lambda: "«" in text_of(d, "dataset-preview") and text_of(d, "dataset-preview"), 180, "the data preview")
+    sample = wait_for(
+        lambda: "«" in text_of(d, "dataset-preview") and text_of(d, "dataset-preview"), 180, "the data preview"
+    )
     assert '"instruction"' in sample and "<|im_start|>assistant" in sample and "sample 1" in sample
     shot(d, shots, "02-dataset-preview.png", "dataset-preview")
 
     # Invalid input: the CLI's message, with the place, and the server keeps working.
     set_text(d, "field-training-learning-rate", "-1")
     click(d, "preview-button")
-    message = wait_for(lambda: "learning_rate" in text_of(d, "build-status") and text_of(d, "build-status"), 30, "the error")
+    message = wait_for(
+        lambda: "learning_rate" in text_of(d, "build-status") and text_of(d, "build-status"), 30, "the error"
+    )
     assert "browser-run.yaml:" in message and "greater than 0" in message
     shot(d, shots, "03-invalid-input.png", "build-status")
 
     set_text(d, "field-training-learning-rate", "0.005")
     click(d, "preview-button")
-    wait_for(lambda: "valid" in text_of(d, "build-status") and "problems" not in text_of(d, "build-status"), 30, "a valid preview")
+    wait_for(
+        lambda: "valid" in text_of(d, "build-status") and "problems" not in text_of(d, "build-status"),
+        30,
+        "a valid preview",
+    )
     tab(d, "Preview")
-    spec_text = wait_for(lambda: "max_steps: 16" in d.find_element(By.ID, "spec-yaml").text and d.find_element(By.ID, "spec-yaml").text, 20, "the spec YAML")
+    spec_text = wait_for(
+        lambda: "max_steps: 16" in d.find_element(By.ID, "spec-yaml").text and d.find_element(By.ID, "spec-yaml").text,
+        20,
+        "the spec YAML",
+    )
     assert "learning_rate: 0.005" in spec_text and "dataset: [demo_alpaca]" in spec_text
     assert "def main" in wait_for(lambda: d.find_element(By.ID, "file-view").text, 20, "train.py")
     shot(d, shots, "04-preview.png")
@@ -235,7 +246,9 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     tab(d, "Train")
     wait_for(lambda: "browser-run" in text_of(d, "progress"), 20, "the run to be selected")
     click(d, "start-button")
-    seen_running = wait_for(lambda: "running" in text_of(d, "progress") and text_of(d, "progress"), 120, "training to start")
+    seen_running = wait_for(
+        lambda: "running" in text_of(d, "progress") and text_of(d, "progress"), 120, "training to start"
+    )
     # The loss curve draws while it trains, and the run finishes.
     wait_for(lambda: "/ 16" in text_of(d, "progress"), 300, "the first logged steps")
     shot(d, shots, "05-training.png")
@@ -288,7 +301,9 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     set_text(d, "field-training-learning-rate", "0.004")
     click(d, "preview-button")
     tab(d, "Preview")
-    wait_for(lambda: "training.learning_rate: 0.005 -> 0.004" in d.find_element(By.ID, "diff-view").text, 30, "the diff")
+    wait_for(
+        lambda: "training.learning_rate: 0.005 -> 0.004" in d.find_element(By.ID, "diff-view").text, 30, "the diff"
+    )
     shot(d, shots, "10-diff.png", "diff-view")
 
     # Start again and stop: the launcher and its training process end, and the run says so.
@@ -303,7 +318,11 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
 
     # Chinese: tab names, section titles and labels switch.
     choose(d, "language", "中文")
-    wait_for(lambda: any(b.text.strip() == "训练" for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")), 30, "Chinese tabs")
+    wait_for(
+        lambda: any(b.text.strip() == "训练" for b in d.find_elements(By.CSS_SELECTOR, "button[role=tab]")),
+        30,
+        "Chinese tabs",
+    )
     tab(d, "配置")
     assert "学习率 (learning_rate)" in d.find_element(By.ID, "field-training-learning-rate").text
     _input(d, "language").send_keys(Keys.ESCAPE)  # close the language list

@@ -123,7 +123,9 @@ class App:
     @staticmethod
     def on_file(choice, files):
         text = (files or {}).get(choice, "")
-        language = "python" if str(choice).endswith(".py") else ("yaml" if str(choice).endswith((".yaml", ".yml")) else None)
+        language = (
+            "python" if str(choice).endswith(".py") else ("yaml" if str(choice).endswith((".yaml", ".yml")) else None)
+        )
         if str(choice).endswith(".json"):
             language = "json"
         return gr.update(value=text, language=language)
@@ -141,7 +143,9 @@ class App:
     def on_dataset_preview(self, lang, *values):
         by_path = dict(zip([f.path for f in form.FIELDS], values))
         names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
-        raw = "\n\n".join(service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws.root) for n in names)
+        raw = "\n\n".join(
+            service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws.root) for n in names
+        )
         name, text = self.yaml_from(list(values))
         return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, name, text)
 
@@ -176,7 +180,9 @@ class App:
         return f"saved `{target}`"
 
     def on_stage(self, stage, finetuning_type):
-        return [gr.update(visible=form.applies(f, stage, finetuning_type)) for f in form.FIELDS if f.section == "method"]
+        return [
+            gr.update(visible=form.applies(f, stage, finetuning_type)) for f in form.FIELDS if f.section == "method"
+        ]
 
     # -- training -------------------------------------------------------------------------------------------
 
@@ -239,7 +245,10 @@ class App:
             if job is None or not job.alive:
                 return "serve.py ended:\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=self._auth(run), timeout=2).status_code == 200:
+                if (
+                    httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=self._auth(run), timeout=2).status_code
+                    == 200
+                ):
                     return f"serving on 127.0.0.1:{port}"
             except httpx.HTTPError:
                 pass
@@ -281,7 +290,9 @@ class App:
         yield history, ""
         body = {"model": "run", "messages": messages, "stream": True}
         try:
-            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=self._auth(run), timeout=600) as response:
+            with httpx.stream(
+                "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=self._auth(run), timeout=600
+            ) as response:
                 if response.status_code != 200:
                     response.read()
                     history[-1]["content"] = f"(server error {response.status_code}: {response.text[:500]})"
@@ -313,7 +324,13 @@ class App:
         if not run:
             return "", ""
         job = self.ws.job(run, kind)
-        state = "" if job is None else ("running" if job.alive else ("finished" if job.returncode == 0 else f"failed (exit {job.returncode})"))
+        state = (
+            ""
+            if job is None
+            else (
+                "running" if job.alive else ("finished" if job.returncode == 0 else f"failed (exit {job.returncode})")
+            )
+        )
         results = ""
         if kind == "eval":
             folder = self.ws.run_dir(run) / _lock_value(self.ws.run_dir(run), ("eval", "output_dir"), "eval")
@@ -394,14 +411,19 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                 file_status = gr.Markdown(elem_id="file-status")
                 for section in form.SECTIONS:
                     open_ = section in form.OPEN_SECTIONS
-                    with gr.Accordion(locales.section_title(section, lang), open=open_, elem_id=f"section-{section}") as acc:
+                    with gr.Accordion(
+                        locales.section_title(section, lang), open=open_, elem_id=f"section-{section}"
+                    ) as acc:
                         sections[section] = acc
                         for field in form.FIELDS:
                             if form.section_of(field) != section:
                                 continue
                             if field.path == "name":
                                 widgets[field.path] = gr.Textbox(
-                                    value=values["name"], label=t("run_name"), info=t("run_name_info"), elem_id="field-name"
+                                    value=values["name"],
+                                    label=t("run_name"),
+                                    info=t("run_name_info"),
+                                    elem_id="field-name",
                                 )
                                 continue
                             widgets[field.path] = _widget(field, values[field.path], lang)
@@ -466,14 +488,18 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         save_button.click(app.on_save, [save_path, language, *inputs], file_status)
         method_widgets = [widgets[f.path] for f in form.FIELDS if f.section == "method"]
         for key in ("method.stage", "method.finetuning_type"):
-            widgets[key].change(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
+            widgets[key].change(
+                app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets
+            )
         blocks.load(app.on_stage, [widgets["method.stage"], widgets["method.finetuning_type"]], method_widgets)
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
         stop_button.click(app.on_stop, run_select, train_message)
         timer = gr.Timer(1.0)
-        timer.tick(app.on_tick, [run_select, language], [progress, loss_plot, train_log, runs_table], show_progress="hidden")
+        timer.tick(
+            app.on_tick, [run_select, language], [progress, loss_plot, train_log, runs_table], show_progress="hidden"
+        )
 
         server_button.click(app.on_server_start, [run_select, language], server_status)
         server_stop.click(app.on_server_stop, run_select, server_status)
@@ -482,22 +508,49 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         chat_input.submit(app.on_chat, *chat_args)
         clear_button.click(lambda: [], None, chatbot)
 
-        eval_button.click(lambda run, args, lang: app.on_script("eval", run, args, lang), [run_select, eval_args, language], eval_message)
-        export_button.click(lambda run, args, lang: app.on_script("export", run, args, lang), [run_select, export_args, language], export_message)
-        timer.tick(lambda run: app.script_state("eval", run), run_select, [eval_log, eval_results], show_progress="hidden")
-        timer.tick(lambda run: app.script_state("export", run), run_select, [export_log, export_results], show_progress="hidden")
+        eval_button.click(
+            lambda run, args, lang: app.on_script("eval", run, args, lang),
+            [run_select, eval_args, language],
+            eval_message,
+        )
+        export_button.click(
+            lambda run, args, lang: app.on_script("export", run, args, lang),
+            [run_select, export_args, language],
+            export_message,
+        )
+        timer.tick(
+            lambda run: app.script_state("eval", run), run_select, [eval_log, eval_results], show_progress="hidden"
+        )
+        timer.tick(
+            lambda run: app.script_state("export", run),
+            run_select,
+            [export_log, export_results],
+            show_progress="hidden",
+        )
 
         # Language: every label and help text again, in the chosen language.
         def relabel(lang):
             tt = lambda key: locales.text(key, lang)  # noqa: E731
-            out = [gr.update(value=f"## {tt('title')}\n{tt('subtitle')}"), gr.update(label=tt("language")), gr.update(label=tt("run"))]
-            out += [gr.update(label=tt(key)) for key in ("tab_config", "tab_preview", "tab_train", "tab_chat", "tab_eval", "tab_export")]
+            out = [
+                gr.update(value=f"## {tt('title')}\n{tt('subtitle')}"),
+                gr.update(label=tt("language")),
+                gr.update(label=tt("run")),
+            ]
+            out += [
+                gr.update(label=tt(key))
+                for key in ("tab_config", "tab_preview", "tab_train", "tab_chat", "tab_eval", "tab_export")
+            ]
             out += [gr.update(label=locales.section_title(s, lang)) for s in form.SECTIONS]
             for field in form.FIELDS:
                 if field.path == "name":
                     out.append(gr.update(label=tt("run_name"), info=tt("run_name_info")))
                 else:
-                    out.append(gr.update(label=locales.label(field.path, lang), info=locales.help_text(field.path, field.description, lang)))
+                    out.append(
+                        gr.update(
+                            label=locales.label(field.path, lang),
+                            info=locales.help_text(field.path, field.description, lang),
+                        )
+                    )
             out += [
                 gr.update(label=tt("load_path")), gr.update(value=tt("load")), gr.update(label=tt("save_path")),
                 gr.update(value=tt("save")), gr.update(value=tt("dataset_preview")), gr.update(label=tt("dataset_preview_out")),
@@ -527,7 +580,9 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
     return blocks
 
 
-def serve(workspace: Path, host: str = "127.0.0.1", port: int = 7860, lang: str = "en", open_browser: bool = False) -> None:
+def serve(
+    workspace: Path, host: str = "127.0.0.1", port: int = 7860, lang: str = "en", open_browser: bool = False
+) -> None:
     ws = Workspace(workspace)
     blocks = create_app(ws, lang)
     try:

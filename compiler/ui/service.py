@@ -32,9 +32,7 @@ class Outcome:
 
 def check_name(name: str) -> Optional[str]:
     if not NAME.fullmatch(name or ""):
-        return (
-            f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names the spec file and the run directory)"
-        )
+        return f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names the spec file and the run directory)"
     return None
 
 
