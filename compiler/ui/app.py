@@ -165,19 +165,19 @@ class App:
                 updates.append(gr.update(choices=sorted(set(names) | set(chosen)), value=chosen))
             else:
                 updates.append(gr.update(value=values[field.path]))
-        return updates + [f"loaded `{path}`"]
+        return updates + [locales.text("loaded", lang, path=path)]
 
     def on_save(self, path, lang, *values):
         _, text = self.yaml_from(list(values))
         target = Path(path).expanduser()
         target = target if target.is_absolute() else self.ws.root / target
         if target.suffix not in (".yaml", ".yml"):
-            return f"**{target}: a spec file ends in .yaml**"
+            return f"**{locales.text('not_yaml', lang, path=target)}**"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
-        return f"saved `{target}`"
+        return locales.text("saved", lang, path=target)
 
     def on_stage(self, stage, finetuning_type):
         return [
@@ -193,11 +193,11 @@ class App:
             self.ws.start_training(run)
         except ValueError as exc:
             return f"**{exc}**"
-        return f"started `bash launch.sh` in `{self.ws.run_dir(run)}`"
+        return locales.text("started", lang, command="bash launch.sh", folder=self.ws.run_dir(run))
 
-    def on_stop(self, run):
+    def on_stop(self, run, lang):
         stopped = bool(run) and self.ws.stop(run, "train")
-        return "stopped" if stopped else "nothing running"
+        return locales.text("stopped" if stopped else "nothing_running", lang)
 
     def on_tick(self, run, lang):
         table = self.ws.runs_table()
@@ -227,36 +227,36 @@ class App:
             return locales.text("not_built", lang)
         job = self.ws.job(run, "serve")
         if job and job.alive:
-            return f"serving on 127.0.0.1:{self.servers.get(run)}"
+            return locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
         port = _free_port()
         try:
             self.ws.start_script(run, "serve", ["--host", "127.0.0.1", "--port", str(port)])
         except ValueError as exc:
             return f"**{exc}**"
         self.servers[run] = port
-        return self._wait_for_server(run, port)
+        return self._wait_for_server(run, port, lang)
 
-    def _wait_for_server(self, run: str, port: int, timeout: float = 300) -> str:
+    def _wait_for_server(self, run: str, port: int, lang: str, timeout: float = 300) -> str:
         import httpx
 
         deadline = time.time() + timeout
         while time.time() < deadline:
             job = self.ws.job(run, "serve")
             if job is None or not job.alive:
-                return "serve.py ended:\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
+                return locales.text("server_ended", lang) + "\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
             try:
                 if (
                     httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=self._auth(run), timeout=2).status_code
                     == 200
                 ):
-                    return f"serving on 127.0.0.1:{port}"
+                    return locales.text("serving", lang, address=f"127.0.0.1:{port}")
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        return "serve.py did not answer in time:\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
+        return locales.text("server_slow", lang) + "\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
 
-    def on_server_stop(self, run):
-        return "stopped" if run and self.ws.stop(run, "serve") else "no server running"
+    def on_server_stop(self, run, lang):
+        return locales.text("stopped" if run and self.ws.stop(run, "serve") else "no_server", lang)
 
     def _auth(self, run: str) -> dict:
         import os
@@ -280,7 +280,7 @@ class App:
         job = self.ws.job(run, "serve") if run else None
         history.append({"role": "user", "content": message})
         if not port or not job or not job.alive:
-            history.append({"role": "assistant", "content": "(start the model server first)"})
+            history.append({"role": "assistant", "content": locales.text("start_server_first", lang)})
             yield history, ""
             return
         messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + [
@@ -318,7 +318,8 @@ class App:
             self.ws.start_script(run, kind, shlex.split(args or ""))
         except ValueError as exc:
             return f"**{exc}**"
-        return f"started `python {kind}.py {args or ''}`"
+        command = f"python {kind}.py {args or ''}".strip()
+        return locales.text("started", lang, command=command, folder=self.ws.run_dir(run))
 
     def script_state(self, kind, run):
         if not run:
@@ -495,14 +496,14 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
-        stop_button.click(app.on_stop, run_select, train_message)
+        stop_button.click(app.on_stop, [run_select, language], train_message)
         timer = gr.Timer(1.0)
         timer.tick(
             app.on_tick, [run_select, language], [progress, loss_plot, train_log, runs_table], show_progress="hidden"
         )
 
         server_button.click(app.on_server_start, [run_select, language], server_status)
-        server_stop.click(app.on_server_stop, run_select, server_status)
+        server_stop.click(app.on_server_stop, [run_select, language], server_status)
         chat_args = ([chat_input, chatbot, system_prompt, run_select, language], [chatbot, chat_input])
         send_button.click(app.on_chat, *chat_args)
         chat_input.submit(app.on_chat, *chat_args)

@@ -75,6 +75,17 @@ TEXT = {
     "invalid": {"en": "The spec has problems:", "zh": "配置存在问题："},
     "never_built": {"en": "(not built yet: every file is new)", "zh": "（尚未构建：所有文件都是新的）"},
     "no_changes": {"en": "(no changes)", "zh": "（无变化）"},
+    "not_yaml": {"en": "{path}: a spec file ends in .yaml", "zh": "{path}：配置文件须以 .yaml 结尾"},
+    "saved": {"en": "saved `{path}`", "zh": "已保存 `{path}`"},
+    "loaded": {"en": "loaded `{path}`", "zh": "已加载 `{path}`"},
+    "started": {"en": "started `{command}` in `{folder}`", "zh": "已在 `{folder}` 中启动 `{command}`"},
+    "stopped": {"en": "stopped", "zh": "已停止（stopped）"},
+    "nothing_running": {"en": "nothing running", "zh": "没有正在运行的任务"},
+    "serving": {"en": "serving on {address}", "zh": "服务运行于 {address}（serving on {address}）"},
+    "no_server": {"en": "no server running", "zh": "没有正在运行的服务"},
+    "server_ended": {"en": "serve.py ended:", "zh": "serve.py 已退出："},
+    "server_slow": {"en": "serve.py did not answer in time:", "zh": "serve.py 未能及时响应："},
+    "start_server_first": {"en": "(start the model server first)", "zh": "（请先启动模型服务）"},
 }
 
 SECTION_TITLES = {
@@ -259,9 +270,10 @@ ZH_HELP = {
 }
 
 
-def text(key: str, lang: str):
+def text(key: str, lang: str, **values):
     entry = TEXT[key]
-    return entry.get(lang, entry["en"])
+    words = entry.get(lang, entry["en"])
+    return words.format(**values) if values else words
 
 
 def label(path: str, lang: str) -> str:
