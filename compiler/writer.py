@@ -33,6 +33,15 @@ def _manifest(files: dict[str, bytes]) -> bytes:
     return (json.dumps({"generated_by": "ffc", "files": entries}, indent=2) + "\n").encode()
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace one file in a single rename, so a reader never sees it half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         path = root / name

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..writer import write_text_atomic
 from . import form, locales, service
 from .jobs import Workspace, read_progress
 from .suggest import suggest_template
@@ -22,36 +23,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+CODE_LANGUAGES = {".py": "python", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+
+
+def _by_path(values) -> dict:
+    """The form's widget values (in ``form.FIELDS`` order) by spec path."""
+    return dict(zip([f.path for f in form.FIELDS], values))
+
+
+def _name_and_yaml(by_path: dict) -> tuple[str, str]:
+    return str(by_path.get("name") or "").strip(), form.to_yaml(form.spec_from_values(by_path))
+
+
 class App:
-    def __init__(self, workspace: Workspace, lang: str = "en"):
+    def __init__(self, workspace: Workspace):
         self.ws = workspace
-        self.lang = lang
         self.servers: dict[str, int] = {}  # run -> port of its serve.py
-
-    # -- form <-> spec ------------------------------------------------------------------------------------
-
-    def yaml_from(self, values: list) -> tuple[str, str]:
-        by_path = dict(zip([f.path for f in form.FIELDS], values))
-        name = str(by_path.get("name") or "").strip()
-        spec = form.spec_from_values(by_path)
-        return name, form.to_yaml(spec)
 
     # -- handlers -------------------------------------------------------------------------------------------
 
     def on_preview(self, lang, *values):
-        name, text = self.yaml_from(list(values))
-        outcome = service.preview(self.ws, name, text)
-        return self._show(outcome, lang, built=False)
+        outcome = service.preview(self.ws, *_name_and_yaml(_by_path(values)))
+        return self._show(outcome, lang)
 
     def on_build(self, lang, *values):
-        name, text = self.yaml_from(list(values))
+        name, text = _name_and_yaml(_by_path(values))
         outcome = service.build(self.ws, name, text)
-        shown = self._show(outcome, lang, built=True)
         runs = self.ws.run_names()
-        run = gr.update(choices=runs, value=name if outcome.ok else None) if outcome.ok else gr.update(choices=runs)
-        return (*shown, run)
+        run = gr.update(choices=runs, value=name) if outcome.ok else gr.update(choices=runs)
+        return (*self._show(outcome, lang), run)
 
-    def _show(self, outcome: service.Outcome, lang: str, built: bool):
+    def _show(self, outcome: service.Outcome, lang: str):
         if outcome.errors:
             status = f"**{locales.text('invalid', lang)}**\n\n```\n" + "\n".join(outcome.errors) + "\n```"
         else:
@@ -64,8 +66,6 @@ class App:
             diff = locales.text("never_built", lang)
         else:
             diff = outcome.diff or locales.text("no_changes", lang)
-        if built and outcome.ok:
-            diff = locales.text("no_changes", lang)
         return (
             status,
             outcome.yaml,
@@ -77,13 +77,8 @@ class App:
 
     @staticmethod
     def on_file(choice, files):
-        text = (files or {}).get(choice, "")
-        language = (
-            "python" if str(choice).endswith(".py") else ("yaml" if str(choice).endswith((".yaml", ".yml")) else None)
-        )
-        if str(choice).endswith(".json"):
-            language = "json"
-        return gr.update(value=text, language=language)
+        language = CODE_LANGUAGES.get(Path(str(choice)).suffix)
+        return gr.update(value=(files or {}).get(choice, ""), language=language)
 
     def on_model(self, model, lang):
         template, why = suggest_template(model, self.ws.root)
@@ -96,13 +91,12 @@ class App:
         return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current)
 
     def on_dataset_preview(self, lang, *values):
-        by_path = dict(zip([f.path for f in form.FIELDS], values))
+        by_path = _by_path(values)
         names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
         raw = "\n\n".join(
             service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws.root) for n in names
         )
-        name, text = self.yaml_from(list(values))
-        return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, name, text)
+        return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, *_name_and_yaml(by_path))
 
     def on_load(self, path, lang):
         try:
@@ -123,15 +117,11 @@ class App:
         return updates + [locales.text("loaded", lang, path=path)]
 
     def on_save(self, path, lang, *values):
-        _, text = self.yaml_from(list(values))
         target = Path(path).expanduser()
         target = target if target.is_absolute() else self.ws.root / target
         if target.suffix not in (".yaml", ".yml"):
             return f"**{locales.text('not_yaml', lang, path=target)}**"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        write_text_atomic(target, _name_and_yaml(_by_path(values))[1])
         return locales.text("saved", lang, path=target)
 
     def on_stage(self, stage, finetuning_type):
@@ -175,6 +165,10 @@ class App:
             plot = pd.DataFrame({"step": [p[0] for p in points], "loss": [p[1] for p in points]})
         return text, plot, self.ws.log_tail(run, "train", 20), table
 
+    def on_timer(self, run, lang):
+        """Everything that follows running processes, once a second: training, then eval.py, then export.py."""
+        return (*self.on_tick(run, lang), *self.script_state("eval", run), *self.script_state("export", run))
+
     # -- chat through the run's serve.py ---------------------------------------------------------------------
 
     def on_server_start(self, run, lang):
@@ -194,16 +188,13 @@ class App:
     def _wait_for_server(self, run: str, port: int, lang: str, timeout: float = 300) -> str:
         import httpx
 
-        deadline = time.time() + timeout
+        deadline, headers = time.time() + timeout, self._auth(run)
         while time.time() < deadline:
             job = self.ws.job(run, "serve")
             if job is None or not job.alive:
                 return locales.text("server_ended", lang) + "\n```\n" + self.ws.log_tail(run, "serve", 20) + "\n```"
             try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=self._auth(run), timeout=2).status_code
-                    == 200
-                ):
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", headers=headers, timeout=2).status_code == 200:
                     return locales.text("serving", lang, address=f"127.0.0.1:{port}")
             except httpx.HTTPError:
                 pass
@@ -216,11 +207,7 @@ class App:
     def _auth(self, run: str) -> dict:
         import os
 
-        try:
-            lock = json.loads((self.ws.run_dir(run) / "ffc.lock.json").read_text(encoding="utf-8"))
-            name = lock["spec"]["serve"].get("api_key_env")
-        except (OSError, ValueError, KeyError):
-            name = None
+        name = self.ws.lock_value(run, ("serve", "api_key_env"), "")
         key = os.environ.get(name) if name else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -277,29 +264,21 @@ class App:
         return locales.text("started", lang, command=command, folder=self.ws.run_dir(run))
 
     def script_state(self, kind, run):
+        """(state and log tail, results) of the run's eval.py or export.py."""
         if not run:
             return "", ""
         job = self.ws.job(run, kind)
-        state = (
-            ""
-            if job is None
-            else (
-                "running" if job.alive else ("finished" if job.returncode == 0 else f"failed (exit {job.returncode})")
-            )
-        )
         results = ""
         if kind == "eval":
-            folder = self.ws.run_dir(run) / _lock_value(self.ws.run_dir(run), ("eval", "output_dir"), "eval")
+            folder = self.ws.run_dir(run) / self.ws.lock_value(run, ("eval", "output_dir"), "eval")
             for name in ("results.md", "summary.json"):
                 if (folder / name).is_file():
                     results += f"{name}:\n{(folder / name).read_text(encoding='utf-8')}\n"
         elif kind == "export":
-            folder = self.ws.run_dir(run) / _lock_value(self.ws.run_dir(run), ("export", "export_dir"), "export")
+            folder = self.ws.run_dir(run) / self.ws.lock_value(run, ("export", "export_dir"), "export")
             if folder.is_dir():
                 results = "\n".join(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
-        return f"{state}\n\n{self.ws.log_tail(run, kind, 30)}", results
-
-    # -- language ------------------------------------------------------------------------------------------
+        return f"{job.state if job else ''}\n\n{self.ws.log_tail(run, kind, 30)}", results
 
 
 def _text(content) -> str:
@@ -308,13 +287,3 @@ def _text(content) -> str:
     if isinstance(content, list):  # gradio may hand messages back as parts
         return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
     return str(content)
-
-
-def _lock_value(run_dir: Path, keys: tuple, default: str) -> str:
-    try:
-        node = json.loads((run_dir / "ffc.lock.json").read_text(encoding="utf-8"))["spec"]
-        for key in keys:
-            node = node[key]
-        return str(node)
-    except (OSError, ValueError, KeyError, TypeError):
-        return default

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..writer import MANIFEST
+from ..writer import MANIFEST, write_text_atomic
 
 STATUS_FILE = ".ffc-ui.json"  # in a run directory: how the UI's last processes there ended
 LOG_DIR = "logs"  # in a run directory: one log per kind of process the UI started
@@ -42,6 +42,14 @@ class Job:
     @property
     def returncode(self) -> Optional[int]:
         return self.process.poll()
+
+    @property
+    def state(self) -> str:
+        """running, stopped (by the UI), finished, or failed (exit N)."""
+        code = self.returncode
+        if code is None:
+            return "running"
+        return "stopped" if self.stop_requested else ("finished" if code == 0 else f"failed (exit {code})")
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the process and everything it started (launchers start worker processes)."""
@@ -120,14 +128,19 @@ class Workspace:
             return []
         return sorted(p.name for p in self.runs_dir.iterdir() if (p / MANIFEST).is_file())
 
-    def output_dir(self, name: str) -> Path:
-        """The run's training output directory, as its lock file records it."""
-        run = self.run_dir(name)
+    def lock_value(self, name: str, keys: tuple, default: str) -> str:
+        """A setting of the run as its lock file records it (e.g. ("training", "output_dir"))."""
         try:
-            lock = json.loads((run / "ffc.lock.json").read_text(encoding="utf-8"))
-            return run / lock["spec"]["training"]["output_dir"]
-        except (OSError, ValueError, KeyError):
-            return run / "output"
+            node = json.loads((self.run_dir(name) / "ffc.lock.json").read_text(encoding="utf-8"))["spec"]
+            for key in keys:
+                node = node[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            return default
+        return default if node is None else str(node)
+
+    def output_dir(self, name: str) -> Path:
+        """The run's training output directory."""
+        return self.run_dir(name) / self.lock_value(name, ("training", "output_dir"), "output")
 
     def status(self, name: str) -> str:
         job = self.jobs.get((name, "train"))
@@ -212,11 +225,8 @@ class Workspace:
     # -- what became of processes, kept across UI restarts -------------------------------------------------
 
     def _record(self, job: Job) -> None:
-        code = job.returncode
-        if code is None:
-            return
-        state = "stopped" if job.stop_requested else ("finished" if code == 0 else f"failed (exit {code})")
-        self._write_recorded(job.run, job.kind, state)
+        if not job.alive:
+            self._write_recorded(job.run, job.kind, job.state)
 
     def _recorded(self, name: str) -> dict:
         try:
@@ -235,6 +245,4 @@ class Workspace:
         except (OSError, ValueError):
             data = {}
         data[kind] = state
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(data, indent=1))

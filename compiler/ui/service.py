@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..diff import diff_files, run_files
 from ..loader import SpecError, load_spec
-from ..writer import WriteError, write_run
+from ..writer import WriteError, write_run, write_text_atomic
 from .jobs import Workspace
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -40,10 +40,7 @@ def _load(workspace: Workspace, name: str, yaml_text: str, keep: bool):
     """Load the spec from a file in the workspace (so relative paths mean what they will mean when saved)."""
     target = workspace.spec_path(name)
     path = target if keep else workspace.root / f".{name}.preview.yaml"
-    workspace.root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml_text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, yaml_text)
     try:
         return load_spec(path), None
     except SpecError as exc:
@@ -66,48 +63,47 @@ def _checked(workspace: Workspace, name: str, yaml_text: str, keep: bool):
     return outcome, loaded
 
 
-def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
+def _compile(outcome: Outcome, loaded, run_dir: Path) -> Optional[dict[str, bytes]]:
+    """The run directory's files, shown in ``outcome``; None (errors in ``outcome``) when the build fails."""
     from ..build import build_files
 
-    outcome, loaded = _checked(workspace, name, yaml_text, keep=False)
-    if loaded is None:
-        return outcome
-    run_dir = workspace.run_dir(name)
     try:
         resolved, files = build_files(loaded, run_dir)
     except SpecError as exc:
         outcome.errors = [str(issue) for issue in exc.issues]
-        return outcome
+        return None
     outcome.files = {k: v.decode("utf-8", "replace") for k, v in sorted(files.items())}
     if resolved.registry_note:
         outcome.messages.append(resolved.registry_note)
-    if run_dir.is_dir():
+    return files
+
+
+def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
+    outcome, loaded = _checked(workspace, name, yaml_text, keep=False)
+    run_dir = workspace.run_dir(name)
+    files = _compile(outcome, loaded, run_dir) if loaded else None
+    if files is not None and run_dir.is_dir():
         outcome.diff = diff_files(run_files(run_dir), files)
     return outcome
 
 
 def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     """Save the spec as <workspace>/<name>.yaml and build runs/<name>/ from it."""
-    from ..build import build_files
-
     if check_name(name) is None and workspace.status(name) == "running":
         return Outcome(yaml_text, errors=[f"{name!r} is training: stop it before building over it"])
     outcome, loaded = _checked(workspace, name, yaml_text, keep=True)
-    if loaded is None:
-        return outcome
     run_dir = workspace.run_dir(name)
+    files = _compile(outcome, loaded, run_dir) if loaded else None
+    if files is None:
+        return outcome
     try:
-        resolved, files = build_files(loaded, run_dir)
         changed = write_run(run_dir, files)
-    except (SpecError, WriteError) as exc:
+    except WriteError as exc:
         outcome.errors = [str(exc)]
         return outcome
-    outcome.files = {k: v.decode("utf-8", "replace") for k, v in sorted(files.items())}
-    outcome.messages.append(
-        f"built {run_dir} ({len(files)} files, {len(changed)} changed) from {workspace.spec_path(name)}"
-    )
-    if resolved.registry_note:
-        outcome.messages.append(resolved.registry_note)
+    built = f"built {run_dir} ({len(files)} files, {len(changed)} changed) from {workspace.spec_path(name)}"
+    outcome.messages.insert(0, built)
+    outcome.diff = ""  # the directory now holds exactly these files
     return outcome
 
 
@@ -131,28 +127,30 @@ def load_source(path: str, base: Path) -> tuple[str, str]:
     return source.stem, source.read_text(encoding="utf-8")
 
 
+def _dataset_dir(dataset_dir: str, base: Path) -> Path:
+    folder = Path(dataset_dir or "").expanduser()
+    return folder if folder.is_absolute() else base / folder
+
+
 def dataset_names(dataset_dir: str, base: Path) -> list[str]:
     """Names registered in a dataset directory's dataset_info.json (empty when there is none)."""
-    folder = Path(dataset_dir or "").expanduser()
-    folder = folder if folder.is_absolute() else base / folder
+    from ffc.runtime.data.registry import RegistryError, read_registry
+
     try:
-        info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        registry = read_registry(_dataset_dir(dataset_dir, base))
+    except (OSError, RegistryError):
         return []
-    return list(info) if isinstance(info, dict) else []
+    return list(registry) if isinstance(registry, dict) else []
 
 
 def dataset_rows(dataset_dir: str, name: str, base: Path, count: int = 3) -> str:
     """The first rows of a registered dataset file, as stored (JSON)."""
-    from ffc.runtime.data.registry import RegistryError, data_files, parse_entry
+    from ffc.runtime.data.registry import RegistryError, data_files, resolve
 
-    folder = Path(dataset_dir or "").expanduser()
-    folder = folder if folder.is_absolute() else base / folder
-    info = folder / "dataset_info.json"
+    folder = _dataset_dir(dataset_dir, base)
     try:
-        registry = json.loads(info.read_text(encoding="utf-8"))
-        attr = parse_entry(info, name, registry[name])
-    except (OSError, ValueError, KeyError, RegistryError) as exc:
+        (attr,) = resolve(folder, [name])
+    except (OSError, RegistryError) as exc:
         return f"{name}: {exc}"
     if attr.source != "file":
         return f"{name} is a hub dataset ({attr.path}): its rows are read when training starts"
@@ -176,19 +174,14 @@ def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: in
     its own ``train.py --preview`` prints them (the runtime's data pipeline, not a copy of it)."""
     import subprocess
 
-    from ..build import build_files
-
-    problem = check_name(name)
-    if problem:
-        return problem
-    loaded, errors = _load(workspace, name, yaml_text, keep=False)
-    if errors:
-        return "\n".join(errors)
+    outcome, loaded = _checked(workspace, name, yaml_text, keep=False)
     scratch = workspace.root / ".ffc-ui" / "preview" / name
+    files = _compile(outcome, loaded, scratch) if loaded else None
+    if files is None:
+        return "\n".join(outcome.errors)
     try:
-        _, files = build_files(loaded, scratch)
         write_run(scratch, files, force=True)
-    except (SpecError, WriteError) as exc:
+    except WriteError as exc:
         return str(exc)
     result = subprocess.run(
         [workspace.python, "train.py", "--preview", str(count)], cwd=scratch, capture_output=True, text=True,
