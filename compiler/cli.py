@@ -108,8 +108,8 @@ def demo(
     folder: Path = typer.Argument(Path("demo"), help="Where to write the tiny model and the demo data."),
 ):
     """Write a tiny local model and demo datasets, for trying ffc with no network (needs the train extra)."""
-    from ffc.runtime.demo import write_demo_data
-    from ffc.runtime.tiny import make_tiny_model
+    from ffc.devtools.demo import write_demo_data
+    from ffc.devtools.tiny import make_tiny_model
 
     model = make_tiny_model(folder / "tiny-model")
     data = write_demo_data(folder / "data")
@@ -161,7 +161,7 @@ def ui(
 ):
     """Start the web UI: fill a form, preview and build the run, train, chat, evaluate, export."""
     try:
-        from .ui.app import serve
+        from ffc.ui.app import serve
     except ImportError as exc:
         _fail(f"the web UI needs its extra: pip install 'ffc[ui]' ({exc})")
     if lang not in ("en", "zh"):

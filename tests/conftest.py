@@ -74,8 +74,8 @@ def write_spec(tmp_path):
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory):
     """The tiny model and the demo data, built once per test session."""
-    from ffc.runtime.demo import write_demo_data
-    from ffc.runtime.tiny import make_tiny_model
+    from ffc.devtools.demo import write_demo_data
+    from ffc.devtools.tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("demo")
     make_tiny_model(root / "tiny-model")

@@ -199,7 +199,7 @@ def test_packed_samples_do_not_see_each_other(demo, tokenizer):
 
 def test_mixing_limits_and_validation_split(demo):
     from ffc.runtime.data.loading import split_validation
-    from ffc.runtime.demo import DATASET_INFO
+    from ffc.devtools.demo import DATASET_INFO
 
     data_dir = demo / "data"
     both = load_datasets(data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=50)
@@ -261,7 +261,7 @@ def test_pair_prompt_is_the_inference_prompt(tokenizer):
 
 def test_worker_processes_tokenize_and_pack_like_one(demo, tokenizer, monkeypatch):
     from ffc.runtime.data.loading import AUTO_WORKERS_MIN_ROWS, workers_for
-    from ffc.runtime.demo import DATASET_INFO
+    from ffc.devtools.demo import DATASET_INFO
 
     assert workers_for(AUTO_WORKERS_MIN_ROWS - 1, None) is None  # small data: no process start-up cost
     assert workers_for(10**6, 1) is None and workers_for(10, 3) == 3  # the spec's number wins

@@ -205,7 +205,7 @@ def _tokenizer_with_split(regex):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from ffc.runtime.demo import corpus
+    from ffc.devtools.demo import corpus
 
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=regex is None)

@@ -87,7 +87,7 @@ def test_reward_model_ranks_held_out_pairs(demo, tmp_path):
     from transformers import AutoTokenizer
 
     from ffc.runtime.chat.templates import TEMPLATES
-    from ffc.runtime.demo import preference_rows
+    from ffc.devtools.demo import preference_rows
     from ffc.runtime.ppo import load_reward_model
 
     run, _ = train(demo, tmp_path, "rm", steps=60, overrides=["training.logging_steps=10"])
@@ -167,7 +167,7 @@ def test_missing_reward_fails_at_build(tmp_path):
 def test_wrong_data_fails_at_the_start_of_training_when_not_checked_at_build(demo, tmp_path):
     """Built without the data on disk, then run against a dataset without pairs: the run stops with the reason."""
     from ffc.runtime.data.loading import DataError, load_datasets
-    from ffc.runtime.demo import DATASET_INFO
+    from ffc.devtools.demo import DATASET_INFO
 
     with pytest.raises(DataError, match="stage dpo needs a dataset marked ranking: true"):
         load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca"], "dpo")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ffc.compiler.loader import SpecError, load_spec
-from ffc.compiler.ui import form, service
-from ffc.compiler.ui.jobs import Workspace, read_progress, tail
-from ffc.compiler.ui.suggest import suggest_template
+from ffc.ui import form, service
+from ffc.ui.jobs import Workspace, read_progress, tail
+from ffc.ui.suggest import suggest_template
 from ffc.schemas import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _leaf_paths(model, prefix=""):
     from pydantic import BaseModel
 
-    from ffc.compiler.ui.form import _strip_optional
+    from ffc.ui.form import _strip_optional
 
     out = []
     for name, info in model.model_fields.items():
@@ -180,7 +180,7 @@ def test_template_suggestion_from_a_local_model(tmp_path):
 
 def test_app_handlers_answer_bad_input_with_messages(tmp_path):
     pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
-    from ffc.compiler.ui.app import create_app
+    from ffc.ui.app import create_app
 
     (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
     blocks = create_app(Workspace(tmp_path))
@@ -202,7 +202,7 @@ def test_app_handlers_answer_bad_input_with_messages(tmp_path):
 
 
 def test_chinese_help_covers_exactly_the_spec_options():
-    from ffc.compiler.ui import locales
+    from ffc.ui import locales
 
     paths = {f.path for f in form.FIELDS}
     assert set(locales.ZH_HELP) == paths, "translate new spec options in compiler/ui/locales.py (ZH_HELP)"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..writer import write_text_atomic
+from ffc.compiler.writer import write_text_atomic
 from . import form, locales, service
 from .jobs import Workspace, read_progress
 from .suggest import suggest_template

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..diff import diff_files, run_files
-from ..loader import SpecError, load_spec
-from ..writer import WriteError, write_run, write_text_atomic
+from ffc.compiler.diff import diff_files, run_files
+from ffc.compiler.loader import SpecError, load_spec
+from ffc.compiler.writer import WriteError, write_run, write_text_atomic
 from .jobs import Workspace
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -65,7 +65,7 @@ def _checked(workspace: Workspace, name: str, yaml_text: str, keep: bool):
 
 def _compile(outcome: Outcome, loaded, run_dir: Path) -> Optional[dict[str, bytes]]:
     """The run directory's files, shown in ``outcome``; None (errors in ``outcome``) when the build fails."""
-    from ..build import build_files
+    from ffc.compiler.build import build_files
 
     try:
         resolved, files = build_files(loaded, run_dir)

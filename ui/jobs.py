@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..writer import MANIFEST, write_text_atomic
+from ffc.compiler.writer import MANIFEST, write_text_atomic
 
 STATUS_FILE = ".ffc-ui.json"  # in a run directory: how the UI's last processes there ended
 LOG_DIR = "logs"  # in a run directory: one log per kind of process the UI started
