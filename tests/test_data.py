@@ -108,15 +108,15 @@ def test_bad_rows_name_file_and_row(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(rows))
     registry = {"bad": {"file_name": "bad.json"}}
     with pytest.raises(DataError, match=r"bad\.json: row 3: the output is empty.*on_bad_row: skip"):
-        load_datasets(tmp_path, registry, ["bad"], "sft")
-    assert len(load_datasets(tmp_path, registry, ["bad"], "sft", on_bad_row="skip")) == 2
+        load_datasets(tmp_path, registry, ["bad"], "conversations")
+    assert len(load_datasets(tmp_path, registry, ["bad"], "conversations", on_bad_row="skip")) == 2
 
 
 def test_sharegpt_roles_must_alternate(tmp_path):
     rows = [{"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}]
     (tmp_path / "s.json").write_text(json.dumps(rows))
     with pytest.raises(DataError, match="row 1: roles do not alternate|row 1: message 2 is 'user'"):
-        load_datasets(tmp_path, {"s": {"file_name": "s.json", "formatting": "sharegpt"}}, ["s"], "sft")
+        load_datasets(tmp_path, {"s": {"file_name": "s.json", "formatting": "sharegpt"}}, ["s"], "conversations")
 
 
 @needs_shared(DEMO_DATA)
@@ -131,7 +131,7 @@ def test_sharegpt_roles_must_alternate(tmp_path):
 )
 def test_llamafactory_demo_formats_load_and_tokenize(name, rows, check, tokenizer):
     registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
-    data = load_datasets(DEMO_DATA, registry, [name], "sft")
+    data = load_datasets(DEMO_DATA, registry, [name], "conversations")
     assert abs(len(data) - rows) <= 1 and check(data[0])
     encoder = ConversationEncoder(tokenizer, TEMPLATES["qwen"], MaskOptions(cutoff_len=1024))
     tokenized, stats = tokenize_dataset(data, encoder)
@@ -142,7 +142,7 @@ def test_llamafactory_demo_formats_load_and_tokenize(name, rows, check, tokenize
 @needs_shared(DEMO_DATA)
 def test_glaive_tool_calls_render_as_qwen_tool_blocks():
     registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
-    data = load_datasets(DEMO_DATA, registry, ["glaive_toolcall_en_demo"], "sft")
+    data = load_datasets(DEMO_DATA, registry, ["glaive_toolcall_en_demo"], "conversations")
     row = next(r for r in data if any(m["role"] == "function" for m in r["messages"]))
     text = TEMPLATES["qwen"].render(row["messages"], system=row["system"], tools=row["tools"]).text
     assert "# Tools" in text and "<tool_call>\n{" in text and "<tool_response>" in text
@@ -152,13 +152,13 @@ def test_glaive_tool_calls_render_as_qwen_tool_blocks():
 def test_ranking_data_is_refused_for_sft():
     registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
     with pytest.raises(DataError, match="ranking"):
-        load_datasets(DEMO_DATA, registry, ["dpo_en_demo"], "sft")
+        load_datasets(DEMO_DATA, registry, ["dpo_en_demo"], "conversations")
 
 
 @needs_shared(DEMO_DATA)
 def test_pretraining_text_is_chunked_not_cut(tokenizer):
     registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
-    data = load_datasets(DEMO_DATA, registry, ["c4_demo"], "pt", max_samples=20)
+    data = load_datasets(DEMO_DATA, registry, ["c4_demo"], "text", max_samples=20)
     tokenized, stats = tokenize_dataset(data, TextEncoder(tokenizer, 128))
     full = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 2 for t in data["text"])
     assert stats.tokens == full and max(len(x) for x in tokenized["input_ids"]) <= 128
@@ -202,10 +202,10 @@ def test_mixing_limits_and_validation_split(demo):
     from ffc.devtools.demo import DATASET_INFO
 
     data_dir = demo / "data"
-    both = load_datasets(data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=50)
+    both = load_datasets(data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "conversations", max_samples=50)
     assert len(both) == 100
     under = load_datasets(
-        data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=50,
+        data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "conversations", max_samples=50,
         mix_strategy="interleave_under", interleave_probs=[0.5, 0.5], seed=1,
     )  # fmt: skip
     assert 50 <= len(under) < 100 and {len(r["messages"]) > 2 for r in under} == {True, False}
@@ -233,7 +233,7 @@ def test_llamafactory_preference_and_kto_demos_tokenize(tokenizer):
 
     registry = json.loads((DEMO_DATA / "dataset_info.json").read_text())
     opts = MaskOptions(cutoff_len=512)
-    pairs = load_datasets(DEMO_DATA, registry, ["dpo_en_demo"], "dpo")
+    pairs = load_datasets(DEMO_DATA, registry, ["dpo_en_demo"], "pairs")
     assert len(pairs) == 300 and pairs[0]["chosen"] != pairs[0]["rejected"]
     tokenized, stats = tokenize_dataset(pairs, PairEncoder(tokenizer, TEMPLATES["qwen"], opts))
     assert stats.kept == 300 and stats.dropped == {}
@@ -266,7 +266,7 @@ def test_worker_processes_tokenize_and_pack_like_one(demo, tokenizer, monkeypatc
     assert workers_for(AUTO_WORKERS_MIN_ROWS - 1, None) is None  # small data: no process start-up cost
     assert workers_for(10**6, 1) is None and workers_for(10, 3) == 3  # the spec's number wins
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "before")
-    rows = load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "sft", max_samples=60)
+    rows = load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "conversations", max_samples=60)
     encoder = ConversationEncoder(tokenizer, TEMPLATES["qwen"], MaskOptions(cutoff_len=48))
     one, one_stats = tokenize_dataset(rows, encoder, batch_size=16)
     two, two_stats = tokenize_dataset(rows, encoder, batch_size=16, num_proc=2)

@@ -170,4 +170,4 @@ def test_wrong_data_fails_at_the_start_of_training_when_not_checked_at_build(dem
     from ffc.devtools.demo import DATASET_INFO
 
     with pytest.raises(DataError, match="stage dpo needs a dataset marked ranking: true"):
-        load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca"], "dpo")
+        load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca"], "pairs")

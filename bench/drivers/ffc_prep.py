@@ -18,7 +18,7 @@ model, data_dir, template, cutoff = sys.argv[1], Path(sys.argv[2]), sys.argv[3],
 workers = int(sys.argv[5]) if len(sys.argv) > 5 else None  # data.preprocessing_num_workers (default: per core)
 tokenizer = AutoTokenizer.from_pretrained(model)
 start = time.perf_counter()
-raw = load_datasets(data_dir, load_registry(data_dir / "dataset_info.json"), ["bench_alpaca"], "sft")
+raw = load_datasets(data_dir, load_registry(data_dir / "dataset_info.json"), ["bench_alpaca"], "conversations")
 encoder = ConversationEncoder(tokenizer, TEMPLATES[template], MaskOptions(cutoff_len=cutoff))
 data, stats = tokenize_dataset(raw, encoder, num_proc=workers)
 seconds = time.perf_counter() - start

@@ -231,21 +231,16 @@ def pretraining_text(row: dict, attr: DatasetAttr) -> dict:
     return {"text": text}
 
 
-# What each stage trains on, and the columns its rows convert to.
+# The kinds of training data (a stage names its kind in ffc.schemas.stages), and the columns rows convert to.
 DATA_KINDS = {
-    "pt": (pretraining_text, ["text"]),
-    "sft": (sft, ["messages", "system", "tools"]),
+    "text": (pretraining_text, ["text"]),
+    "conversations": (sft, ["messages", "system", "tools"]),
     "kto": (kto, ["messages", "label", "system", "tools"]),
     "pairs": (pairs, ["messages", "chosen", "rejected", "system", "tools"]),
     "prompts": (prompts, ["messages", "answer", "system", "tools"]),
 }
-STAGE_DATA = {"pt": "pt", "sft": "sft", "kto": "kto", "ppo": "prompts", "grpo": "prompts"}
 
 
-def data_kind(stage: str) -> str:
-    return STAGE_DATA.get(stage, "pairs")
-
-
-def converter(stage: str):
-    """(convert function, output columns) for a stage."""
-    return DATA_KINDS[data_kind(stage)]
+def converter(kind: str):
+    """(convert function, output columns) for a kind of data."""
+    return DATA_KINDS[kind]

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from .convert import RowError, converter, data_kind
+from .convert import RowError, converter
 from .registry import DatasetAttr, RegistryError, data_files, file_kind, parse_entry
 from .tokenize import IGNORE_INDEX, Stats
 
@@ -47,8 +47,8 @@ def _read(attr: DatasetAttr, dataset_dir: Path, streaming: bool, cache_dir: Opti
         raise DataError(f"dataset {attr.name!r}: cannot read {', '.join(map(str, files))}: {exc}") from None
 
 
-def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, stage: str) -> dict:
-    convert, keys = converter(stage)
+def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str) -> dict:
+    convert, keys = converter(kind)
     out: dict = {key: [] for key in keys + ["_error", "_row"]}
     columns = list(batch)
     for i, index in enumerate(indices):
@@ -67,7 +67,7 @@ def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, stage: st
 def load_one(
     attr: DatasetAttr,
     dataset_dir: Path,
-    stage: str,
+    kind: str,
     *,
     max_samples: Optional[int] = None,
     on_bad_row: str = "error",
@@ -87,7 +87,7 @@ def load_one(
         batched=True,
         with_indices=True,
         remove_columns=columns,
-        fn_kwargs={"attr": attr, "stage": stage},
+        fn_kwargs={"attr": attr, "kind": kind},
         **({} if streaming else {"desc": f"converting {attr.name}"}),
     )
     if streaming:  # bad rows cannot be reported up front: skip them as they come
@@ -109,7 +109,7 @@ def load_datasets(
     dataset_dir: str | Path,
     registry: dict,
     names: list[str],
-    stage: str,
+    kind: str,
     *,
     mix_strategy: str = "concat",
     interleave_probs: Optional[list[float]] = None,
@@ -126,14 +126,14 @@ def load_datasets(
         if name not in registry:
             raise DataError(f"dataset {name!r} is not in the run's dataset_info.json")
         attr = parse_entry(info, name, registry[name])
-        if attr.ranking and data_kind(stage) != "pairs":
-            raise DataError(f"dataset {name!r} is ranking (preference) data: stage {stage} needs plain conversations")
-        if data_kind(stage) == "pairs" and not attr.ranking:
+        if attr.ranking and kind != "pairs":
+            raise DataError(f"dataset {name!r} is ranking (preference) data: this run needs {kind}, not pairs")
+        if kind == "pairs" and not attr.ranking:
             raise DataError(
-                f"dataset {name!r} has no preference pairs: stage {stage} needs a dataset marked ranking: true "
+                f"dataset {name!r} has no preference pairs: this run needs a dataset marked ranking: true "
                 "with chosen and rejected responses"
             )
-        parts.append(load_one(attr, dataset_dir, stage, seed=seed, **kwargs))
+        parts.append(load_one(attr, dataset_dir, kind, seed=seed, **kwargs))
     if len(parts) == 1:
         return parts[0]
     if mix_strategy == "concat":
