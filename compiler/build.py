@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import keyword
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from ffc.runtime.chat.templates import TEMPLATES
 
@@ -15,58 +17,40 @@ from .render import Code, py_literal
 from .resolve import TESTED_VERSIONS, Resolved, is_local_path, relative_to_run, resolve
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
-STAGE_SUMMARY = {
-    "pt": "next-token prediction on raw text (continued pre-training)",
-    "sft": "next-token prediction on the assistant's responses of conversations",
-    "rm": "a reward model: a score head trained so that chosen responses score above rejected ones",
-    "dpo": "direct preference optimisation: raise the chosen response's likelihood over the rejected one, relative to a reference model",
-    "kto": "Kahneman-Tversky optimisation: raise desirable and lower undesirable responses, relative to a reference model",
-    "orpo": "odds-ratio preference optimisation: SFT on chosen responses plus an odds-ratio penalty on rejected ones, no reference model",
-    "simpo": "simple preference optimisation: a length-normalised margin between chosen and rejected responses, no reference model",
-    "ppo": "proximal policy optimisation: generate responses, score them, and raise the reward under a KL penalty to the reference model",
-    "grpo": "group relative policy optimisation: score groups of sampled responses per prompt and favour the above-average ones",
-}
-STAGE_TITLES = {
-    "pt": "pre-training",
-    "sft": "supervised fine-tuning",
-    "rm": "reward modelling",
-    "dpo": "DPO",
-    "kto": "KTO",
-    "orpo": "ORPO",
-    "simpo": "SimPO",
-    "ppo": "PPO",
-    "grpo": "GRPO",
-}
-TRAIN_TEMPLATES = {
-    "pt": "train.py.j2",
-    "sft": "train.py.j2",
-    "rm": "train_rm.py.j2",
-    "dpo": "train_pref.py.j2",
-    "orpo": "train_pref.py.j2",
-    "simpo": "train_pref.py.j2",
-    "kto": "train_kto.py.j2",
-    "ppo": "train_ppo.py.j2",
-    "grpo": "train_grpo.py.j2",
-}
-DATA_EXPECTED = {
-    "rm": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
-    "dpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
-    "orpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
-    "simpo": "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
-    "kto": "Conversations with a desirability label (columns.kto_tag): the last response is desirable or not.",
-    "ppo": "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions).",
-    "grpo": "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions).",
-}
 DTYPES = {"float32", "bfloat16", "float16"}
-# Metrics plotted at the end of training, besides the loss, per stage.
-PLOT_KEYS = {
-    "rm": ("loss", "accuracy", "margin", "eval_loss", "eval_accuracy"),
-    "dpo": ("loss", "rewards/accuracies", "rewards/margins"),
-    "kto": ("loss", "rewards/chosen", "rewards/rejected"),
-    "orpo": ("loss", "rewards/accuracies", "rewards/margins"),
-    "simpo": ("loss", "rewards/accuracies", "rewards/margins"),
-    "grpo": ("loss", "reward", "kl"),
-}
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One file of the run directory: where it comes from, what the run's README says of it, and
+    when the run has it. ``template`` is a file template in templates/, or None for files the build
+    writes itself (the spec, rewards.py); ``when`` reads the render context."""
+
+    name: str
+    template: Optional[str]
+    describes: str
+    when: Callable[[dict], bool] = lambda ctx: True
+
+
+# The run directory, in the order its README lists it. train.py's template is the stage's recipe.
+RUN_FILES = (
+    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)"),
+    GeneratedFile("chat_template.py", "chat_template.py.j2", "the chat template conversations are rendered with (saved with the model too)", lambda c: c["has_template"]),
+    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)"),
+    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`"),
+    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["backend"].name == "deepspeed"),
+    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["distributed"].slurm is not None),
+    GeneratedFile("chat.py", "chat.py.j2", "chat with the trained model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the trained model", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("eval.py", "eval.py.j2", "benchmark scores (multiple choice) and generation metrics (BLEU-4, ROUGE)", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("export.py", "export.py.j2", "merges the adapter and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
+    GeneratedFile("rewards.py", None, "the reward functions (a copy of method.reward_funcs)", lambda c: bool(c["reward_functions"])),
+    GeneratedFile("dataset_info.json", "dataset_info.json.j2", "the entries of the datasets this run uses", lambda c: c["registry_in_run"]),
+    GeneratedFile("spec.yaml", None, "the spec as written"),
+    GeneratedFile("ffc.lock.json", "ffc.lock.json.j2", "the fully resolved spec: every default explicit, library defaults relied on, input hashes"),
+    GeneratedFile("requirements.txt", "requirements.txt.j2", "pinned versions of ffc and the libraries (install torch first)"),
+    GeneratedFile("README.md", "README.md.j2", "this file"),
+)  # fmt: skip
 
 
 def _sh(value) -> Code:
@@ -96,25 +80,28 @@ def _dtype(value) -> Code:
     return Code(f"torch.{value}")
 
 
-def _accelerate(spec: dict) -> dict:
-    backend = spec["distributed"]["backend"]
-    training = spec["training"]
-    kind = {"none": "NO", "ddp": "MULTI_GPU", "deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[backend]
-    precision = "bf16" if training["bf16"] else "fp16" if training["fp16"] else "no"
-    return {"distributed_type": kind, "mixed_precision": precision}
+def _run_path(value) -> Code:
+    """A Path expression for a path the build re-expressed for the run directory (``relative_to_run``):
+    relative paths hang off RUN_DIR, absolute ones stay as written, ``~`` expands on the machine that runs."""
+    text = str(value)
+    if text.startswith("~"):
+        return Code(f"Path({py_literal(text)}).expanduser()")
+    if text.startswith("/"):
+        return Code(f"Path({py_literal(text)})")
+    return Code(f"RUN_DIR / {py_literal(text)}")
 
 
-def _deepspeed(spec: dict) -> dict:
+def _deepspeed(spec) -> dict:
     """ZeRO settings; sizes the Trainer knows are left "auto" so the two cannot disagree."""
-    ds = spec["distributed"]["deepspeed"]
-    zero: dict = {"stage": ds["zero_stage"]}
-    if ds["zero_stage"] > 0:
+    ds = spec.distributed.deepspeed
+    zero: dict = {"stage": ds.zero_stage}
+    if ds.zero_stage > 0:
         zero.update(
             overlap_comm=False,
             contiguous_gradients=True,
             reduce_bucket_size="auto",
         )
-    if ds["zero_stage"] == 3:
+    if ds.zero_stage == 3:
         zero.update(
             stage3_prefetch_bucket_size="auto",
             stage3_param_persistence_threshold="auto",
@@ -122,9 +109,9 @@ def _deepspeed(spec: dict) -> dict:
             stage3_max_reuse_distance=1e9,
             stage3_gather_16bit_weights_on_model_save=True,
         )
-    if ds["offload_optimizer"]:
+    if ds.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-    if ds["offload_param"]:
+    if ds.offload_param:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
     return {
         # The global batch is left out: DeepSpeed derives it from these and the world size at launch.
@@ -138,121 +125,123 @@ def _deepspeed(spec: dict) -> dict:
     }
 
 
-def _requirements(spec: dict) -> dict:
+def _requirements(spec, vendored: bool) -> dict:
+    """Pinned distributions the generated code imports: ffc itself (its runtime) unless vendored."""
     names = ["transformers", "peft", "trl", "accelerate", "datasets", "tokenizers"]
-    if spec["logging"]["plot_loss"]:
+    if spec.logging.plot_loss:
         names.append("matplotlib")
-    if "tensorboard" in spec["logging"]["report_to"]:
+    if "tensorboard" in spec.logging.report_to:
         names.append("tensorboard")
-    if spec["model"]["quantization_bit"]:
+    if spec.model.quantization_bit:
         names.append("bitsandbytes")
-    if spec["distributed"]["backend"] == "deepspeed":
+    if spec.distributed.backend == "deepspeed":
         names.append("deepspeed")
-    return {name: TESTED_VERSIONS[name] for name in names}
+    pins = {} if vendored else {"ffc": __version__}
+    pins.update({name: TESTED_VERSIONS[name] for name in names})
+    return pins
 
 
-def _title(spec: dict) -> str:
-    method = {"lora": "LoRA", "full": "Full-parameter", "freeze": "Partially frozen"}[spec["method"]["finetuning_type"]]
-    if spec["model"]["quantization_bit"]:
-        method = f"QLoRA ({spec['model']['quantization_bit']}-bit)"
-    stage = STAGE_TITLES[spec["method"]["stage"]]
-    return f"{method} {stage} of {spec['model']['model_name_or_path']} on {', '.join(spec['data']['dataset'])}."
+def _title(resolved: Resolved) -> str:
+    spec = resolved.spec
+    method = resolved.finetuning.title
+    if spec.model.quantization_bit:
+        method = f"QLoRA ({spec.model.quantization_bit}-bit)"
+    return f"{method} {resolved.stage.title} of {spec.model.model_name_or_path} on {', '.join(spec.data.dataset)}."
+
+
+def _reference(loaded, value: Optional[str], run_dir: Path) -> tuple[Optional[str], bool]:
+    """A model (or other) reference as the run writes it: (path for the run directory, True) when it is
+    local, else (the hub id, False)."""
+    if not value:
+        return value, False
+    if is_local_path(value, loaded.base_dir):
+        return relative_to_run(loaded, value, run_dir), True
+    return value, False
 
 
 def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
-    spec, loaded = resolved.spec, resolved.loaded
-    model = spec["model"]
-    local = is_local_path(model["model_name_or_path"], loaded.base_dir)
-    model_path = relative_to_run(loaded, model["model_name_or_path"], run_dir) if local else model["model_name_or_path"]
-    tokenizer = model["tokenizer_name_or_path"]
-    if tokenizer is None:
-        tokenizer_expr = Code("MODEL")
-    elif is_local_path(tokenizer, loaded.base_dir):
-        tokenizer_expr = Code(f"str(RUN_DIR / {py_literal(relative_to_run(loaded, tokenizer, run_dir))})")
-    else:
-        tokenizer_expr = Code(py_literal(tokenizer))
-    data = spec["data"]
-    ctx = dict(
-        spec,
+    """What the file templates render from: the resolved spec's sections, the registry entries of its
+    stage, method and backend, and the few values derived for code (paths as the run sees them)."""
+    spec, loaded, stage = resolved.spec, resolved.loaded, resolved.stage
+    model, data = spec.model, spec.data
+    model_path, model_is_local = _reference(loaded, model.model_name_or_path, run_dir)
+    tokenizer, tokenizer_is_local = _reference(loaded, model.tokenizer_name_or_path, run_dir)
+    ref_model_path, ref_model_is_local = _reference(loaded, getattr(spec.method, "ref_model", None), run_dir)
+    reward_model_path, reward_model_is_local = _reference(loaded, getattr(spec.method, "reward_model", None), run_dir)
+    inference_model_path, inference_model_is_local = _reference(loaded, spec.inference.model_path, run_dir)
+    has_template = stage.chat and data.template != "tokenizer"
+    ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
+    ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
         ffc_version=__version__,
-        title=_title(spec),
-        stage=spec["method"]["stage"],
-        stage_summary=STAGE_SUMMARY[spec["method"]["stage"]],
-        lora=spec["method"]["finetuning_type"] == "lora",
-        freeze=spec["method"]["finetuning_type"] == "freeze",
-        quantized=bool(model["quantization_bit"]),
-        deepspeed=spec["distributed"]["backend"] == "deepspeed",
-        model_is_local=local,
+        title=_title(resolved),
+        stage=stage.name,
+        stage_info=stage,
+        stage_summary=stage.summary,
+        backend=resolved.backend,
+        lora=spec.method.finetuning_type == "lora",
+        freeze=spec.method.finetuning_type == "freeze",
+        quantized=bool(model.quantization_bit),
+        deepspeed=spec.distributed.backend == "deepspeed",
         model_path=model_path,
-        tokenizer_expr=tokenizer_expr,
-        dataset_dir=relative_to_run(loaded, data["dataset_dir"], run_dir),
-        has_val_split=data["val_size"] > 0,
-        has_eval=data["val_size"] > 0 or bool(data["eval_dataset"]),
-        upstream=resolved.upstream,
+        model_is_local=model_is_local,
+        tokenizer=tokenizer,
+        tokenizer_is_local=tokenizer_is_local,
+        ref_model_path=ref_model_path,
+        ref_model_is_local=ref_model_is_local,
+        reward_model_path=reward_model_path,
+        reward_model_is_local=reward_model_is_local,
+        inference_model_path=inference_model_path,
+        inference_model_is_local=inference_model_is_local,
+        reward_functions=resolved.reward_functions,
+        dataset_dir=relative_to_run(loaded, data.dataset_dir, run_dir),
+        eval_task_dir=relative_to_run(loaded, spec.eval.task_dir, run_dir) if spec.eval.task_dir else None,
+        predict_datasets=spec.eval.predict_dataset or data.eval_dataset,
+        has_val_split=data.val_size > 0,
+        has_eval=data.val_size > 0 or bool(data.eval_dataset),
+        upstream=dict(resolved.upstream),
         registry_in_run=resolved.registry is not None,
-        registry=resolved.registry,
+        registry=dict(resolved.registry) if resolved.registry is not None else None,
         registry_note=resolved.registry_note,
-        accelerate=_accelerate(spec),
-        requirements=_requirements(spec),
+        accelerate={
+            "distributed_type": resolved.backend.accelerate_type,
+            "mixed_precision": "bf16" if spec.training.bf16 else "fp16" if spec.training.fp16 else "no",
+        },
+        requirements=_requirements(spec, vendored),
         vendored=vendored,
-        plot_keys=PLOT_KEYS.get(spec["method"]["stage"]),
+        plot_keys=stage.plot_keys,
         # transformers 5 takes a warm-up fraction (< 1) or a step count in one argument.
-        warmup=spec["training"]["warmup_steps"] or spec["training"]["warmup_ratio"],
-        data_summary=_data_summary(spec),
+        warmup=spec.training.warmup_steps or spec.training.warmup_ratio,
+        data_summary=_data_summary(resolved),
+        has_template=has_template,
+        processes_per_machine=spec.distributed.num_processes // spec.distributed.num_machines,
+        uses_nccl=spec.distributed.backend != "none" or spec.distributed.num_processes > 1,
+        slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
     )
-    ctx.update(_model_paths(resolved, run_dir))
-    if ctx["stage"] != "pt" and data["template"] != "tokenizer":
-        template = TEMPLATES[data["template"]]
+    if has_template:
+        chat_template = TEMPLATES[data.template]
         ctx.update(
-            template_name=template.name,
-            template_notes=template.notes,
-            template_class=type(template).__name__,
-            template_fields=template.definition(),
+            chat_template_name=chat_template.name,
+            chat_template_notes=chat_template.notes,
+            chat_template_class=type(chat_template).__name__,
+            chat_template_fields=chat_template.definition(),
         )
-    ctx["has_template"] = "template_fields" in ctx
-    dist = spec["distributed"]
-    ctx["processes_per_machine"] = dist["num_processes"] // dist["num_machines"]
-    ctx["uses_nccl"] = dist["backend"] != "none" or dist["num_processes"] > 1
-    ctx["slurm_job_name"] = re.sub(r"[^A-Za-z0-9_.-]", "_", spec["name"])[:64] or "ffc"
     if ctx["deepspeed"]:
         ctx["deepspeed_config"] = _deepspeed(spec)
     return ctx
 
 
-def _model_paths(resolved: Resolved, run_dir: Path) -> dict:
-    """Reference and reward models, written like MODEL: relative to the run when local, else hub ids."""
-    method, loaded, out = resolved.spec["method"], resolved.loaded, {}
-    for key in ("ref_model", "reward_model"):
-        value = method.get(key)
-        local = bool(value) and is_local_path(value, loaded.base_dir)
-        out[f"{key}_path"] = relative_to_run(loaded, value, run_dir) if local else value
-        out[f"{key}_is_local"] = local
-    out["reward_functions"] = resolved.reward_functions
-    value = resolved.spec["inference"]["model_path"]
-    local = bool(value) and is_local_path(value, loaded.base_dir)
-    out["inference_model_path"] = relative_to_run(loaded, value, run_dir) if local else value
-    out["inference_model_is_local"] = local
-    task_dir = resolved.spec["eval"]["task_dir"]
-    out["eval_task_dir"] = relative_to_run(loaded, task_dir, run_dir) if task_dir else None
-    out["predict_datasets"] = resolved.spec["eval"]["predict_dataset"] or resolved.spec["data"]["eval_dataset"]
-    return out
-
-
-def _data_summary(spec: dict) -> str:
-    data = spec["data"]
-    if spec["method"]["stage"] in DATA_EXPECTED:
-        return DATA_EXPECTED[spec["method"]["stage"]]
-    if spec["method"]["stage"] == "pt":
-        return "Raw text (a text column or .txt lines); each document ends with EOS and long ones are split into chunks."
-    parts = ["Conversations (alpaca, sharegpt or openai rows, as registered in dataset_info.json)."]
-    if data["train_on_prompt"]:
-        parts.append("Every token is trained.")
-    elif data["mask_history"]:
-        parts.append("Only the last assistant turn of each conversation is trained.")
+def _data_summary(resolved: Resolved) -> str:
+    data, stage = resolved.spec.data, resolved.stage
+    if stage.name != "sft":
+        return stage.data.summary
+    if data.train_on_prompt:
+        masking = "Every token is trained."
+    elif data.mask_history:
+        masking = "Only the last assistant turn of each conversation is trained."
     else:
-        parts.append("Every assistant turn is trained; prompts are masked.")
-    return " ".join(parts)
+        masking = "Every assistant turn is trained; prompts are masked."
+    return f"{stage.data.summary} {masking}"
 
 
 def lock(resolved: Resolved) -> dict:
@@ -262,10 +251,10 @@ def lock(resolved: Resolved) -> dict:
         "spec_file": loaded.path.name,
         "spec_sha256": loaded.sha256,
         "overrides": loaded.overrides,
-        "spec": resolved.spec,
-        "library_defaults": resolved.upstream,
+        "spec": resolved.lock_spec(),
+        "library_defaults": dict(resolved.upstream),
         "library_versions": TESTED_VERSIONS,
-        "inputs": {"dataset_dir": resolved.spec["data"]["dataset_dir"], "sha256": resolved.inputs},
+        "inputs": {"dataset_dir": resolved.spec.data.dataset_dir, "sha256": dict(resolved.inputs)},
     }
 
 
@@ -282,36 +271,17 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     resolved = resolve(loaded)
     ctx = context(resolved, run_dir, vendor)
     env = rendering.environment()
-    env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm)
-    outputs = {
-        "train.py": TRAIN_TEMPLATES[resolved.spec["method"]["stage"]],
-        "accelerate_config.yaml": "accelerate_config.yaml.j2",
-        "requirements.txt": "requirements.txt.j2",
-        "launch.sh": "launch.sh.j2",
-        "README.md": "README.md.j2",
-        "ffc.lock.json": "ffc.lock.json.j2",
-    }
-    if "template_fields" in ctx:
-        outputs["chat_template.py"] = "chat_template.py.j2"
-    stage = resolved.spec["method"]["stage"]
-    if stage != "rm":  # every other stage ends with a causal language model
-        outputs["export.py"] = "export.py.j2"
-        if ctx["has_template"] and stage != "pt":
-            # Scripts for after training: they talk to the model through its chat template.
-            outputs["chat.py"] = "chat.py.j2"
-            outputs["serve.py"] = "serve.py.j2"
-            outputs["eval.py"] = "eval.py.j2"
-    if ctx["deepspeed"]:
-        outputs["ds_config.json"] = "ds_config.json.j2"
-    if resolved.spec["distributed"]["slurm"] is not None:
-        outputs["slurm.sbatch"] = "slurm.sbatch.j2"
-    if ctx["registry_in_run"]:
-        outputs["dataset_info.json"] = "dataset_info.json.j2"
+    env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
+    present = [f for f in RUN_FILES if f.when(ctx)]
     ctx["lock"] = lock(resolved)
+    ctx["run_files"] = present
     files = {}
-    for name, template in sorted(outputs.items()):
+    for generated in present:
+        template = resolved.stage.recipe if generated.name == "train.py" else generated.template
+        if template is None:
+            continue
         text = env.get_template(template).render(**ctx)
-        files[name] = (rendering.tidy_python(text) if name.endswith(".py") else text).encode("utf-8")
+        files[generated.name] = (rendering.tidy_python(text) if generated.name.endswith(".py") else text).encode("utf-8")
     files["spec.yaml"] = loaded.text.encode("utf-8")
     if resolved.reward_source is not None:
         files["rewards.py"] = resolved.reward_source

@@ -50,6 +50,7 @@ def build(
     from .writer import WriteError, write_run
 
     loaded = _load(spec, overrides)
+    new = not output.exists()
     try:
         resolved, files = build_files(loaded, output, vendor=vendor)
         changed = write_run(output, files, force=force)
@@ -57,7 +58,9 @@ def build(
         _fail(str(exc))
     except WriteError as exc:
         _fail(str(exc))
-    typer.echo(f"built {output} ({len(files)} files, {len(changed)} changed) from {spec}")
+    changed = [name for name in changed if not name.startswith(".ffc-")]  # the manifest is bookkeeping
+    summary = f"{len(files)} files" if new else f"{len(files)} files, {len(changed) or 'none'} changed"
+    typer.echo(f"built {output} ({summary}) from {spec}")
     if resolved.registry_note:
         typer.echo(f"note: {resolved.registry_note}")
     typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
@@ -131,7 +134,7 @@ def plan(
     resolved = resolve(loaded)
     try:
         shape = planner.Shape.from_config(
-            planner.load_config(resolved.spec["model"]["model_name_or_path"], loaded.base_dir, str(config) if config else None)
+            planner.load_config(resolved.spec.model.model_name_or_path, loaded.base_dir, str(config) if config else None)
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

@@ -24,9 +24,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from ffc.schemas.spec import MethodSection
+
 GB = 1024**3
 OVERHEAD_GB = 1.0  # CUDA context, cuBLAS/cuDNN workspaces, allocator fragmentation
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+_METHOD_FIELDS = MethodSection.model_fields
 
 
 @dataclass(frozen=True)
@@ -103,9 +108,10 @@ class Setup:
     zero: int = 0  # 0 none/DDP, 1, 2, 3 (FSDP counts as 3)
     offload_optimizer: bool = False
     offload_params: bool = False
-    lora_rank: int = 8
-    lora_targets: tuple = ("all",)
-    freeze_layers: int = 2
+    # The spec's own defaults, for setups built without a spec (``ffc plan --config`` alone).
+    lora_rank: int = _METHOD_FIELDS["lora_rank"].default
+    lora_targets: tuple = tuple(_METHOD_FIELDS["lora_target"].default_factory())
+    freeze_layers: int = _METHOD_FIELDS["freeze_trainable_layers"].default
     deepspeed: bool = False
 
     def label(self) -> str:
@@ -186,27 +192,29 @@ def estimate(shape: Shape, setup: Setup) -> Estimate:
     return Estimate(setup, rows, cpu / GB)
 
 
-def setup_from_spec(spec: dict) -> Setup:
-    method, training, dist, model = spec["method"], spec["training"], spec["distributed"], spec["model"]
-    dtype = "bfloat16" if training["bf16"] else ("float16" if training["fp16"] and method["finetuning_type"] == "lora" else "float32")
-    backend = dist["backend"]
-    ds = dist.get("deepspeed") or {}
-    zero = ds.get("zero_stage", 0) if backend == "deepspeed" else (3 if backend == "fsdp" else 0)
+def setup_from_spec(spec) -> Setup:
+    """The planner's view of a resolved spec (an ``ffc.schemas.Spec``)."""
+    method, training, dist = spec.method, spec.training, spec.distributed
+    lora = method.finetuning_type == "lora"
+    dtype = "bfloat16" if training.bf16 else ("float16" if training.fp16 and lora else "float32")
+    zero = {"deepspeed": dist.deepspeed.zero_stage, "fsdp": 3}.get(dist.backend, 0)
+    deepspeed_offload = dist.backend == "deepspeed" and dist.deepspeed.offload_optimizer
+    fsdp_offload = dist.backend == "fsdp" and dist.fsdp.offload_params
     return Setup(
-        method=method["finetuning_type"],
-        quant_bits=model["quantization_bit"],
+        method=method.finetuning_type,
+        quant_bits=spec.model.quantization_bit,
         dtype=dtype,
-        checkpointing=training["gradient_checkpointing"],
-        batch=training["per_device_train_batch_size"],
-        seq=spec["data"]["cutoff_len"],
-        devices=dist["num_processes"],
+        checkpointing=training.gradient_checkpointing,
+        batch=training.per_device_train_batch_size,
+        seq=spec.data.cutoff_len,
+        devices=dist.num_processes,
         zero=zero,
-        offload_optimizer=bool(ds.get("offload_optimizer")) or bool((dist.get("fsdp") or {}).get("offload_params")),
-        offload_params=bool(ds.get("offload_param")) or bool((dist.get("fsdp") or {}).get("offload_params")),
-        lora_rank=method.get("lora_rank", 8),
-        lora_targets=tuple(method.get("lora_target", ["all"])),
-        freeze_layers=abs(method.get("freeze_trainable_layers", 2)),
-        deepspeed=backend == "deepspeed",
+        offload_optimizer=bool(deepspeed_offload or fsdp_offload),
+        offload_params=bool((dist.backend == "deepspeed" and dist.deepspeed.offload_param) or fsdp_offload),
+        lora_rank=method.lora_rank,
+        lora_targets=tuple(method.lora_target),
+        freeze_layers=abs(method.freeze_trainable_layers),
+        deepspeed=dist.backend == "deepspeed",
     )
 
 

@@ -11,10 +11,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from types import MappingProxyType
+from typing import Mapping, Optional
 
 from ffc.runtime.data.registry import RegistryError, data_files, read_registry, resolve as resolve_datasets
-from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS, STAGE_FIELDS
+from ffc.schemas import Spec
+from ffc.schemas.methods import BACKEND_SECTIONS, BACKENDS, METHOD_OPTIONS, METHODS, Backend, FinetuningMethod, method_owning
+from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
 
@@ -50,20 +53,55 @@ def is_local_path(value: str, base: Path) -> bool:
     return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Resolved:
+    """A validated spec with every default made explicit, and what the build learnt about its inputs.
+
+    Templates, the lock file, ``ffc plan`` and the UI read this; nothing changes it after ``resolve``."""
+
     loaded: LoadedSpec
-    spec: dict  # the full spec with every default made explicit
-    upstream: dict
-    inputs: dict  # relative file path -> sha256 (when the files are present at build time)
-    registry: Optional[dict]  # the dataset_info.json entries this run uses, if readable at build time
+    spec: Spec  # frozen; derived defaults filled in
+    upstream: Mapping  # library behaviour the run pins
+    inputs: Mapping  # relative file path -> sha256 (when the files are present at build time)
+    registry: Optional[Mapping]  # the dataset_info.json entries this run uses, if readable at build time
     registry_note: str = ""
     reward_functions: tuple = ()  # names of the public functions of method.reward_funcs
     reward_source: Optional[bytes] = None  # that file, copied into the run as rewards.py
 
     @property
     def name(self) -> str:
-        return self.spec["name"]
+        return self.spec.name
+
+    @property
+    def stage(self) -> Stage:
+        return STAGES[self.spec.method.stage]
+
+    @property
+    def finetuning(self) -> FinetuningMethod:
+        return METHODS[self.spec.method.finetuning_type]
+
+    @property
+    def backend(self) -> Backend:
+        return BACKENDS[self.spec.distributed.backend]
+
+    def lock_spec(self) -> dict:
+        """The resolved spec as the lock records it: every option that applies to this run, no others."""
+        return self.spec.model_dump(mode="json", exclude=inapplicable(self.spec))
+
+
+def inapplicable(spec: Spec) -> dict:
+    """Options the spec carries that mean nothing for its stage, method and backend (pydantic exclude form)."""
+    stage, method, backend = spec.method.stage, spec.method.finetuning_type, spec.distributed.backend
+    method_fields = {
+        name for name in type(spec.method).model_fields
+        if not option_applies(name, stage) or (name in METHOD_OPTIONS and method_owning(name) != method)
+    }  # fmt: skip
+    data_fields = {name for name in type(spec.data).model_fields if not option_applies(name, stage, "data")}
+    other_backends = {name for name in BACKEND_SECTIONS if name != BACKENDS[backend].section}
+    exclude: dict = {"method": method_fields, "distributed": other_backends}
+    if data_fields:
+        exclude["data"] = data_fields
+    return exclude
 
 
 def _sha256(path: Path) -> str:
@@ -74,10 +112,10 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str]:
+def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str]:
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
-    dataset_dir = loaded.base_dir / spec["data"]["dataset_dir"]
-    names = list(dict.fromkeys(spec["data"]["dataset"] + spec["data"]["eval_dataset"]))
+    dataset_dir = loaded.base_dir / spec.data.dataset_dir
+    names = list(dict.fromkeys(spec.data.dataset + spec.data.eval_dataset))
     if not (dataset_dir / "dataset_info.json").exists():
         return None, {}, f"{dataset_dir / 'dataset_info.json'} was not found at build time: train.py reads it at run time."
     try:
@@ -85,7 +123,7 @@ def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str
         attrs = resolve_datasets(dataset_dir, names, registry)
     except RegistryError as exc:
         raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", str(exc))]) from None
-    _check_stage_data(loaded, spec["method"]["stage"], attrs)
+    _check_stage_data(loaded, STAGES[spec.method.stage], attrs)
     inputs = {}
     for attr in attrs:
         for path in data_files(dataset_dir, attr):
@@ -94,90 +132,99 @@ def _registry(loaded: LoadedSpec, spec: dict) -> tuple[Optional[dict], dict, str
     return {name: registry[name] for name in names}, inputs, ""
 
 
-def _check_stage_data(loaded: LoadedSpec, stage: str, attrs) -> None:
-    """What each stage needs from its datasets, checked from dataset_info.json when it is there."""
-    from ffc.runtime.data.convert import data_kind
-
-    kind, problems = data_kind(stage), []
-    for attr in attrs:
-        if kind == "pairs" and not attr.ranking:
-            problems.append(f"dataset {attr.name!r} has no preference pairs: stage {stage} needs ranking: true with chosen and rejected responses")
-        elif kind != "pairs" and attr.ranking:
-            problems.append(f"dataset {attr.name!r} holds preference pairs (ranking: true): stage {stage} cannot use them")
-        elif kind == "kto" and not attr.column("kto_tag"):
-            problems.append(f"dataset {attr.name!r} has no desirability label: name it in dataset_info.json as columns.kto_tag")
+def _check_stage_data(loaded: LoadedSpec, stage: Stage, attrs) -> None:
+    """What the stage needs from its datasets, checked from dataset_info.json when it is there."""
+    problems = [p for attr in attrs for p in stage.data.problems(attr.name, attr.ranking, attr.columns)]
     if problems:
-        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", p) for p in problems])
+        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", f"{p} (stage {stage.name})") for p in problems])
 
 
-def _check_host_memory(loaded: LoadedSpec, spec: dict) -> None:
+def _check_host_memory(loaded: LoadedSpec, spec: Spec) -> None:
     """Offloading moves optimizer states (and parameters) to CPU memory: check they fit the machine's,
     when distributed.host_memory_gb is given and the model's config.json is on disk."""
     from . import plan
 
-    dist = spec["distributed"]
-    ds, fsdp = dist.get("deepspeed") or {}, dist.get("fsdp") or {}
-    offloading = ds.get("offload_optimizer") or ds.get("offload_param") or fsdp.get("offload_params")
-    if not (dist["host_memory_gb"] and offloading):
+    dist = spec.distributed
+    offloading = {
+        "deepspeed": dist.deepspeed.offload_optimizer or dist.deepspeed.offload_param,
+        "fsdp": dist.fsdp.offload_params,
+    }.get(dist.backend, False)
+    if not (dist.host_memory_gb and offloading):
         return
     try:
-        shape = plan.Shape.from_config(plan.load_config(spec["model"]["model_name_or_path"], loaded.base_dir))
+        shape = plan.Shape.from_config(plan.load_config(spec.model.model_name_or_path, loaded.base_dir))
     except (FileNotFoundError, ValueError):
         return  # checked by `ffc plan --config` instead
     per_device = plan.estimate(shape, plan.setup_from_spec(spec)).cpu_gb
-    needed = per_device * dist["num_processes"] / dist["num_machines"]
-    if needed > dist["host_memory_gb"]:
+    needed = per_device * dist.num_processes / dist.num_machines
+    if needed > dist.host_memory_gb:
         raise SpecError([Issue(
             loaded.where(("distributed", "host_memory_gb")), "distributed.host_memory_gb",
-            f"offloading needs about {needed:.0f} GB of CPU memory per machine, more than the {dist['host_memory_gb']:g} GB "
+            f"offloading needs about {needed:.0f} GB of CPU memory per machine, more than the {dist.host_memory_gb:g} GB "
             "given: offload less (offload_param: false), use more machines, or LoRA.",
         )])  # fmt: skip
 
 
+def _fill(section, **values):
+    """A copy of a frozen section with the derived values that are still unset filled in."""
+    return section.model_copy(update={k: v for k, v in values.items() if getattr(section, k) is None})
+
+
+def _with_defaults(loaded: LoadedSpec) -> Spec:
+    """Every derived default, computed here and nowhere else (the schema marks them with ``derived``)."""
+    spec = loaded.spec
+    name = spec.name or loaded.path.stem
+    stage = STAGES[spec.method.stage]
+    method = spec.method
+    if method.finetuning_type == "lora":
+        method = _fill(method, lora_alpha=2 * method.lora_rank)
+    has_eval = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
+    training = _fill(spec.training, eval_strategy="steps" if has_eval else "no")
+    if training.eval_strategy == "steps" and training.eval_steps is None:
+        training = training.model_copy(update={"eval_steps": training.save_steps})
+    report_to = spec.logging.report_to
+    if "none" in report_to and len(report_to) > 1:
+        report_to = [r for r in report_to if r != "none"]
+    logging_ = _fill(spec.logging.model_copy(update={"report_to": report_to}), run_name=name)
+    dist = spec.distributed
+    if dist.slurm is not None:
+        dist = dist.model_copy(update={"slurm": _fill(dist.slurm, gpus_per_node=dist.num_processes // dist.num_machines)})
+    return spec.model_copy(
+        update={
+            "name": name,
+            "method": method,
+            "data": _fill(spec.data, packing=stage.packing_default, seed=spec.training.seed),
+            "training": training,
+            "logging": logging_,
+            "distributed": dist,
+            "serve": _fill(spec.serve, model_name=name),
+        }
+    )
+
+
 def resolve(loaded: LoadedSpec) -> Resolved:
-    spec = loaded.spec.model_dump(mode="json")
-    method, data, training, logging_ = spec["method"], spec["data"], spec["training"], spec["logging"]
-
-    spec["name"] = spec["name"] or loaded.path.stem
-    logging_["run_name"] = logging_["run_name"] or spec["name"]
-    if method["finetuning_type"] == "lora":
-        method["lora_alpha"] = method["lora_alpha"] or 2 * method["lora_rank"]
-    drop = {"lora": FREEZE_FIELDS, "freeze": LORA_FIELDS, "full": LORA_FIELDS + FREEZE_FIELDS}
-    for name in drop[method["finetuning_type"]]:
-        method.pop(name)
-    for name, stages in STAGE_FIELDS.items():  # options of other stages stay out of the lock
-        if method["stage"] not in stages:
-            method.pop(name)
-    if data["packing"] is None:
-        data["packing"] = method["stage"] == "pt"
-    if data["seed"] is None:
-        data["seed"] = training["seed"]
-    has_eval = data["val_size"] > 0 or bool(data["eval_dataset"])
-    if training["eval_strategy"] is None:
-        training["eval_strategy"] = "steps" if has_eval else "no"
-    if training["eval_steps"] is None and training["eval_strategy"] == "steps":
-        training["eval_steps"] = training["save_steps"]
-    if "none" in logging_["report_to"] and len(logging_["report_to"]) > 1:
-        logging_["report_to"] = [r for r in logging_["report_to"] if r != "none"]
-    if spec["serve"]["model_name"] is None:
-        spec["serve"]["model_name"] = spec["name"]
-    if spec["distributed"]["backend"] != "deepspeed":
-        spec["distributed"].pop("deepspeed")
-    if spec["distributed"]["backend"] != "fsdp":
-        spec["distributed"].pop("fsdp")
-
+    spec = _with_defaults(loaded)
     upstream = dict(UPSTREAM)
-    upstream["torch_dtype"] = "bfloat16" if training["bf16"] else "float16" if training["fp16"] else "float32"
-    if spec["model"]["quantization_bit"]:
+    upstream["torch_dtype"] = "bfloat16" if spec.training.bf16 else "float16" if spec.training.fp16 else "float32"
+    if spec.model.quantization_bit:
         upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
 
     _check_host_memory(loaded, spec)
     registry, inputs, note = _registry(loaded, spec)
-    resolved = Resolved(loaded=loaded, spec=spec, upstream=upstream, inputs=inputs, registry=registry, registry_note=note)
-    if method.get("reward_funcs"):
-        resolved.reward_source, resolved.reward_functions = _reward_functions(loaded, method["reward_funcs"])
-        inputs["reward_funcs:" + method["reward_funcs"]] = hashlib.sha256(resolved.reward_source).hexdigest()
-    return resolved
+    reward_source, reward_functions = None, ()
+    if spec.method.reward_funcs:
+        reward_source, reward_functions = _reward_functions(loaded, spec.method.reward_funcs)
+        inputs["reward_funcs:" + spec.method.reward_funcs] = hashlib.sha256(reward_source).hexdigest()
+    return Resolved(
+        loaded=loaded,
+        spec=spec,
+        upstream=MappingProxyType(upstream),
+        inputs=MappingProxyType(inputs),
+        registry=MappingProxyType(registry) if registry is not None else None,
+        registry_note=note,
+        reward_functions=reward_functions,
+        reward_source=reward_source,
+    )
 
 
 def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
@@ -202,6 +249,10 @@ def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
 
 
 def relative_to_run(loaded: LoadedSpec, value: str, run_dir: Path) -> str:
-    """A path written relative to the spec, re-expressed relative to the run directory."""
-    target = (loaded.base_dir / os.path.expanduser(value)).resolve()
-    return Path(os.path.relpath(target, run_dir.resolve())).as_posix()
+    """A path as the run directory writes it. Relative paths are relative to the spec, so they are
+    re-expressed relative to the run directory (a committed spec, data and run keep working after a
+    clone elsewhere); absolute and ``~`` paths stay exactly as written."""
+    if os.path.isabs(value) or value.startswith("~"):
+        return value
+    target = os.path.normpath(os.path.join(os.path.abspath(loaded.base_dir), value))
+    return Path(os.path.relpath(target, os.path.abspath(run_dir))).as_posix()

@@ -6,16 +6,12 @@ instead, so the loader can report ``spec.yaml:LINE:COL``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .spec import FREEZE_FIELDS, LORA_FIELDS, ONLINE_STAGES, STAGE_FIELDS, Spec
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: tuple  # keys from the spec root, e.g. ("model", "quantization_bit")
-    message: str
+from .problem import Problem
+from .methods import METHOD_OPTIONS, method_owning
+from .spec import Spec
+from .stages import STAGE_DATA_OPTIONS, STAGES, option_applies, stages_using
 
 
 Rule = Callable[[Spec], Iterator[Problem]]
@@ -39,60 +35,45 @@ def quantization_needs_lora(spec: Spec):
 
 @rule
 def options_of_other_methods(spec: Spec):
-    method = spec.method
-    chosen = method.finetuning_type
-    for fields, owner in ((LORA_FIELDS, "lora"), (FREEZE_FIELDS, "freeze")):
-        if chosen == owner:
-            continue
-        for name in fields:
-            if name in method.model_fields_set:
-                yield Problem(
-                    ("method", name),
-                    f"{name} only applies to finetuning_type: {owner}, but this spec uses {chosen}: "
-                    f"remove it or change finetuning_type.",
-                )
+    chosen = spec.method.finetuning_type
+    for name in sorted(spec.method.model_fields_set & METHOD_OPTIONS):
+        owner = method_owning(name)
+        if owner != chosen:
+            yield Problem(
+                ("method", name),
+                f"{name} only applies to finetuning_type: {owner}, but this spec uses {chosen}: "
+                f"remove it or change finetuning_type.",
+            )
 
 
 @rule
 def options_of_other_stages(spec: Spec):
     stage = spec.method.stage
-    for name, stages in STAGE_FIELDS.items():
-        if name in spec.method.model_fields_set and stage not in stages:
+    for name in sorted(spec.method.model_fields_set):
+        if not option_applies(name, stage):
             yield Problem(
                 ("method", name),
-                f"{name} applies to stage {' or '.join(stages)}, not {stage}: remove it or change the stage.",
+                f"{name} applies to stage {' or '.join(stages_using(name))}, not {stage}: remove it or change the stage.",
             )
 
 
 @rule
 def online_stages_need_a_reward(spec: Spec):
     method = spec.method
-    if method.stage in ONLINE_STAGES and not (method.reward_model or method.reward_funcs):
+    if STAGES[method.stage].needs_reward and not (method.reward_model or method.reward_funcs):
         yield Problem(
             ("method", "stage"),
             f"stage {method.stage} scores generated responses: set method.reward_model (an rm run's output or a "
             "sequence-classification model) or method.reward_funcs (a Python file of reward functions).",
         )
-    if method.stage == "ppo" and method.reward_model and method.reward_funcs:
-        yield Problem(("method", "reward_funcs"), "ppo takes one reward: reward_model or reward_funcs, not both.")
 
 
 @rule
-def batch_shapes(spec: Spec):
-    training, method = spec.training, spec.method
-    if method.stage == "kto" and training.per_device_train_batch_size < 2:
-        yield Problem(
-            ("training", "per_device_train_batch_size"),
-            "KTO estimates its KL term from other samples of the same batch: use a batch size of at least 2.",
-        )
-    if method.stage == "grpo":
-        rollouts = training.per_device_train_batch_size * training.gradient_accumulation_steps * spec.distributed.num_processes
-        if rollouts % method.num_generations:
-            yield Problem(
-                ("method", "num_generations"),
-                f"GRPO samples groups of {method.num_generations} responses from the {rollouts} completions of one "
-                "optimizer step (batch size x accumulation x processes): make that a multiple of num_generations.",
-            )
+def stage_checks(spec: Spec):
+    """What a stage itself requires (its ``check`` in the stage registry)."""
+    check = STAGES[spec.method.stage].check
+    if check is not None:
+        yield from check(spec)
 
 
 @rule
@@ -106,18 +87,17 @@ def masking_options(spec: Spec):
 
 @rule
 def sft_needs_template(spec: Spec):
-    if spec.method.stage != "pt" and not spec.data.template:
+    stage = spec.method.stage
+    if STAGES[stage].chat and not spec.data.template:
         yield Problem(
             ("data", "template"),
-            f"stage {spec.method.stage} needs a chat template: set data.template (e.g. qwen, llama3, chatml) "
+            f"stage {stage} needs a chat template: set data.template (e.g. qwen, llama3, chatml) "
             "or 'tokenizer' to use the tokenizer's own chat template.",
         )
-    if spec.data.packing and spec.method.stage not in ("pt", "sft"):
-        yield Problem(("data", "packing"), f"packing applies to stages pt and sft, not {spec.method.stage}.")
-    if spec.method.stage != "sft":
-        for name in ("train_on_prompt", "mask_history"):
-            if getattr(spec.data, name):
-                yield Problem(("data", name), f"{name} applies to stage sft, not to stage {spec.method.stage}.")
+    for name in sorted(STAGE_DATA_OPTIONS):
+        if getattr(spec.data, name) and not option_applies(name, stage, "data"):
+            using = " and ".join(stages_using(name, "data"))
+            yield Problem(("data", name), f"{name} applies to stage {using}, not to stage {stage}.")
 
 
 @rule

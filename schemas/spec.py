@@ -13,13 +13,23 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .methods import BackendName, MethodName
+from .stages import StageName
+
 SPEC_VERSION = 1
 
 
 class Section(BaseModel):
-    """Base of every spec section: unknown keys are errors, values are not coerced silently."""
+    """Base of every spec section: unknown keys are errors, values are not coerced silently, and a
+    validated spec is immutable (resolution makes a new one, see ``ffc.compiler.resolve``)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
+
+
+def derived(description: str, **kwargs):
+    """An optional field whose default ``ffc.compiler.resolve`` computes from other fields. The
+    resolved spec always has a value for it (tests/test_resolve.py checks every such field)."""
+    return Field(None, description=description, json_schema_extra={"derived": True}, **kwargs)
 
 
 def _split_names(value):
@@ -53,26 +63,20 @@ class ModelSection(Section):
     double_quantization: bool = Field(True, description="Quantize the 4-bit quantization constants too.")
 
 
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo")
-Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "orpo", "simpo", "grpo"]
-PREFERENCE_STAGES = ("rm", "dpo", "orpo", "simpo")  # trained on chosen/rejected pairs
-ONLINE_STAGES = ("ppo", "grpo")  # generate from prompts and score the responses
-
-
 class MethodSection(Section):
-    stage: Stage = Field(
+    stage: StageName = Field(
         "sft",
         description=(
             "pt: language modelling on raw text. sft: supervised fine-tuning. rm: reward model. "
             "dpo, kto, orpo, simpo: preference optimisation. ppo, grpo: reinforcement learning from a reward."
         ),
     )
-    finetuning_type: Literal["lora", "full", "freeze"] = Field(
+    finetuning_type: MethodName = Field(
         "lora", description="lora: train low-rank adapters. full: train every weight. freeze: train only some layers."
     )
     # LoRA (finetuning_type: lora)
     lora_rank: int = Field(8, ge=1, le=4096, description="Rank of the LoRA matrices.")
-    lora_alpha: Optional[int] = Field(None, ge=1, description="LoRA scaling numerator. Default: 2 x lora_rank.")
+    lora_alpha: Optional[int] = derived("LoRA scaling numerator. Default: 2 x lora_rank.", ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     lora_target: list[str] = Field(
         default_factory=lambda: ["all"],
@@ -169,9 +173,8 @@ class DataSection(Section):
     cutoff_len: int = Field(2048, ge=8, description="Maximum tokens per training sample (per packed row with packing).")
     train_on_prompt: bool = Field(False, description="Train on prompt tokens too, not only on the assistant's.")
     mask_history: bool = Field(False, description="Train only on the last assistant turn of each conversation.")
-    packing: Optional[bool] = Field(
-        None,
-        description="Pack several samples into each row, isolated from each other. Default: on for pt, off for sft.",
+    packing: Optional[bool] = derived(
+        "Pack several samples into each row, isolated from each other. Default: on for pt, off for sft."
     )
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
         "concat",
@@ -202,7 +205,7 @@ class DataSection(Section):
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="A row that cannot be converted stops the run (error) or is skipped and counted (skip)."
     )
-    seed: Optional[int] = Field(None, description="Shuffle seed of the data (default: training.seed).")
+    seed: Optional[int] = derived("Shuffle seed of the data (default: training.seed).")
 
     _split = field_validator("dataset", "eval_dataset", mode="before")(_split_names)
 
@@ -244,10 +247,12 @@ class TrainingSection(Section):
     save_strategy: Literal["no", "steps", "epoch"] = Field("steps", description="When to save checkpoints.")
     save_steps: int = Field(500, ge=1, description="Save a checkpoint every this many steps.")
     save_total_limit: Optional[int] = Field(None, ge=1, description="Keep at most this many checkpoints.")
-    eval_strategy: Optional[Literal["no", "steps", "epoch"]] = Field(
-        None, description="When to evaluate. Default: steps when there is evaluation data, else no."
+    eval_strategy: Optional[Literal["no", "steps", "epoch"]] = derived(
+        "When to evaluate. Default: steps when there is evaluation data, else no."
     )
-    eval_steps: Optional[int] = Field(None, ge=1, description="Evaluate every this many steps (default: save_steps).")
+    eval_steps: Optional[int] = Field(
+        None, ge=1, description="Evaluate every this many steps (default: save_steps; unused without evaluation)."
+    )
     seed: int = Field(42, description="Random seed of model initialisation, dropout and data order.")
     resume_from_checkpoint: Optional[str] = Field(
         None, description="A checkpoint directory to resume from, or 'last' for the newest in output_dir."
@@ -267,7 +272,7 @@ class LoggingSection(Section):
         description="Experiment trackers. A JSON-lines trainer log (trainer_log.jsonl) is always written.",
     )
     plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
-    run_name: Optional[str] = Field(None, description="Name shown in trackers (default: the spec's name).")
+    run_name: Optional[str] = derived("Name shown in trackers (default: the spec's name).")
 
     _split = field_validator("report_to", mode="before")(_split_names)
 
@@ -292,12 +297,12 @@ class SlurmSection(Section):
     partition: Optional[str] = Field(None, pattern=_SLURM_WORD, description="SLURM partition (queue).")
     account: Optional[str] = Field(None, pattern=_SLURM_WORD, description="SLURM account to charge.")
     time: str = Field("24:00:00", pattern=r"^[0-9:-]+$", description="Wall-clock limit, e.g. 2-00:00:00.")
-    gpus_per_node: Optional[int] = Field(None, ge=1, description="GPUs per node (default: processes per machine).")
+    gpus_per_node: Optional[int] = derived("GPUs per node (default: processes per machine).", ge=1)
     cpus_per_task: int = Field(16, ge=1, description="CPU cores per node for data loading.")
 
 
 class DistributedSection(Section):
-    backend: Literal["none", "ddp", "deepspeed", "fsdp"] = Field(
+    backend: BackendName = Field(
         "none", description="none: one process. ddp: data parallel. deepspeed: ZeRO. fsdp: fully sharded data parallel."
     )
     num_processes: int = Field(1, ge=1, description="Processes in total (usually one per GPU, over all machines).")
@@ -354,7 +359,7 @@ class ServeSection(Section):
         None,
         description="Name of the environment variable holding the API key clients must send (Bearer). Unset: no key.",
     )
-    model_name: Optional[str] = Field(None, description="Model id the API reports (default: the run's name).")
+    model_name: Optional[str] = derived("Model id the API reports (default: the run's name).")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
 
 
@@ -392,7 +397,7 @@ class Spec(Section):
     """A fine-tuning run."""
 
     version: Literal[1] = Field(SPEC_VERSION, description="Spec format version.")
-    name: Optional[str] = Field(None, description="Name of the run (default: the spec file's name).")
+    name: Optional[str] = derived("Name of the run (default: the spec file's name).")
     model: ModelSection
     method: MethodSection = Field(default_factory=MethodSection)
     data: DataSection
@@ -403,31 +408,6 @@ class Spec(Section):
     serve: ServeSection = Field(default_factory=ServeSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     export: ExportSection = Field(default_factory=ExportSection)
-
-
-# Fields that only mean something for one finetuning_type; the lock file leaves the others out.
-PREFERENCE_FIELDS = ("pref_beta", "pref_loss", "pref_ftx", "dpo_label_smoothing", "simpo_gamma")
-KTO_FIELDS = ("kto_chosen_weight", "kto_rejected_weight")
-ONLINE_FIELDS = ("reward_model", "reward_funcs", "max_new_tokens", "temperature", "top_p")
-PPO_FIELDS = (
-    "ppo_epochs", "ppo_buffer_size", "ppo_target", "ppo_init_kl_coef", "ppo_adaptive_kl", "ppo_cliprange",
-    "ppo_cliprange_value", "ppo_vf_coef", "ppo_gamma", "ppo_lam", "ppo_score_norm", "ppo_whiten_rewards",
-)  # fmt: skip
-# The stages each stage-specific option applies to.
-STAGE_FIELDS = {
-    "pref_beta": ("dpo", "kto", "orpo", "simpo", "grpo"),
-    "pref_loss": ("dpo",),
-    "pref_ftx": ("dpo", "orpo", "simpo"),
-    "dpo_label_smoothing": ("dpo",),
-    "simpo_gamma": ("simpo",),
-    **{name: ("kto",) for name in KTO_FIELDS},
-    "ref_model": ("dpo", "kto", "ppo", "grpo"),
-    **{name: ONLINE_STAGES for name in ONLINE_FIELDS},
-    **{name: ("ppo",) for name in PPO_FIELDS},
-    "num_generations": ("grpo",),
-}
-LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "use_dora", "use_rslora")
-FREEZE_FIELDS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
 
 
 def json_schema() -> dict:

@@ -272,14 +272,11 @@ def load_yaml(text: str) -> dict:
 def applies(field: FormField, stage: str, finetuning_type: str) -> bool:
     """Whether a stage- or method-specific option means anything for this stage and tuning method
     (the same tables the spec's rules use), so the form can hide the others."""
-    from ffc.schemas.spec import FREEZE_FIELDS, LORA_FIELDS, STAGE_FIELDS
+    from ffc.schemas.methods import METHOD_OPTIONS, method_owning
+    from ffc.schemas.stages import option_applies
 
     if field.section != "method":
         return True
-    if field.name in STAGE_FIELDS:
-        return stage in STAGE_FIELDS[field.name]
-    if field.name in LORA_FIELDS:
-        return finetuning_type == "lora"
-    if field.name in FREEZE_FIELDS:
-        return finetuning_type == "freeze"
-    return True
+    if field.name in METHOD_OPTIONS:
+        return method_owning(field.name) == finetuning_type
+    return option_applies(field.name, stage)
