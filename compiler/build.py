@@ -275,13 +275,13 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     present = [f for f in RUN_FILES if f.when(ctx)]
     ctx["lock"] = lock(resolved)
     ctx["run_files"] = present
-    files = {}
+    texts = {}
     for generated in present:
         template = resolved.stage.recipe if generated.name == "train.py" else generated.template
-        if template is None:
-            continue
-        text = env.get_template(template).render(**ctx)
-        files[generated.name] = (rendering.tidy_python(text) if generated.name.endswith(".py") else text).encode("utf-8")
+        if template is not None:
+            texts[generated.name] = env.get_template(template).render(**ctx)
+    python = rendering.format_python({name: text for name, text in texts.items() if name.endswith(".py")})
+    files = {name: python.get(name, text).encode("utf-8") for name, text in texts.items()}
     files["spec.yaml"] = loaded.text.encode("utf-8")
     if resolved.reward_source is not None:
         files["rewards.py"] = resolved.reward_source

@@ -157,19 +157,35 @@ def plan(
 @app.command()
 def ui(
     workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Folder for spec files (<name>.yaml) and runs/<name>/."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes the UI to the network: it can start processes)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes the UI to the network, where it can start processes: it then needs --auth)."),
     port: int = typer.Option(7860, help="Port to listen on."),
     lang: str = typer.Option("en", help="Interface language: en or zh."),
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
+    auth: Optional[str] = typer.Option(
+        None, "--auth", envvar="FFC_UI_AUTH", show_default=False,
+        help="USER:PASS to log in with; required with a --host beyond this machine. Prefer the FFC_UI_AUTH "
+        "variable: other users can read command lines.",
+    ),  # fmt: skip
+    allowed_hosts: Optional[List[str]] = typer.Option(
+        None, "--allowed-host",
+        help="Another name the UI is reached by (e.g. behind a proxy), NAME or NAME:PORT; repeatable. "
+        "Requests addressed to other names are refused (DNS rebinding).",
+    ),  # fmt: skip
 ):
     """Start the web UI: fill a form, preview and build the run, train, chat, evaluate, export."""
+    from ffc.ui.security import Access  # no Gradio: an unsafe setup is refused at once
+
+    if lang not in ("en", "zh"):
+        _fail(f"--lang {lang!r}: choose en or zh")
+    try:
+        Access.check(host, port, auth, allowed_hosts or [])
+    except ValueError as exc:
+        _fail(str(exc))
     try:
         from ffc.ui.app import serve
     except ImportError as exc:
         _fail(f"the web UI needs its extra: pip install 'ffc[ui]' ({exc})")
-    if lang not in ("en", "zh"):
-        _fail(f"--lang {lang!r}: choose en or zh")
-    serve(workspace, host=host, port=port, lang=lang, open_browser=open_browser)
+    serve(workspace, host=host, port=port, lang=lang, open_browser=open_browser, auth=auth, allowed_hosts=allowed_hosts or [])
 
 
 @app.command()

@@ -41,7 +41,7 @@ UPSTREAM = {
     "adam_beta1": 0.9,
     "adam_beta2": 0.999,
     "adam_epsilon": 1e-8,
-    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "activation_checkpointing_kwargs": {"use_reentrant": False},
     "ddp_find_unused_parameters": False,
     "remove_unused_columns": False,
     "label_names": ["labels"],
