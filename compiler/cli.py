@@ -162,15 +162,19 @@ def ui(
     lang: str = typer.Option("en", help="Interface language: en or zh."),
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),
     auth: Optional[str] = typer.Option(
-        None, "--auth", envvar="FFC_UI_AUTH", show_default=False,
+        None,
+        "--auth",
+        envvar="FFC_UI_AUTH",
+        show_default=False,
         help="USER:PASS to log in with; required with a --host beyond this machine. Prefer the FFC_UI_AUTH "
         "variable: other users can read command lines.",
-    ),  # fmt: skip
+    ),
     allowed_hosts: Optional[List[str]] = typer.Option(
-        None, "--allowed-host",
+        None,
+        "--allowed-host",
         help="Another name the UI is reached by (e.g. behind a proxy), NAME or NAME:PORT; repeatable. "
         "Requests addressed to other names are refused (DNS rebinding).",
-    ),  # fmt: skip
+    ),
 ):
     """Start the web UI: fill a form, preview and build the run, train, chat, evaluate, export."""
     from ffc.ui.security import Access  # no Gradio: an unsafe setup is refused at once
@@ -185,7 +189,8 @@ def ui(
         from ffc.ui.app import serve
     except ImportError as exc:
         _fail(f"the web UI needs its extra: pip install 'ffc[ui]' ({exc})")
-    serve(workspace, host=host, port=port, lang=lang, open_browser=open_browser, auth=auth, allowed_hosts=allowed_hosts or [])
+    options = dict(host=host, port=port, lang=lang, open_browser=open_browser)
+    serve(workspace, **options, auth=auth, allowed_hosts=allowed_hosts or [])
 
 
 @app.command()

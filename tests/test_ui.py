@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from ffc.compiler.loader import SpecError, load_spec
+from ffc.schemas import Spec
 from ffc.ui import form, service
 from ffc.ui.jobs import Workspace, read_progress, tail
 from ffc.ui.suggest import suggest_template
-from ffc.schemas import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,10 +114,11 @@ def test_preview_build_and_diff(demo, tmp_path):
     changed = service.preview(ws, "ui-run", _ui_spec(**{"training.learning_rate": 1e-3}))
     assert "training.learning_rate: 0.0001 -> 0.001" in changed.diff and "+        learning_rate=0.001," in changed.diff
     assert ws.run_names() == ["ui-run"] and ws.status("ui-run") == "built"
-    name, loaded = service.load_source("runs/ui-run", tmp_path)
+    name, loaded = service.load_source("runs/ui-run", ws)
     assert (name, loaded) == ("ui-run", text)
-    assert service.dataset_names("./data", tmp_path)[:2] == ["demo_alpaca", "demo_sharegpt"]
-    assert '"instruction"' in service.dataset_rows("./data", "demo_alpaca", tmp_path)
+    # ./data is a link to the demo data: the owner lends it to the workspace, so the UI reads it.
+    assert service.dataset_names("./data", ws)[:2] == ["demo_alpaca", "demo_sharegpt"]
+    assert '"instruction"' in service.dataset_rows("./data", "demo_alpaca", ws)
 
 
 def test_jobs_log_stop_and_status(tmp_path):

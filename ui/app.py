@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from . import form, locales
 from .handlers import App
 from .jobs import Workspace
+from .security import Access, HostGuard
 
 DEFAULT_RUN_NAME = "my-run"
 
@@ -177,6 +179,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
             with tr(gr.Tab, {"label": "tab_train"}, id="train", elem_id="tab-train"):
                 with gr.Row():
                     start_button = tr(gr.Button, {"value": "start"}, variant="primary", elem_id="start-button")
+                    resume_button = tr(gr.Button, {"value": "resume"}, elem_id="resume-button", visible=False)
                     stop_button = tr(gr.Button, {"value": "stop"}, variant="stop", elem_id="stop-button")
                 train_message = gr.Markdown(elem_id="train-message")
                 progress = gr.Markdown(elem_id="progress")
@@ -213,7 +216,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         widgets["model.model_name_or_path"].change(
             app.on_model, [widgets["model.model_name_or_path"], language], [suggestion, widgets["data.template"]]
         )
-        dataset_choices = ([widgets["data.dataset_dir"], widgets["data.dataset"]], widgets["data.dataset"])
+        dataset_choices = ([widgets["data.dataset_dir"], widgets["data.dataset"], language], widgets["data.dataset"])
         widgets["data.dataset_dir"].change(app.on_dataset_dir, *dataset_choices)
         blocks.load(app.on_dataset_dir, *dataset_choices)
         preview_data_button.click(app.on_dataset_preview, [language, *inputs], dataset_preview)
@@ -229,8 +232,10 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
+        resume_button.click(app.on_resume, [run_select, language], train_message)
         stop_button.click(app.on_stop, [run_select, language], train_message)
-        followed = [progress, loss_plot, train_log, runs_table, eval_log, eval_results, export_log, export_results]
+        followed = [progress, loss_plot, train_log, runs_table, resume_button]
+        followed += [eval_log, eval_results, export_log, export_results]
         gr.Timer(1.0).tick(app.on_timer, [run_select, language], followed, show_progress="hidden")
 
         server_button.click(app.on_server_start, [run_select, language], server_status)
@@ -250,13 +255,25 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
 
 
 def serve(
-    workspace: Path, host: str = "127.0.0.1", port: int = 7860, lang: str = "en", open_browser: bool = False
+    workspace: Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    lang: str = "en",
+    open_browser: bool = False,
+    auth: Optional[str] = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> None:
+    """``ffc ui``. ValueError, before anything starts, when the options leave it open (see ``Access.check``).
+    Gradio's login guards it when there is a password; HostGuard stands in front of every route (handed to
+    Gradio's FastAPI app as it is made: a started app takes no middleware)."""
+    access = Access.check(host, port, auth, allowed_hosts)
     ws = Workspace(workspace)
     blocks = create_app(ws, lang)
     try:
         blocks.queue(default_concurrency_limit=4).launch(
-            server_name=host, server_port=port, inbrowser=open_browser, show_error=True, prevent_thread_lock=False
-        )
+            server_name=access.host, server_port=access.port, auth=access.auth, inbrowser=open_browser,
+            show_error=True, app_kwargs={"middleware": [Middleware(HostGuard, access=access)]},
+            prevent_thread_lock=False,
+        )  # fmt: skip
     finally:
         ws.shutdown()

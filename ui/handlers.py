@@ -12,8 +12,9 @@ from pathlib import Path
 import gradio as gr
 
 from ffc.compiler.writer import write_text_atomic
+
 from . import form, locales, service
-from .jobs import Workspace, read_progress
+from .jobs import OutsideWorkspace, Workspace, check_name
 from .suggest import suggest_template
 
 
@@ -81,32 +82,40 @@ class App:
         return gr.update(value=(files or {}).get(choice, ""), language=language)
 
     def on_model(self, model, lang):
-        template, why = suggest_template(model, self.ws.root)
+        template, why = suggest_template(model, self.ws.root, may_read=self.ws.contains)
         if not template:
             return f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}", gr.update()
         return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template)
 
-    def on_dataset_dir(self, dataset_dir, current):
-        names = service.dataset_names(dataset_dir, self.ws.root)
-        return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current)
+    def on_dataset_dir(self, dataset_dir, current, lang):
+        """The dataset menu offers the names in the folder's dataset_info.json; its help says why when
+        the UI may not read the folder."""
+        info = locales.help_text("data.dataset", form.BY_PATH["data.dataset"].description, lang)
+        try:
+            names = service.dataset_names(dataset_dir, self.ws)
+        except OutsideWorkspace as exc:
+            names, info = [], f"{locales.text('datasets_not_read', lang)} {exc}"
+        return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current, info=info)
 
     def on_dataset_preview(self, lang, *values):
         by_path = _by_path(values)
         names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
-        raw = "\n\n".join(
-            service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws.root) for n in names
-        )
+        raw = "\n\n".join(service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws) for n in names)
         return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, *_name_and_yaml(by_path))
 
     def on_load(self, path, lang):
         try:
-            name, text = service.load_source(path, self.ws.root)
+            name, text = service.load_source(path, self.ws)
             spec = form.load_yaml(text)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # OutsideWorkspace is a ValueError
             return [gr.update() for _ in form.FIELDS] + [f"**{exc}**"]
         values = form.values_from_spec(spec)
         values["name"] = spec.get("name") or name
-        names = service.dataset_names(spec.get("data", {}).get("dataset_dir") or "data", self.ws.root)
+        data = spec.get("data") if isinstance(spec.get("data"), dict) else {}
+        try:
+            names = service.dataset_names(str(data.get("dataset_dir") or "data"), self.ws)
+        except OutsideWorkspace:
+            names = []  # the menu's help says why once the folder shows in the form
         updates = []
         for field in form.FIELDS:
             if field.path in ("data.dataset", "data.eval_dataset"):
@@ -117,11 +126,16 @@ class App:
         return updates + [locales.text("loaded", lang, path=path)]
 
     def on_save(self, path, lang, *values):
-        target = Path(path).expanduser()
-        target = target if target.is_absolute() else self.ws.root / target
+        try:
+            target = self.ws.inside(path or "")
+        except OutsideWorkspace as exc:
+            return f"**{exc}**"
         if target.suffix not in (".yaml", ".yml"):
             return f"**{locales.text('not_yaml', lang, path=target)}**"
-        write_text_atomic(target, _name_and_yaml(_by_path(values))[1])
+        try:
+            write_text_atomic(target, _name_and_yaml(_by_path(values))[1])
+        except OSError as exc:
+            return f"**{exc}**"
         return locales.text("saved", lang, path=target)
 
     def on_stage(self, stage, finetuning_type):
@@ -140,15 +154,33 @@ class App:
             return f"**{exc}**"
         return locales.text("started", lang, command="bash launch.sh", folder=self.ws.run_dir(run))
 
+    def on_resume(self, run, lang):
+        """Continue a stopped, interrupted or failed run from its newest complete checkpoint."""
+        if not run:
+            return locales.text("not_built", lang)
+        try:
+            status = self.ws.status(check_name(run))
+            if not resumable(status):
+                return f"**{locales.text('not_resumable', lang, run=run, status=status)}**"
+            self.ws.start_training(run, resume=True)
+        except ValueError as exc:
+            return f"**{exc}**"
+        return locales.text("started", lang, command="bash launch.sh --resume", folder=self.ws.run_dir(run))
+
     def on_stop(self, run, lang):
         stopped = bool(run) and self.ws.stop(run, "train")
         return locales.text("stopped" if stopped else "nothing_running", lang)
 
     def on_tick(self, run, lang):
+        """(progress, loss plot, log tail, runs table, the Resume button)."""
         table = self.ws.runs_table()
         if not run:
-            return "", None, "", table
-        progress = read_progress(self.ws.output_dir(run) / "trainer_log.jsonl")
+            return "", None, "", table, gr.update(visible=False)
+        try:
+            check_name(run)
+        except ValueError as exc:
+            return f"**{exc}**", None, "", table, gr.update(visible=False)
+        progress = self.ws.progress(run)
         status = self.ws.status(run)
         text = f"**{run}**: {status}"
         if progress["total"]:
@@ -163,7 +195,7 @@ class App:
             import pandas as pd
 
             plot = pd.DataFrame({"step": [p[0] for p in points], "loss": [p[1] for p in points]})
-        return text, plot, self.ws.log_tail(run, "train", 20), table
+        return text, plot, self.ws.log_tail(run, "train", 20), table, gr.update(visible=resumable(status))
 
     def on_timer(self, run, lang):
         """Everything that follows running processes, once a second: training, then eval.py, then export.py."""
@@ -174,6 +206,10 @@ class App:
     def on_server_start(self, run, lang):
         if not run:
             return locales.text("not_built", lang)
+        try:
+            check_name(run)
+        except ValueError as exc:
+            return f"**{exc}**"
         job = self.ws.job(run, "serve")
         if job and job.alive:
             return locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
@@ -265,20 +301,29 @@ class App:
 
     def script_state(self, kind, run):
         """(state and log tail, results) of the run's eval.py or export.py."""
-        if not run:
+        if not run or service.check_name(run):
             return "", ""
         job = self.ws.job(run, kind)
         results = ""
-        if kind == "eval":
-            folder = self.ws.run_dir(run) / self.ws.lock_value(run, ("eval", "output_dir"), "eval")
-            for name in ("results.md", "summary.json"):
-                if (folder / name).is_file():
-                    results += f"{name}:\n{(folder / name).read_text(encoding='utf-8')}\n"
-        elif kind == "export":
-            folder = self.ws.run_dir(run) / self.ws.lock_value(run, ("export", "export_dir"), "export")
-            if folder.is_dir():
-                results = "\n".join(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
+        try:
+            if kind == "eval":
+                folder = self.ws.run_path(run, ("eval", "output_dir"), "eval")
+                for name in ("results.md", "summary.json"):
+                    if (folder / name).is_file():
+                        results += f"{name}:\n{(folder / name).read_text(encoding='utf-8')}\n"
+            elif kind == "export":
+                folder = self.ws.run_path(run, ("export", "export_dir"), "exported")
+                if folder.is_dir():
+                    files = (p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+                    results = "\n".join(sorted(files))
+        except OutsideWorkspace as exc:
+            results = str(exc)
         return f"{job.state if job else ''}\n\n{self.ws.log_tail(run, kind, 30)}", results
+
+
+def resumable(status: str) -> bool:
+    """Whether Resume applies: training began and ended before its last step."""
+    return status in ("stopped", "interrupted") or status.startswith("failed")
 
 
 def _text(content) -> str:

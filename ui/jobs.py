@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,35 @@ from ffc.compiler.writer import MANIFEST, write_text_atomic
 
 STATUS_FILE = ".ffc-ui.json"  # in a run directory: how the UI's last processes there ended
 LOG_DIR = "logs"  # in a run directory: one log per kind of process the UI started
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a run name: no separators, no leading dot, so never a path
+# Options of the run's scripts that name a place the script writes (argparse also takes their unambiguous prefixes).
+WRITTEN_BY_OPTION = {"export": ("--export-dir",)}
+
+
+class OutsideWorkspace(ValueError):
+    """A path the UI was asked to read or write that is not in its workspace."""
+
+
+def check_name(name) -> str:
+    """``name`` when it can name a spec file and a run directory, else ValueError."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ValueError(
+            f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names the spec file and the run directory)"
+        )
+    return name
+
+
+def _option_values(options: tuple, args: list[str]) -> list[str]:
+    """The values given to ``options`` (or prefixes of them, as argparse accepts) in ``args``."""
+    values = []
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if len(name) > 2 and name.startswith("--") and any(option.startswith(name) for option in options):
+            if equals:
+                values.append(value)
+            elif i + 1 < len(args):
+                values.append(args[i + 1])
+    return values
 
 
 @dataclass
@@ -80,11 +110,11 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(line for line in out[-lines:])
 
 
-def read_progress(log_path: Path) -> dict:
+def read_progress(log_path: Optional[Path]) -> dict:
     """Progress of a training run from its trainer_log.jsonl: steps, percentage, ETA and the loss curve."""
     points, last = [], {}
     try:
-        lines = log_path.read_text(encoding="utf-8").splitlines()
+        lines = log_path.read_text(encoding="utf-8").splitlines() if log_path else []
     except OSError:
         lines = []
     for line in lines:
@@ -116,17 +146,45 @@ class Workspace:
         self._lock = threading.Lock()
 
     def spec_path(self, name: str) -> Path:
-        return self.root / f"{name}.yaml"
+        return self.root / f"{check_name(name)}.yaml"
 
     def run_dir(self, name: str) -> Path:
-        return self.runs_dir / name
+        return self.runs_dir / check_name(name)  # names come from API callers too: never "../x" or "/x"
+
+    def inside(self, path, base: Optional[Path] = None) -> Path:
+        """``path`` (relative to ``base``, by default the workspace) as an absolute path in the workspace,
+        else OutsideWorkspace. Whoever reaches the UI's port can call its handlers with any text, so the UI
+        reads and writes only here. Links in the workspace count as part of it: the UI creates none, so
+        they are its owner's way to lend it a model or a data set kept elsewhere; but ``..`` may not climb
+        out through one."""
+        given = Path(os.path.expanduser(str(path)))
+        full = given if given.is_absolute() else (base or self.root) / given
+        try:
+            real = full.resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a link loop, a NUL byte
+            raise OutsideWorkspace(f"{path}: {exc}") from None
+        if real.is_relative_to(self.root):
+            return real
+        if ".." not in full.parts and full.is_relative_to(self.root):  # through a link the owner placed here
+            return full
+        raise OutsideWorkspace(
+            f"{path}: outside the workspace {self.root}; the UI reads and writes only inside it "
+            "(to use a folder kept elsewhere, link it into the workspace)"
+        )
+
+    def contains(self, path, base: Optional[Path] = None) -> bool:
+        try:
+            self.inside(path, base)
+        except OutsideWorkspace:
+            return False
+        return True
 
     # -- runs --------------------------------------------------------------------------------------------
 
     def run_names(self) -> list[str]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir() if (p / MANIFEST).is_file())
+        return sorted(p.name for p in self.runs_dir.iterdir() if NAME.fullmatch(p.name) and (p / MANIFEST).is_file())
 
     def lock_value(self, name: str, keys: tuple, default: str) -> str:
         """A setting of the run as its lock file records it (e.g. ("training", "output_dir"))."""
@@ -138,9 +196,21 @@ class Workspace:
             return default
         return default if node is None else str(node)
 
+    def run_path(self, name: str, keys: tuple, default: str) -> Path:
+        """A folder the run's lock names (e.g. ("training", "output_dir")), relative to the run directory;
+        OutsideWorkspace when it leaves the workspace (a run built elsewhere): the UI does not read it."""
+        return self.inside(self.lock_value(name, keys, default), base=self.run_dir(name))
+
     def output_dir(self, name: str) -> Path:
-        """The run's training output directory."""
-        return self.run_dir(name) / self.lock_value(name, ("training", "output_dir"), "output")
+        """The run's training output directory (OutsideWorkspace when the lock puts it outside)."""
+        return self.run_path(name, ("training", "output_dir"), "output")
+
+    def progress(self, name: str) -> dict:
+        """``read_progress`` of the run's trainer_log.jsonl; nothing when its output is outside the workspace."""
+        try:
+            return read_progress(self.output_dir(name) / "trainer_log.jsonl")
+        except OutsideWorkspace:
+            return read_progress(None)
 
     def status(self, name: str) -> str:
         job = self.jobs.get((name, "train"))
@@ -151,15 +221,23 @@ class Workspace:
         recorded = self._recorded(name).get("train")
         if recorded:
             return recorded
-        return "finished" if (self.output_dir(name) / "all_results.json").is_file() else "built"
+        try:
+            return "finished" if (self.output_dir(name) / "all_results.json").is_file() else "built"
+        except OutsideWorkspace:
+            return "built"
 
     def runs_table(self) -> list[list]:
         """[name, status, step / total, last loss, last change] per run, newest first."""
         rows = []
         for name in self.run_names():
-            progress = read_progress(self.output_dir(name) / "trainer_log.jsonl")
+            progress = self.progress(name)
             loss = progress["loss"][-1][1] if progress["loss"] else None
-            changed = max((p.stat().st_mtime for p in (self.run_dir(name), self.output_dir(name)) if p.exists()))
+            folders = [self.run_dir(name)]
+            try:
+                folders.append(self.output_dir(name))
+            except OutsideWorkspace:
+                pass
+            changed = max(p.stat().st_mtime for p in folders if p.exists())
             steps = f"{progress['step']} / {progress['total']}" if progress["total"] else ""
             rows.append([name, self.status(name), steps, "" if loss is None else round(loss, 4), changed])
         rows.sort(key=lambda row: row[-1], reverse=True)
@@ -192,13 +270,16 @@ class Workspace:
             self._write_recorded(name, kind, "running")
             return job
 
-    def start_training(self, name: str) -> Job:
-        return self.start(name, "train", ["bash", "launch.sh"])
+    def start_training(self, name: str, resume: bool = False) -> Job:
+        # --resume: train.py continues from the newest complete checkpoint in its output directory.
+        return self.start(name, "train", ["bash", "launch.sh", *(["--resume"] if resume else [])])
 
     def start_script(self, name: str, kind: str, args: list[str] = ()) -> Job:
         script = self.run_dir(name) / f"{kind}.py"
         if not script.is_file():
             raise ValueError(f"this run has no {kind}.py (its stage does not produce one)")
+        for value in _option_values(WRITTEN_BY_OPTION.get(kind, ()), list(args)):
+            self.inside(value, base=self.run_dir(name))  # the script runs in the run directory
         return self.start(name, kind, [self.python, f"{kind}.py", *args])
 
     def stop(self, name: str, kind: str = "train") -> bool:

@@ -4,17 +4,23 @@ on a spec the form wrote. Errors come back as the CLI prints them."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from ffc.compiler.diff import diff_files, run_files
-from ffc.compiler.loader import SpecError, load_spec
+from ffc.compiler.loader import Issue, SpecError, load_spec
 from ffc.compiler.writer import WriteError, write_run, write_text_atomic
-from .jobs import Workspace
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+from .jobs import OutsideWorkspace, Workspace
+from .jobs import check_name as _check_name
+
+# Spec paths the UI itself touches, which must lie in the workspace. Read when building and shown in the
+# preview (relative to the spec file, i.e. the workspace): the dataset registry and its rows, the reward
+# functions. Written by the scripts the UI starts (relative to the run directory). Models may be anywhere:
+# only training and the scripts read them.
+READ_WHEN_BUILDING = (("data", "dataset_dir"), ("method", "reward_funcs"))
+WRITTEN_BY_THE_RUN = (("training", "output_dir"), ("eval", "output_dir"), ("export", "export_dir"))
 
 
 @dataclass
@@ -31,9 +37,27 @@ class Outcome:
 
 
 def check_name(name: str) -> Optional[str]:
-    if not NAME.fullmatch(name or ""):
-        return f"run name {name!r}: use letters, digits, '.', '_' or '-' (it names the spec file and the run directory)"
+    try:
+        _check_name(name)
+    except ValueError as exc:
+        return str(exc)
     return None
+
+
+def _outside_workspace(workspace: Workspace, loaded, run_dir: Path) -> list[Issue]:
+    """Problems with spec paths that leave the workspace (see READ_WHEN_BUILDING, WRITTEN_BY_THE_RUN)."""
+    issues = []
+    for keys, base in [(k, loaded.base_dir) for k in READ_WHEN_BUILDING] + [(k, run_dir) for k in WRITTEN_BY_THE_RUN]:
+        value = loaded.spec
+        for key in keys:
+            value = getattr(value, key, None)
+        if value is None:
+            continue
+        try:
+            workspace.inside(value, base=base)
+        except OutsideWorkspace as exc:
+            issues.append(Issue(loaded.where(keys), ".".join(keys), str(exc)))
+    return issues
 
 
 def _load(workspace: Workspace, name: str, yaml_text: str, keep: bool):
@@ -42,7 +66,11 @@ def _load(workspace: Workspace, name: str, yaml_text: str, keep: bool):
     path = target if keep else workspace.root / f".{name}.preview.yaml"
     write_text_atomic(path, yaml_text)
     try:
-        return load_spec(path), None
+        loaded = load_spec(path)
+        outside = _outside_workspace(workspace, loaded, workspace.run_dir(name))
+        if outside:
+            raise SpecError(outside)
+        return loaded, None
     except SpecError as exc:
         # Name the file the user will have, not the scratch copy.
         return None, [str(issue).replace(str(path), target.name, 1) for issue in exc.issues]
@@ -80,8 +108,10 @@ def _compile(outcome: Outcome, loaded, run_dir: Path) -> Optional[dict[str, byte
 
 def preview(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     outcome, loaded = _checked(workspace, name, yaml_text, keep=False)
+    if loaded is None:
+        return outcome
     run_dir = workspace.run_dir(name)
-    files = _compile(outcome, loaded, run_dir) if loaded else None
+    files = _compile(outcome, loaded, run_dir)
     if files is not None and run_dir.is_dir():
         outcome.diff = diff_files(run_files(run_dir), files)
     return outcome
@@ -92,8 +122,10 @@ def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     if check_name(name) is None and workspace.status(name) == "running":
         return Outcome(yaml_text, errors=[f"{name!r} is training: stop it before building over it"])
     outcome, loaded = _checked(workspace, name, yaml_text, keep=True)
+    if loaded is None:
+        return outcome
     run_dir = workspace.run_dir(name)
-    files = _compile(outcome, loaded, run_dir) if loaded else None
+    files = _compile(outcome, loaded, run_dir)
     if files is None:
         return outcome
     try:
@@ -107,11 +139,10 @@ def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     return outcome
 
 
-def load_source(path: str, base: Path) -> tuple[str, str]:
-    """(run name, spec YAML) from a spec file or a run directory (its spec.yaml, else its lock)."""
-    source = Path(path).expanduser()
-    if not source.is_absolute():
-        source = base / source
+def load_source(path: str, workspace: Workspace) -> tuple[str, str]:
+    """(run name, spec YAML) from a spec file or a run directory (its spec.yaml, else its lock) in the
+    workspace; ValueError (OutsideWorkspace) for one outside it."""
+    source = workspace.inside(path)
     if source.is_dir():
         if (source / "spec.yaml").is_file():
             text = (source / "spec.yaml").read_text(encoding="utf-8")
@@ -127,34 +158,35 @@ def load_source(path: str, base: Path) -> tuple[str, str]:
     return source.stem, source.read_text(encoding="utf-8")
 
 
-def _dataset_dir(dataset_dir: str, base: Path) -> Path:
-    folder = Path(dataset_dir or "").expanduser()
-    return folder if folder.is_absolute() else base / folder
-
-
-def dataset_names(dataset_dir: str, base: Path) -> list[str]:
-    """Names registered in a dataset directory's dataset_info.json (empty when there is none)."""
+def dataset_names(dataset_dir: str, workspace: Workspace) -> list[str]:
+    """Names registered in a dataset directory's dataset_info.json (empty when there is none);
+    OutsideWorkspace for a directory outside the workspace, which the UI does not read."""
     from ffc.runtime.data.registry import RegistryError, read_registry
 
+    folder = workspace.inside(dataset_dir or "")
     try:
-        registry = read_registry(_dataset_dir(dataset_dir, base))
+        registry = read_registry(folder)
     except (OSError, RegistryError):
         return []
     return list(registry) if isinstance(registry, dict) else []
 
 
-def dataset_rows(dataset_dir: str, name: str, base: Path, count: int = 3) -> str:
-    """The first rows of a registered dataset file, as stored (JSON)."""
+def dataset_rows(dataset_dir: str, name: str, workspace: Workspace, count: int = 3) -> str:
+    """The first rows of a registered dataset file, as stored (JSON); only of files in the workspace."""
     from ffc.runtime.data.registry import RegistryError, data_files, resolve
 
-    folder = _dataset_dir(dataset_dir, base)
     try:
+        folder = workspace.inside(dataset_dir or "")
         (attr,) = resolve(folder, [name])
-    except (OSError, RegistryError) as exc:
+    except (OSError, RegistryError, OutsideWorkspace) as exc:
         return f"{name}: {exc}"
     if attr.source != "file":
         return f"{name} is a hub dataset ({attr.path}): its rows are read when training starts"
-    files = data_files(folder, attr)
+    try:  # an entry's file_name may itself point elsewhere
+        workspace.inside(attr.path, base=folder)
+        files = [workspace.inside(p) for p in data_files(folder, attr)]
+    except OutsideWorkspace as exc:
+        return f"{name}: {exc}"
     if not files or not files[0].is_file():
         return f"{name}: {files[0] if files else folder / attr.path} not found"
     path = files[0]

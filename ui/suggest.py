@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 # (pattern on the lower-cased name or model_type, template); the first match wins, so specific before general.
 NAME_PATTERNS = (
@@ -45,12 +45,18 @@ def _by_name(text: str) -> Optional[str]:
     return None
 
 
-def suggest_template(model: str, base_dir: Path = Path(".")) -> tuple[Optional[str], str]:
-    """(template or None, the reason in a few words)."""
+def suggest_template(
+    model: str, base_dir: Path = Path("."), may_read: Optional[Callable[[Path], bool]] = None
+) -> tuple[Optional[str], str]:
+    """(template or None, the reason in a few words). ``may_read``: whether a local folder may be looked
+    into (the UI looks only inside its workspace); otherwise only the name counts."""
     model = (model or "").strip()
     if not model:
         return None, ""
     local = Path(model) if Path(model).is_absolute() else base_dir / model
+    if may_read is not None and not may_read(local):
+        found = _by_name(model)
+        return found, "the model name (its folder is outside the workspace: not read)"
     if local.is_dir():
         config = _read_json(local / "config.json")
         model_type = str(config.get("model_type", "")) if config else ""
