@@ -89,7 +89,11 @@ def test_truncation_keeps_whole_turns(tokenizer):
 
 
 def test_long_single_turn_keeps_a_share_of_the_response(tokenizer):
-    conv = {"messages": [{"role": "user", "content": "tell " * 200}, {"role": "assistant", "content": "blue " * 100}], "system": "", "tools": ""}
+    conv = {
+        "messages": [{"role": "user", "content": "tell " * 200}, {"role": "assistant", "content": "blue " * 100}],
+        "system": "",
+        "tools": "",
+    }
     ids, labels, drop, truncated = encode(tokenizer, conv, cutoff_len=64)
     assert truncated and len(ids) == 64
     trained = sum(label != IGNORE_INDEX for label in labels)
@@ -104,10 +108,14 @@ def test_unrenderable_conversations_are_dropped_with_reason(tokenizer):
 
 
 def test_bad_rows_name_file_and_row(tmp_path):
-    rows = [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": "d"}, {"instruction": "e", "output": ""}]
+    rows = [
+        {"instruction": "a", "output": "b"},
+        {"instruction": "c", "output": "d"},
+        {"instruction": "e", "output": ""},
+    ]
     (tmp_path / "bad.json").write_text(json.dumps(rows))
     registry = {"bad": {"file_name": "bad.json"}}
-    with pytest.raises(DataError, match=r"bad\.json: row 3: the output is empty.*on_bad_row: skip"):
+    with pytest.raises(DataError, match=r"bad\.json: row 3: 'output' is empty.*on_bad_row: skip"):
         load_datasets(tmp_path, registry, ["bad"], "conversations")
     assert len(load_datasets(tmp_path, registry, ["bad"], "conversations", on_bad_row="skip")) == 2
 
@@ -126,7 +134,11 @@ def test_sharegpt_roles_must_alternate(tmp_path):
         ("alpaca_en_demo", 1000, lambda r: r["messages"][-1]["role"] == "assistant"),
         ("alpaca_zh_demo", 1000, lambda r: any("\u4e00" <= ch <= "\u9fff" for ch in r["messages"][0]["content"])),
         ("identity", 91, lambda r: len(r["messages"]) == 2),
-        ("glaive_toolcall_en_demo", 300, lambda r: r["tools"] and {"function", "observation"} & {m["role"] for m in r["messages"]} or r["tools"]),
+        (
+            "glaive_toolcall_en_demo",
+            300,
+            lambda r: r["tools"] and {"function", "observation"} & {m["role"] for m in r["messages"]} or r["tools"],
+        ),
     ],
 )
 def test_llamafactory_demo_formats_load_and_tokenize(name, rows, check, tokenizer):
@@ -186,7 +198,9 @@ def test_packed_samples_do_not_see_each_other(demo, tokenizer):
         model = AutoModelForCausalLM.from_pretrained(demo / "tiny-model", attn_implementation=attention).eval()
         with torch.no_grad():
             # use_cache=False as in training: with a KV cache transformers does not look for packed rows
-            together = model(input_ids=batch["input_ids"][:1], position_ids=batch["position_ids"][:1], use_cache=False).logits[0]
+            together = model(
+                input_ids=batch["input_ids"][:1], position_ids=batch["position_ids"][:1], use_cache=False
+            ).logits[0]
             start = 0
             for ids in samples:
                 alone = model(input_ids=torch.tensor([ids])).logits[0]
@@ -198,8 +212,8 @@ def test_packed_samples_do_not_see_each_other(demo, tokenizer):
 
 
 def test_mixing_limits_and_validation_split(demo):
-    from ffc.runtime.data.loading import split_validation
     from ffc.devtools.demo import DATASET_INFO
+    from ffc.runtime.data.loading import split_validation
 
     data_dir = demo / "data"
     both = load_datasets(data_dir, DATASET_INFO, ["demo_alpaca", "demo_sharegpt"], "conversations", max_samples=50)
@@ -252,7 +266,13 @@ def test_pair_prompt_is_the_inference_prompt(tokenizer):
     from ffc.runtime.data.pairs import PairEncoder
 
     encoder = PairEncoder(tokenizer, TEMPLATES["chatml"], MaskOptions(cutoff_len=512))
-    batch = {"messages": [CONV["messages"][:3]], "chosen": ["The sky is blue."], "rejected": ["I am not sure."], "system": ["Be brief."], "tools": [""]}
+    batch = {
+        "messages": [CONV["messages"][:3]],
+        "chosen": ["The sky is blue."],
+        "rejected": ["I am not sure."],
+        "system": ["Be brief."],
+        "tools": [""],
+    }
     out = encoder.encode_batch(batch)
     prompt = TEMPLATES["chatml"].render(CONV["messages"][:3], system="Be brief.", add_generation_prompt=True).text
     assert out["prompt_ids"][0] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -260,8 +280,8 @@ def test_pair_prompt_is_the_inference_prompt(tokenizer):
 
 
 def test_worker_processes_tokenize_and_pack_like_one(demo, tokenizer, monkeypatch):
-    from ffc.runtime.data.loading import AUTO_WORKERS_MIN_ROWS, workers_for
     from ffc.devtools.demo import DATASET_INFO
+    from ffc.runtime.data.loading import AUTO_WORKERS_MIN_ROWS, workers_for
 
     assert workers_for(AUTO_WORKERS_MIN_ROWS - 1, None) is None  # small data: no process start-up cost
     assert workers_for(10**6, 1) is None and workers_for(10, 3) == 3  # the spec's number wins
@@ -275,3 +295,40 @@ def test_worker_processes_tokenize_and_pack_like_one(demo, tokenizer, monkeypatc
     packed = pack_dataset(two, 48, num_proc=2)
     assert sum(map(len, packed["input_ids"])) == sum(map(len, one["input_ids"]))
     assert os.environ.get("TOKENIZERS_PARALLELISM") == "before"  # restored after the worker processes
+
+
+def test_preview_shows_every_kind_of_tokenised_data(tokenizer):
+    """text, conversations, pairs (DPO: no input_ids), kto and prompts all preview; trained tokens marked."""
+    import datasets
+
+    from ffc.runtime.data.pairs import KTOEncoder, PairEncoder, PromptEncoder
+
+    opts = MaskOptions(cutoff_len=512)
+    prompt = {"messages": [CONV["messages"][:3]], "system": ["Be brief."], "tools": [""]}
+    cases = {
+        "text": (TextEncoder(tokenizer, 64), {"text": ["The sky is blue."]}),
+        "conversations": (ConversationEncoder(tokenizer, TEMPLATES["chatml"], opts), {k: [v] for k, v in CONV.items()}),
+        "pairs": (
+            PairEncoder(tokenizer, TEMPLATES["chatml"], opts),
+            {**prompt, "chosen": ["Blue."], "rejected": ["Green."]},
+        ),
+        "kto": (
+            KTOEncoder(tokenizer, TEMPLATES["chatml"], opts),
+            {"messages": [CONV["messages"]], "label": [False], "system": [""], "tools": [""]},
+        ),
+        "prompts": (PromptEncoder(tokenizer, TEMPLATES["chatml"], opts), {**prompt, "answer": ["Blue."]}),
+    }
+    shown = {}
+    for kind, (encoder, columns) in cases.items():
+        tokenized, stats = tokenize_dataset(datasets.Dataset.from_dict(columns), encoder)
+        shown[kind] = preview(tokenized, tokenizer, 2, stats)
+        assert "===== sample 1:" in shown[kind] and "===== totals =====" in shown[kind], kind
+    assert "«<s>The sky is blue.</s>»" in shown["text"] and "«The sky is blue.<|im_end|>»" in shown["conversations"]
+    assert (
+        "chosen 5, rejected 5 =====" in shown["pairs"]
+        and "«Blue.<|im_end|>»" in shown["pairs"]
+        and "«Green.<|im_end|>»" in shown["pairs"]
+    )
+    assert "(undesirable)" in shown["kto"] and "«The sky is blue.<|im_end|>»" in shown["kto"]
+    assert shown["prompts"].count("<|im_start|>assistant") == 2 and "reference answer -----\nBlue." in shown["prompts"]
+    assert "«" not in shown["prompts"]  # nothing is trained on a prompt: no marks, no key to them

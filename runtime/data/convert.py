@@ -4,29 +4,55 @@ A conversation is ``{"messages": [{"role", "content"}...], "system": str, "tools
 with roles user, assistant, function (an assistant tool call, JSON) and
 observation (a tool result). Pre-training rows become ``{"text": str}``.
 A row that cannot be converted raises ``RowError`` with the reason; the loader adds
-the file and row number.
+the file and row number. Nothing is converted behind the user's back: a number, a
+boolean or a null where text belongs is a bad row, not the text "42", "True" or "".
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Optional
 
+from ..errors import UserError
 from .registry import DatasetAttr
 
 
-class RowError(ValueError):
+class RowError(UserError, ValueError):
     pass
 
 
-def _text(value: Any, what: str) -> str:
+def describe(value: Any) -> str:
+    """A value's kind in words, for messages: 'the number 42', 'a list', 'null'."""
     if value is None:
-        return ""
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _text(value: Any, what: str) -> str:
+    """Optional text: null is empty, anything but a string is an error."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (int, float)):
-        return str(value)
-    raise RowError(f"{what} must be text, got {type(value).__name__}")
+    if value is None:
+        return ""
+    hint = (
+        f' (write it in quotes: "{value}")' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    )
+    raise RowError(f"{what} must be text, got {describe(value)}{hint}")
+
+
+def _cell(value: Any, column: Optional[str]) -> str:
+    """A column's optional text; the message's column name is only built for a bad value (this runs per row)."""
+    return value if isinstance(value, str) else _text(value, repr(column))
 
 
 def _json_text(value: Any, what: str) -> str:
@@ -37,89 +63,146 @@ def _json_text(value: Any, what: str) -> str:
         try:
             json.loads(value)
         except json.JSONDecodeError as exc:
-            raise RowError(f"{what} is not valid JSON ({exc.msg})") from None
+            raise RowError(f"{what} is not valid JSON ({exc.msg} at character {exc.pos + 1})") from None
         return value
-    return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    raise RowError(f"{what} must be JSON text, a list or an object, got {describe(value)}")
 
 
-def _alpaca_parts(row: dict, attr: DatasetAttr) -> tuple[list[dict], Any, str, str]:
+def _missing(name: str, key: str, row: dict) -> RowError:
+    return RowError(f"column {name!r} ({key}) is missing; the row has {', '.join(map(repr, row)) or 'no columns'}")
+
+
+def _alpaca_parts(row: dict, attr: DatasetAttr, needs_response: bool) -> tuple[list[dict], Any, str, str]:
     """(prompt messages ending with the user turn, the raw response, system, tools) of an alpaca row."""
 
-    def col(key: str, required: bool = False) -> Any:
+    def col(key: str, required: bool = False) -> tuple[str, Any]:
         name = attr.column(key)
         if name and name not in row:
             if required:
-                raise RowError(f"column {name!r} ({key}) is missing; the row has {', '.join(row) or 'no columns'}")
-            return None
-        return row.get(name) if name else None
+                raise _missing(name, key, row)
+            return name, None
+        return name, (row.get(name) if name else None)
 
     messages = []
-    history = col("history") or []
-    if not isinstance(history, list):
-        raise RowError("history must be a list of [instruction, response] pairs")
-    for pair in history:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-            raise RowError("each history entry must be an [instruction, response] pair")
-        messages += [
-            {"role": "user", "content": _text(pair[0], "history instruction")},
-            {"role": "assistant", "content": _text(pair[1], "history response")},
-        ]
-    user = "\n".join(part for part in (_text(col("prompt", True), "instruction"), _text(col("query"), "input")) if part)
+    name, history = col("history")
+    if history is not None:
+        if not isinstance(history, list):
+            raise RowError(f"{name!r} must be a list of [instruction, response] pairs, got {describe(history)}")
+        for number, pair in enumerate(history, start=1):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise RowError(f"{name!r} entry {number} must be an [instruction, response] pair, got {describe(pair)}")
+            messages += [
+                {"role": "user", "content": _text(pair[0], f"{name!r} entry {number} instruction")},
+                {"role": "assistant", "content": _text(pair[1], f"{name!r} entry {number} response")},
+            ]
+    prompt_name, prompt = col("prompt", True)
+    query_name, query = col("query")
+    user = "\n".join(part for part in (_cell(prompt, prompt_name), _cell(query, query_name)) if part)
     if not user:
-        raise RowError("the instruction and input are both empty")
+        raise RowError(f"{prompt_name!r} and {query_name!r} are both empty: the row has no prompt")
     messages.append({"role": "user", "content": user})
-    return messages, col("response"), _text(col("system"), "system"), _json_text(col("tools"), "tools")
+    system_name, system = col("system")
+    tools_name, tools = col("tools")
+    _, response = col("response", needs_response)
+    tools = "" if tools is None else _json_text(tools, repr(tools_name))
+    return messages, response, _cell(system, system_name), tools
 
 
-def _sharegpt_turn(turn: Any, attr: DatasetAttr, number: int) -> dict:
-    role_tag, content_tag = attr.tag("role_tag"), attr.tag("content_tag")
-    roles = {
-        attr.tag("user_tag"): "user",
-        attr.tag("assistant_tag"): "assistant",
-        attr.tag("observation_tag"): "observation",
-        attr.tag("function_tag"): "function",
-        attr.tag("system_tag"): "system",
-    }
-    if not isinstance(turn, dict) or role_tag not in turn:
-        raise RowError(f"message {number} has no {role_tag!r} key")
-    role = roles.get(turn[role_tag])
+class _Tags:
+    """A dataset's sharegpt/openai keys and role names, looked up once per row."""
+
+    def __init__(self, attr: DatasetAttr):
+        self.role, self.content = attr.tag("role_tag"), attr.tag("content_tag")
+        self.roles = {
+            attr.tag("user_tag"): "user",
+            attr.tag("assistant_tag"): "assistant",
+            attr.tag("observation_tag"): "observation",
+            attr.tag("function_tag"): "function",
+            attr.tag("system_tag"): "system",
+        }
+
+
+def _sharegpt_turn(turn: Any, tags: _Tags, where: str) -> dict:
+    if not isinstance(turn, dict):
+        raise RowError(f"{where} is {describe(turn)}, not an object with {tags.role!r} and {tags.content!r} keys")
+    value = turn.get(tags.role)
+    if value is None:
+        raise RowError(f"{where} has no {tags.role!r} key")
+    role = tags.roles.get(value) if isinstance(value, str) else None
     if role is None:
-        raise RowError(f"message {number} has role {turn[role_tag]!r}; expected one of {', '.join(roles)}")
-    content = turn.get(content_tag)
-    content = _json_text(content, f"message {number}") if role == "function" else _text(content, f"message {number}")
-    return {"role": role, "content": content, "tool_calls": turn.get("tool_calls")}
+        raise RowError(f"{where}: {tags.role!r} is {value!r}; expected one of {', '.join(map(repr, tags.roles))}")
+    content, calls = turn.get(tags.content), turn.get("tool_calls")
+    if role == "function":
+        if content is None:
+            raise RowError(f"{where} (a function call) has no {tags.content!r}: it needs the call as JSON")
+        content = _json_text(content, where)
+    elif content is None and not (role == "assistant" and calls):  # openai tool-call turns have no text
+        raise RowError(f"{where} has no text: {tags.content!r} is missing or null")
+    else:
+        content = _text(content, f"{where} {tags.content!r}")
+    return {"role": role, "content": content, "tool_calls": calls}
 
 
-def _sharegpt_parts(row: dict, attr: DatasetAttr) -> tuple[list[dict], str, str]:
+def _tool_calls(calls: Any, where: str) -> list[dict]:
+    """openai-style ``tool_calls`` of an assistant turn -> function messages (JSON of name and arguments)."""
+    if not isinstance(calls, list):
+        raise RowError(f"{where}: 'tool_calls' must be a list of calls, got {describe(calls)}")
+    out = []
+    for number, call in enumerate(calls, start=1):
+        fn = (call.get("function") or call) if isinstance(call, dict) else None
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if not (isinstance(name, str) and name):
+            raise RowError(f"{where}: tool call {number} must be an object with a function name, got {describe(call)}")
+        args = fn.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError as exc:
+                raise RowError(
+                    f"{where}: tool call {number} ({name}): the arguments are not valid JSON ({exc.msg})"
+                ) from None
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise RowError(
+                f"{where}: tool call {number} ({name}): the arguments must be a JSON object, got {describe(args)}"
+            )
+        out.append({"role": "function", "content": json.dumps({"name": name, "arguments": args}, ensure_ascii=False)})
+    return out
+
+
+def _sharegpt_parts(row: dict, attr: DatasetAttr, tags: _Tags) -> tuple[list[dict], str, str]:
     """(messages with roles user/assistant/function/observation, system, tools) of a sharegpt/openai row."""
     name = attr.column("messages")
-    turns = row.get(name)
-    if turns is None:
-        raise RowError(f"column {name!r} (messages) is missing; the row has {', '.join(row) or 'no columns'}")
-    if not isinstance(turns, list) or not turns:
-        raise RowError(f"{name!r} must be a non-empty list of messages")
-    system = _text(row.get(attr.column("system")), "system") if attr.column("system") else ""
+    if name not in row:
+        raise _missing(name, "messages", row)
+    turns = row[name]
+    if not isinstance(turns, list):
+        raise RowError(f"{name!r} must be a list of messages, got {describe(turns)}")
+    if not turns:
+        raise RowError(f"{name!r} is empty: the conversation has no messages")
+    system = _text(row.get(attr.column("system")), repr(attr.column("system"))) if attr.column("system") else ""
     messages: list[dict] = []
     for number, turn in enumerate(turns, start=1):
-        message = _sharegpt_turn(turn, attr, number)
+        where = f"message {number}"
+        message = _sharegpt_turn(turn, tags, where)
         calls = message.pop("tool_calls")
-        if message["role"] == "assistant" and calls:  # openai-style tool calls
-            for call in calls:
-                fn = call.get("function", call)
-                args = fn.get("arguments", {})
-                args = json.loads(args) if isinstance(args, str) else args
-                content = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
-                messages.append({"role": "function", "content": content})
+        if message["role"] == "assistant" and calls:
+            messages += _tool_calls(calls, where)
         elif message["role"] == "system":
             if messages:
-                raise RowError(f"message {number} is a system message after the conversation started")
+                raise RowError(f"{where} is a system message after the conversation started; move it to the start")
             system = message["content"]
         elif messages and messages[-1]["role"] == message["role"] == "observation":
             # Several tool results after one call are one observation turn for the template.
             messages[-1] = {"role": "observation", "content": messages[-1]["content"] + "\n" + message["content"]}
         else:
             messages.append(message)
-    tools = _json_text(row.get(attr.column("tools")), "tools") if attr.column("tools") else ""
+    if not messages:
+        raise RowError(f"{name!r} holds only a system message: the conversation has no turns")
+    tools = _json_text(row.get(attr.column("tools")), repr(attr.column("tools"))) if attr.column("tools") else ""
     return messages, system, tools
 
 
@@ -129,7 +212,7 @@ def _check_alternation(messages: list[dict], ends_with_response: bool) -> None:
         if message["role"] not in expected:
             raise RowError(
                 f"message {index + 1} is {message['role']!r} where {' or '.join(expected)} was expected "
-                "(roles must alternate)"
+                "(roles must alternate, starting with the user)"
             )
     if ends_with_response and len(messages) % 2:
         raise RowError("the conversation ends with a prompt and no response")
@@ -140,17 +223,16 @@ def _check_alternation(messages: list[dict], ends_with_response: bool) -> None:
 def _conversation(row: dict, attr: DatasetAttr) -> dict:
     """A whole conversation ending with a response (sft, kto)."""
     if attr.formatting == "alpaca":
-        messages, response, system, tools = _alpaca_parts(row, attr)
+        messages, response, system, tools = _alpaca_parts(row, attr, needs_response=True)
+        name = attr.column("response")
         if isinstance(response, list):
-            raise RowError("the output is a list: this looks like ranking data, which needs a preference stage")
-        response = _text(response, "output")
+            raise RowError(f"{name!r} is a list: this looks like ranking data, which needs a preference stage")
+        response = _cell(response, name)
         if not response:
-            raise RowError("the output is empty: nothing to train on")
+            raise RowError(f"{name!r} is empty: nothing to train on")
         messages.append({"role": "assistant", "content": response})
     else:
-        messages, system, tools = _sharegpt_parts(row, attr)
-        if len(messages) % 2 and messages[-1]["role"] in ("assistant", "function"):
-            raise RowError("roles do not alternate between user/observation and assistant/function")
+        messages, system, tools = _sharegpt_parts(row, attr, _Tags(attr))
         _check_alternation(messages, ends_with_response=True)
     return {"messages": messages, "system": system, "tools": tools}
 
@@ -159,24 +241,37 @@ def sft(row: dict, attr: DatasetAttr) -> dict:
     return _conversation(row, attr)
 
 
+_LABELS = {"true": True, "false": False, "1": True, "0": False}  # CSV cells are text
+
+
 def kto(row: dict, attr: DatasetAttr) -> dict:
     tag = attr.column("kto_tag")
     if not tag or tag not in row:
         raise RowError(
             "KTO needs a desirability label: name its column in dataset_info.json as columns.kto_tag "
-            f"(the row has {', '.join(row)})"
+            f"(the row has {', '.join(map(repr, row))})"
         )
-    if not isinstance(row[tag], (bool, int)):
-        raise RowError(f"the label {tag!r} must be true or false, got {row[tag]!r}")
-    return {**_conversation(row, attr), "label": bool(row[tag])}
+    value = row[tag]
+    if isinstance(value, bool):
+        label = value
+    elif isinstance(value, (int, str)):
+        label = _LABELS.get(str(value).strip().lower())
+    else:
+        label = None
+    if label is None:
+        got = repr(value) if isinstance(value, str) else describe(value)
+        raise RowError(f"the label {tag!r} must be true or false, got {got}")
+    return {**_conversation(row, attr), "label": label}
 
 
-def _response_text(value: Any, attr: DatasetAttr, what: str) -> str:
+def _response_text(value: Any, tags: _Tags, name: str) -> str:
+    if value is None:
+        raise RowError(f"column {name!r} is missing or null: preference rows need a chosen and a rejected response")
     if isinstance(value, dict):  # sharegpt keeps a response as a message
-        value = _sharegpt_turn(value, attr, 0)["content"]
-    text = _text(value, what)
+        value = _sharegpt_turn(value, tags, f"the {name!r} message")["content"]
+    text = _text(value, repr(name))
     if not text:
-        raise RowError(f"the {what} response is empty")
+        raise RowError(f"the {name!r} response is empty")
     return text
 
 
@@ -185,23 +280,21 @@ def pairs(row: dict, attr: DatasetAttr) -> dict:
     if not attr.ranking:
         raise RowError("this stage needs preference pairs: mark the dataset ranking: true in dataset_info.json")
     chosen_col, rejected_col = attr.column("chosen") or "chosen", attr.column("rejected") or "rejected"
+    tags = _Tags(attr)
     if attr.formatting == "alpaca":
-        messages, response, system, tools = _alpaca_parts(row, attr)
+        messages, response, system, tools = _alpaca_parts(row, attr, needs_response=False)
         if chosen_col not in row and isinstance(response, list) and len(response) == 2:
             chosen, rejected = response  # LLaMA-Factory's older form: output [chosen, rejected]
         else:
             chosen, rejected = row.get(chosen_col), row.get(rejected_col)
     else:
-        messages, system, tools = _sharegpt_parts(row, attr)
+        messages, system, tools = _sharegpt_parts(row, attr, tags)
         _check_alternation(messages, ends_with_response=False)
         chosen, rejected = row.get(chosen_col), row.get(rejected_col)
-    if chosen is None or rejected is None:
-        missing = chosen_col if chosen is None else rejected_col
-        raise RowError(f"column {missing!r} is missing: preference rows need a chosen and a rejected response")
     return {
         "messages": messages,
-        "chosen": _response_text(chosen, attr, "chosen"),
-        "rejected": _response_text(rejected, attr, "rejected"),
+        "chosen": _response_text(chosen, tags, chosen_col),
+        "rejected": _response_text(rejected, tags, rejected_col),
         "system": system,
         "tools": tools,
     }
@@ -210,13 +303,15 @@ def pairs(row: dict, attr: DatasetAttr) -> dict:
 def prompts(row: dict, attr: DatasetAttr) -> dict:
     """A prompt to generate from (ppo, grpo); a response in the row is kept as the reference ``answer``."""
     if attr.formatting == "alpaca":
-        messages, response, system, tools = _alpaca_parts(row, attr)
-        answer = response if isinstance(response, str) else ""
+        messages, response, system, tools = _alpaca_parts(row, attr, needs_response=False)
+        answer = _text(response, repr(attr.column("response")))
     else:
-        messages, system, tools = _sharegpt_parts(row, attr)
+        messages, system, tools = _sharegpt_parts(row, attr, _Tags(attr))
         answer = ""
         if messages and messages[-1]["role"] in ("assistant", "function"):
             answer = messages.pop()["content"]
+        if not messages:
+            raise RowError("the conversation has no prompt: it starts with the assistant's response")
         _check_alternation(messages, ends_with_response=False)
     return {"messages": messages, "answer": answer, "system": system, "tools": tools}
 
@@ -224,10 +319,10 @@ def prompts(row: dict, attr: DatasetAttr) -> dict:
 def pretraining_text(row: dict, attr: DatasetAttr) -> dict:
     name = attr.columns.get("prompt", "text")
     if name not in row:
-        raise RowError(f"column {name!r} (text) is missing; the row has {', '.join(row) or 'no columns'}")
-    text = _text(row[name], "text")
+        raise _missing(name, "text", row)
+    text = _text(row[name], repr(name))
     if not text.strip():
-        raise RowError("the text is empty")
+        raise RowError(f"{name!r} is empty")
     return {"text": text}
 
 

@@ -33,7 +33,8 @@ class MaskOptions:
 
 @dataclass
 class Stats:
-    """What tokenisation did to a dataset: kept, truncated and dropped samples (by reason), tokens."""
+    """What tokenisation did to a dataset: kept, truncated and dropped samples (by reason), tokens;
+    and the bad rows loading skipped before it (``data.on_bad_row: skip``), by reason."""
 
     samples: int = 0
     kept: int = 0
@@ -41,6 +42,7 @@ class Stats:
     dropped: Counter = field(default_factory=Counter)
     tokens: int = 0
     trained_tokens: int = 0
+    skipped: Counter = field(default_factory=Counter)
 
     @classmethod
     def from_columns(cls, drop: list[str], truncated: list[bool], lengths: list[int], trained: list[int]) -> "Stats":
@@ -60,6 +62,9 @@ class Stats:
             f"dropped: {sum(self.dropped.values())}; tokens: {self.tokens}, trained tokens: {self.trained_tokens}"
         ]
         lines += [f"  dropped ({count}): {reason}" for reason, count in sorted(self.dropped.items())]
+        if self.skipped:
+            lines.append(f"bad rows skipped when loading: {sum(self.skipped.values())}")
+            lines += [f"  skipped ({count}): {reason}" for reason, count in sorted(self.skipped.items())]
         return "\n".join(lines)
 
 
@@ -99,7 +104,9 @@ def response_spans(rendered: Rendered, encoding) -> list[tuple[int, int, int]]:
     for segment in rendered.segments:
         end = position + len(segment.text)
         if segment.kind == "response" and segment.text:
-            spans.append((_token_at(encoding, position, 1, length), _token_at(encoding, end - 1, -1, length) + 1, segment.turn))
+            spans.append(
+                (_token_at(encoding, position, 1, length), _token_at(encoding, end - 1, -1, length) + 1, segment.turn)
+            )
         position = end
     return spans
 
@@ -243,7 +250,11 @@ class TextEncoder:
         out = _empty_columns()
         enc = self.tokenizer(batch["text"], add_special_tokens=False)
         for ids in enc["input_ids"]:
-            ids = ([self.bos_id] if self.bos_id is not None else []) + ids + ([self.eos_id] if self.eos_id is not None else [])
+            ids = (
+                ([self.bos_id] if self.bos_id is not None else [])
+                + ids
+                + ([self.eos_id] if self.eos_id is not None else [])
+            )
             if len(ids) < 2:
                 _add_row(out, drop="empty text")
                 continue
