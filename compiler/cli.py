@@ -21,9 +21,34 @@ app = typer.Typer(
 SetOption = typer.Option(None, "--set", help="Override a spec value, e.g. --set training.learning_rate=1e-5 (repeatable).")
 
 
+def _say_error(message: str) -> None:
+    # A lone surrogate (from an undecodable file name) is escaped: printing it would be an encoding crash.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+
 def _fail(message: str, code: int = 1):
-    typer.secho(message, fg=typer.colors.RED, err=True)
+    _say_error(message)
     raise typer.Exit(code)
+
+
+def _known_error(exc: BaseException) -> Optional[str]:
+    """The message of an error that is the user's to fix (a bad spec, registry or path); None for a bug."""
+    from ffc.runtime.data.registry import RegistryError
+    from ffc.runtime.errors import is_user_error
+
+    from .loader import SpecError
+    from .writer import WriteError
+
+    if isinstance(exc, (SpecError, RegistryError, WriteError)) or is_user_error(exc):
+        return str(exc)
+    if isinstance(exc, OSError):  # a path in the spec or on the command line the system refuses
+        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+        if not names:
+            return str(exc)
+        shown = " -> ".join(n if n.isprintable() else repr(n) for n in names)
+        return f"{shown}: {exc.strerror or exc}; check this path and its permissions"
+    return None
 
 
 def _load(spec: Path, overrides: Optional[List[str]]):
@@ -209,8 +234,15 @@ def version():
     typer.echo(__version__)
 
 
-def main() -> None:
-    app()
+def main(argv: Optional[List[str]] = None) -> None:
+    try:
+        app(args=argv, prog_name="ffc")
+    except Exception as exc:
+        message = _known_error(exc)
+        if message is None:
+            raise  # a bug in ffc: keep its traceback
+        _say_error(message)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
