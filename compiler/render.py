@@ -1,14 +1,16 @@
 """Render the run directory's files from Jinja templates.
 
-Values reach generated code only as literals: every ``{{ ... }}`` must go through
-``|py`` (a Python literal), ``|json``, ``|yaml`` or ``|comment``; the environment's
-``finalize`` refuses anything else, so no spec string can become code.
+Values reach generated code only as literals: every ``{{ ... }}`` must go through a filter made for
+the place it lands: ``|py`` (a Python literal), ``|json``, ``|yaml``, ``|sh`` (a shell word),
+``|comment`` (a ``#`` comment), ``|doc`` (docstring text), ``|md``/``|md_code`` (the README). The
+environment's ``finalize`` refuses anything else, so no spec string can become code.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +81,38 @@ def _yaml(value: Any) -> Code:
     return Code(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 
-def _comment(value: Any) -> Code:
-    """Free text inside a comment: one line, no control characters."""
+def _one_line(value: Any) -> str:
+    """Free text as one line of printable characters: newlines (Unicode line separators too), control
+    and bidirectional-override characters go, so the text cannot leave or visually reorder its line."""
     if isinstance(value, Markup):
         value = value.unescape()
     text = " ".join(str(value).split())
-    return Code("".join(ch for ch in text if ch.isprintable()))
+    return "".join(ch for ch in text if ch.isprintable())
+
+
+def _comment(value: Any) -> Code:
+    """Free text inside a ``#`` comment (Python, shell, YAML, requirements)."""
+    return Code(_one_line(value))
+
+
+def _doc(value: Any) -> Code:
+    """Free text inside a triple-quoted docstring: backslashes and quotes escaped, so it can neither close
+    the string nor start an escape sequence (``C:\\Users`` reads back as written in ``__doc__``)."""
+    return Code(_one_line(value).replace("\\", "\\\\").replace('"', '\\"'))
+
+
+def _md(value: Any) -> Code:
+    """Free text in a Markdown table cell of the run's README: markup characters escaped."""
+    return Code(re.sub(r"([\\`*_{}\[\]()#+!|<>~])", r"\\\1", _one_line(value)))
+
+
+def _md_code(value: Any) -> Code:
+    """A value shown as inline code in a Markdown table: fenced with more backticks than it contains,
+    pipes escaped (tables split cells before code spans are read)."""
+    text = _one_line(value).replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Code(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def environment() -> jinja2.Environment:
@@ -97,7 +125,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_refuse,
     )
-    env.filters.update(py=_py, json=_json, yaml=_yaml, comment=_comment)
+    env.filters.update(py=_py, json=_json, yaml=_yaml, comment=_comment, doc=_doc, md=_md, md_code=_md_code)
     del env.filters["safe"]  # the one way around the literal filters: closed
     return env
 

@@ -50,7 +50,12 @@ UPSTREAM = {
 
 def is_local_path(value: str, base: Path) -> bool:
     """A model reference is a local path when it looks like one or exists next to the spec."""
-    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+    if value.startswith(("/", "./", "../", "~")):
+        return True
+    try:
+        return (base / value).exists()
+    except (OSError, ValueError):  # too long a name, a NUL byte: no such file, so a hub id
+        return False
 
 
 @dataclass(frozen=True)

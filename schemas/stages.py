@@ -96,6 +96,8 @@ class Stage:
     needs_reward: bool = False  # scores generated responses: needs reward_model or reward_funcs
     language_model: bool = True  # ends with a causal LM, so chat/serve/eval/export apply
     check: Optional[Callable[..., Iterator[Problem]]] = None  # what the stage requires of the rest of the spec
+    trainer_class: Optional[str] = None  # for recipes shared by several stages: the classes that differ
+    config_class: Optional[str] = None
 
     @property
     def chat(self) -> bool:
@@ -123,6 +125,7 @@ _STAGES = (
         "direct preference optimisation: raise the chosen response's likelihood over the rejected one, relative to a reference model",
         PAIRS, "train_pref.py.j2",
         options=("pref_beta", "pref_loss", "pref_ftx", "dpo_label_smoothing", "ref_model"), plot_keys=PREFERENCE_PLOTS,
+        trainer_class="PretokenizedDPOTrainer", config_class="DPOConfig",
     ),
     Stage(
         "kto", "KTO",
@@ -135,11 +138,13 @@ _STAGES = (
         "orpo", "ORPO",
         "odds-ratio preference optimisation: SFT on chosen responses plus an odds-ratio penalty on rejected ones, no reference model",
         PAIRS, "train_pref.py.j2", options=("pref_beta", "pref_ftx"), plot_keys=PREFERENCE_PLOTS,
+        trainer_class="PretokenizedORPOTrainer", config_class="ORPOConfig",
     ),
     Stage(
         "simpo", "SimPO",
         "simple preference optimisation: a length-normalised margin between chosen and rejected responses, no reference model",
         PAIRS, "train_pref.py.j2", options=("pref_beta", "pref_ftx", "simpo_gamma"), plot_keys=PREFERENCE_PLOTS,
+        trainer_class="PretokenizedCPOTrainer", config_class="CPOConfig",
     ),
     Stage(
         "ppo", "PPO",
