@@ -36,7 +36,7 @@ HOSTILE = [
     "tab\there",
     "sep\u2028arator\u2029para",
     "bidi \u202eevil\u202c end",
-    "x" * 5000,
+    "x" * 2000,  # long (every field at once must stay under the loader's 128 KB limit)
     "née 名前 😀",
     "-- --rm -rf /",
     "a|b`c`*d*<script>",
@@ -73,6 +73,7 @@ def _base(stage: str, tmp: Path) -> dict:
         "data": {"dataset": ["d"], "dataset_dir": "data", "template": None if stage == "pt" else "chatml"},
         # Two machines and SLURM: launch.sh and slurm.sbatch carry the multi-node values too.
         "distributed": {"backend": "ddp", "num_processes": 2, "num_machines": 2, "main_process_ip": "host", "slurm": {}},
+        "training": {"per_device_train_batch_size": 4},  # KTO needs 2 or more, GRPO a multiple of its group
     }
     if STAGES[stage].needs_reward:
         spec["method"]["reward_funcs"] = "rewards.py"
