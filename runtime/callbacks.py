@@ -1,12 +1,16 @@
-"""Training callbacks: a JSON-lines log a UI can follow, and the loss plot."""
+"""Training callbacks: a JSON-lines log a UI can follow, the loss plot, and finding the checkpoint to resume."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 from transformers import TrainerCallback
+
+log = logging.getLogger(__name__)
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -20,8 +24,7 @@ class JsonlLogCallback(TrainerCallback):
         self.start = time.time()
         if state.is_world_process_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not state.global_step:  # a resumed run keeps its earlier lines
-                self.path.write_text("")
+            keep_log_until(self.path, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or logs is None:
@@ -39,6 +42,42 @@ class JsonlLogCallback(TrainerCallback):
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def keep_log_until(path: Path, step: int) -> None:
+    """Start the log over, or (resuming from the checkpoint of ``step``) keep the lines up to that step:
+    the steps after it run again and are logged again, so every step appears once in the log."""
+    kept = []
+    if step and path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short when the process was killed
+                continue
+            if record.get("current_steps", 0) <= step and "train_runtime" not in record:
+                kept.append(line + "\n")
+    path.write_text("".join(kept), encoding="utf-8")
+
+
+def latest_checkpoint(output_dir: str | Path) -> Optional[str]:
+    """The newest complete ``checkpoint-N`` in ``output_dir``, or None. A checkpoint is complete once the
+    Trainer has written its trainer_state.json, the last file it saves; one being written when the
+    process died is skipped (and left in place: it is the user's to delete)."""
+    candidates = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        suffix = path.name.removeprefix("checkpoint-")
+        if suffix.isdigit() and path.is_dir():
+            candidates.append((int(suffix), path))
+    for _, path in sorted(candidates, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("skipping %s: it was not completely written", path)
+            continue
+        log.info("resuming from %s", path)
+        return str(path)
+    log.info("no complete checkpoint in %s: starting from the beginning", output_dir)
+    return None
 
 
 def _smooth(values: list[float], weight: float = 0.8) -> list[float]:

@@ -170,3 +170,65 @@ def test_resume_from_last_checkpoint(demo, tmp_path):
     lines = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
     steps = [entry["current_steps"] for entry in lines if "loss" in entry]
     assert steps == [5, 10, 15, 20, 25, 30]  # the first run's lines are kept, the second continues
+
+
+def test_resume_after_kill_skips_a_half_written_checkpoint_and_logs_each_step_once(demo, tmp_path):
+    """Killed after a checkpoint, then `python train.py --resume` with no rebuild: a checkpoint folder left
+    half-written is skipped, the losses after the checkpoint equal an uninterrupted run's, and the trainer
+    log holds every step once."""
+    import signal
+    import time
+
+    overrides = ["training.max_steps=60", "training.save_strategy=steps", "training.save_steps=10", "training.logging_steps=1"]
+    (tmp_path / "reference").mkdir()
+    reference_run, reference = run_training(demo, tmp_path / "reference", overrides=overrides)
+    run = tmp_path / "run"
+    (tmp_path / "run").mkdir()
+    spec = (tmp_path / "reference" / "spec.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text(spec)
+    args = [sys.executable, "-m", "ffc.compiler", "build", str(tmp_path / "spec.yaml"), "-o", str(run), "--force"]
+    for item in overrides:
+        args += ["--set", item]
+    subprocess.run(args, check=True, capture_output=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "train.py"], cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run / "output" / "checkpoint-10" / "trainer_state.json").exists() and time.time() < deadline:
+        assert process.poll() is None, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run / "output" / "checkpoint-99").mkdir()  # as if killed while writing a later checkpoint
+    resumed = subprocess.run([sys.executable, "train.py", "--resume"], cwd=run, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "skipping" in resumed.stderr and "checkpoint-99" in resumed.stderr
+    log = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
+    steps = [entry["current_steps"] for entry in log if "loss" in entry]
+    assert steps == list(range(1, 61)), steps
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert losses == pytest.approx(reference, rel=1e-4)
+
+
+def test_entry_points_report_user_errors_as_one_message_and_preview_every_stage(demo, tmp_path):
+    """A bad row stops train.py with `error: FILE: row N: ...` and status 2, no traceback; --preview works
+    for preference data too."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "bad.json").write_text(json.dumps([{"instruction": "hi", "output": "ok"}, {"instruction": "x", "output": 42}]))
+    (data / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model:\n  model_name_or_path: {demo / 'tiny-model'}\ndata:\n  dataset: [bad]\n  dataset_dir: data\n  template: chatml\n")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert "error: " in done.stderr and "bad.json: row 2:" in done.stderr
+    spec.write_text(
+        f"model:\n  model_name_or_path: {demo / 'tiny-model'}\nmethod:\n  stage: dpo\n"
+        f"data:\n  dataset: [demo_pairs]\n  dataset_dir: {demo / 'data'}\n  template: chatml\n"
+    )
+    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(tmp_path / "dpo")], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=tmp_path / "dpo", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chosen" in done.stdout and "rejected" in done.stdout
