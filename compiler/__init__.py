@@ -1,0 +1,1 @@
+"""The ffc compiler: spec loading and validation, resolution, rendering, writing, and the ``ffc`` CLI."""

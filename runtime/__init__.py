@@ -1,0 +1,1 @@
+"""The library generated run directories import: data, chat templates, trainers, inference, export."""

@@ -1,0 +1,1 @@
+"""The ffc test suite (run it with ``bash scripts/test.sh``)."""

@@ -1,3 +1,5 @@
+"""Shared fixtures: isolated caches, the tiny demo model and data, free ports, paths to ../shared."""
+
 import os
 import sys
 from pathlib import Path

@@ -1,0 +1,1 @@
+"""Datasets: dataset_info.json, row conversion, tokenisation with loss masks, packing."""
