@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from .chat.templates import ChatTemplate
 from .data.tokenize import prompt_ids
@@ -35,8 +35,39 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" or "length"
+    finish_reason: str  # "stop" or "length" (also when ``should_stop`` ended it early)
     tool_calls: list[dict] = field(default_factory=list)
+
+
+class PromptTooLong(ValueError):
+    """A prompt that leaves no room in the model's context for even one new token."""
+
+    def __init__(self, prompt_tokens: int, context_length: int):
+        self.prompt_tokens, self.context_length = prompt_tokens, context_length
+        super().__init__(
+            f"the prompt is {prompt_tokens} tokens but the model's context holds {context_length} "
+            f"(prompt and answer together): shorten the messages, e.g. drop early turns"
+        )
+
+
+def room_for_answer(prompt_tokens: int, max_new_tokens: int, context_length: Optional[int]) -> int:
+    """``max_new_tokens`` capped so that prompt and answer fit in the context: a model run past its
+    positions degrades or fails, and an uncapped request would hold the engine for nothing."""
+    if context_length is None:
+        return max_new_tokens
+    if prompt_tokens >= context_length:
+        raise PromptTooLong(prompt_tokens, context_length)
+    return min(max_new_tokens, context_length - prompt_tokens)
+
+
+def _context_length(model, tokenizer) -> Optional[int]:
+    config = getattr(model, "config", None)
+    for cfg in (config, getattr(config, "text_config", None)):
+        positions = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            return positions
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 10**7 else None  # unset is a huge sentinel
 
 
 def load_model(model_path: str, adapter_path: Optional[str] = None, dtype: str = "auto"):
@@ -103,7 +134,12 @@ def parse_tool_calls(template: ChatTemplate, text: str) -> tuple[str, list[dict]
             continue
         if isinstance(call, dict) and "name" in call:
             arguments = call.get("arguments", {})
-            calls.append({"name": call["name"], "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)})
+            calls.append(
+                {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+                }
+            )
     if not calls:
         return text, []
     return re.sub(pattern, "", text, flags=re.S).strip(), calls
@@ -113,7 +149,14 @@ class HFEngine:
     """transformers ``generate`` with the run's chat template. Requests are served one at a time (a lock):
     one model, one forward pass at a time, many waiting clients."""
 
-    def __init__(self, model, tokenizer, template: ChatTemplate, defaults: GenerationOptions, default_system: Optional[str] = None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        template: ChatTemplate,
+        defaults: GenerationOptions,
+        default_system: Optional[str] = None,
+    ):
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.default_system = default_system
         eos = tokenizer.eos_token if isinstance(tokenizer.eos_token, str) else ""
@@ -137,48 +180,100 @@ class HFEngine:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def stream(self, messages, options: Optional[GenerationOptions] = None, system=None, tools=None) -> Iterator[str]:
-        """Yields pieces of the response; ``self.last`` holds the finished ``Completion`` afterwards."""
+    @property
+    def context_length(self) -> Optional[int]:
+        """Most tokens (prompt and answer) the model takes; None when neither config nor tokenizer says."""
+        return _context_length(self.model, self.tokenizer)
+
+    def stream(
+        self,
+        messages,
+        options: Optional[GenerationOptions] = None,
+        system=None,
+        tools=None,
+        *,
+        prompt: Optional[list[int]] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+    ) -> Iterator[str]:
+        """Yields pieces of the response; ``self.last`` holds the finished ``Completion`` afterwards.
+
+        ``prompt``: the ids ``prompt_ids`` gave for these messages (saves rendering twice).
+        ``should_stop``: asked after every token; True ends the generation (finish_reason "length"),
+        e.g. when the client left or the request ran out of time. Closing the iterator early stops it too.
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         options = options or self.defaults
-        ids = self.prompt_ids(messages, system, tools)
+        ids = prompt if prompt is not None else self.prompt_ids(messages, system, tools)
+        kwargs = self._generate_kwargs(options)
+        kwargs["max_new_tokens"] = room_for_answer(len(ids), options.max_new_tokens, self.context_length)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         inputs = torch.tensor([ids], device=self.model.device)
+        scanner, pieces = _StopScanner(options.stop), []
+        abandoned = threading.Event()
+        # A stop string already seen, a reader gone, or the caller's reason: each token generated after is waste.
+        interrupt = _Interrupt(lambda: scanner.stopped or abandoned.is_set() or bool(should_stop and should_stop()))
         result: dict = {}
-        kwargs = self._generate_kwargs(options)
 
         def run():
-            with torch.no_grad():
-                result["output"] = self.model.generate(
-                    input_ids=inputs, attention_mask=torch.ones_like(inputs), streamer=streamer, **kwargs
-                )
+            try:
+                with torch.no_grad():
+                    result["output"] = self.model.generate(
+                        input_ids=inputs,
+                        attention_mask=torch.ones_like(inputs),
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([interrupt]),
+                        **kwargs,
+                    )
+            except BaseException as exc:  # re-raised in the reader's thread below
+                result["error"] = exc
+                streamer.end()  # else the reader waits for text forever
 
-        scanner, pieces = _StopScanner(options.stop), []
         with self.lock:
             worker = threading.Thread(target=run, daemon=True)
             worker.start()
-            for text in streamer:
-                piece = scanner.feed(text)
-                if piece:
-                    pieces.append(piece)
-                    yield piece
-            worker.join()
+            try:
+                for text in streamer:
+                    piece = scanner.feed(text)
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+            finally:
+                # Reached early when the reader stops iterating (GeneratorExit): the generation must end
+                # before the lock is released, or abandoned generations pile up and starve the next ones.
+                abandoned.set()
+                worker.join()
+        if "error" in result:
+            raise result["error"]
         tail = scanner.flush()
         if tail:
             pieces.append(tail)
             yield tail
         generated = result["output"][0, len(ids) :].tolist()
-        hit_stop = scanner.stopped or (generated and generated[-1] in kwargs["eos_token_id"])
-        finish = "stop" if hit_stop or len(generated) < options.max_new_tokens else "length"
+        hit_stop = scanner.stopped or bool(generated and generated[-1] in kwargs["eos_token_id"])
         text, calls = parse_tool_calls(self.template, "".join(pieces))
-        self.last = Completion(text, len(ids), len(generated), "tool_calls" if calls else finish, calls)
+        finish = "tool_calls" if calls else ("stop" if hit_stop else "length")
+        self.last = Completion(text, len(ids), len(generated), finish, calls)
 
-    def generate(self, messages, options: Optional[GenerationOptions] = None, system=None, tools=None) -> Completion:
-        for _ in self.stream(messages, options, system, tools):
+    def generate(
+        self, messages, options: Optional[GenerationOptions] = None, system=None, tools=None, **stream_args
+    ) -> Completion:
+        for _ in self.stream(messages, options, system, tools, **stream_args):
             pass
         return self.last
+
+
+class _Interrupt:
+    """A transformers stopping criterion that ends generation when ``should_stop()`` says so (checked per token)."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
 
 
 class VLLMEngine:
@@ -197,15 +292,31 @@ class VLLMEngine:
         self.hf = HFEngine(None, tokenizer, template, defaults, default_system)  # prompt rendering and stops
         self.template, self.defaults, self.tokenizer = template, self.hf.defaults, tokenizer
 
-    def generate(self, messages, options: Optional[GenerationOptions] = None, system=None, tools=None) -> Completion:
+    @property
+    def context_length(self) -> Optional[int]:
+        try:
+            return self.llm.llm_engine.model_config.max_model_len
+        except AttributeError:
+            return self.hf.context_length
+
+    def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
+        return self.hf.prompt_ids(messages, system, tools)
+
+    def generate(self, messages, options: Optional[GenerationOptions] = None, system=None, tools=None, *,
+                 prompt: Optional[list[int]] = None, should_stop: Optional[Callable[[], bool]] = None) -> Completion:  # fmt: skip
+        """``prompt`` and ``should_stop`` as in ``HFEngine.stream``; vLLM's offline call cannot be interrupted,
+        so ``should_stop`` is asked only before it starts (the token cap bounds the rest)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         options = options or self.defaults
-        ids = self.hf.prompt_ids(messages, system, tools)
+        ids = prompt if prompt is not None else self.hf.prompt_ids(messages, system, tools)
+        if should_stop is not None and should_stop():
+            return Completion("", len(ids), 0, "length")
         params = SamplingParams(
             temperature=options.temperature, top_p=options.top_p, top_k=options.top_k or -1,
-            max_tokens=options.max_new_tokens, repetition_penalty=options.repetition_penalty, stop=list(options.stop),
+            max_tokens=room_for_answer(len(ids), options.max_new_tokens, self.context_length),
+            repetition_penalty=options.repetition_penalty, stop=list(options.stop),
         )  # fmt: skip
         lora = None
         if self.adapter_path:
@@ -217,6 +328,6 @@ class VLLMEngine:
         finish = "tool_calls" if calls else ("length" if out.finish_reason == "length" else "stop")
         return Completion(text, len(ids), len(out.token_ids), finish, calls)
 
-    def stream(self, messages, options=None, system=None, tools=None) -> Iterator[str]:
-        self.last = self.generate(messages, options, system, tools)
+    def stream(self, messages, options=None, system=None, tools=None, **generate_args) -> Iterator[str]:
+        self.last = self.generate(messages, options, system, tools, **generate_args)
         yield self.last.text

@@ -361,6 +361,15 @@ class ServeSection(Section):
     )
     model_name: Optional[str] = derived("Model id the API reports (default: the run's name).")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
+    max_new_tokens_limit: int = Field(
+        4096, ge=1, description="Most tokens one answer may have, whatever max_tokens a client asks for (also capped by the model's context)."
+    )
+    request_timeout: float = Field(
+        300, gt=0, description="Seconds a request may take, queue included: a generation still running then ends (finish_reason 'length'), one still waiting gets 503."
+    )
+    max_queued_requests: int = Field(
+        32, ge=1, description="Requests that may wait while the model answers another; more are refused with 503 and Retry-After."
+    )
 
 
 class EvalSection(Section):
