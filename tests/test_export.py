@@ -150,7 +150,7 @@ def test_export_script_is_generated_per_stage(write_spec, tmp_path):
 
     _, sft = build_files(load_spec(write_spec(MINIMAL_SPEC), ["export.gguf=q8_0", "export.ollama=true"]), tmp_path / "a")
     assert {"export.py", "chat.py", "serve.py", "eval.py"} <= set(sft)
-    assert "default=['q8_0']" in sft["export.py"].decode() and "ADAPTER = str(RUN_DIR / 'output')" in sft["export.py"].decode()
+    assert 'default=["q8_0"]' in sft["export.py"].decode() and 'ADAPTER = str(RUN_DIR / "output")' in sft["export.py"].decode()
     _, rm = build_files(load_spec(write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: rm"))), tmp_path / "b")
     assert not {"export.py", "chat.py", "serve.py"} & set(rm)
     pt_spec = MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")

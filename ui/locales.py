@@ -273,6 +273,9 @@ ZH_HELP = {
     "export.export_dtype": "导出权重的数据类型。",
     "export.gguf": "在合并模型旁写出的 GGUF 文件（供 llama.cpp 与 Ollama 使用）。",
     "export.ollama": "为 GGUF 文件写出 Ollama Modelfile（需要 gguf）。",
+    "serve.max_new_tokens_limit": "单个回答最多的 token 数，无论客户端请求的 max_tokens 多大（另受模型上下文长度限制）。",
+    "serve.request_timeout": "每个请求的时限（秒，含排队时间）：到时仍在生成的回答就此结束（finish_reason 为 'length'），仍在排队的请求得到 503。",
+    "serve.max_queued_requests": "模型回答其他请求时可排队等待的请求数；超出的以 503 和 Retry-After 拒绝。",
 }
 
 
