@@ -175,6 +175,10 @@ def _read(path: Path, shown: str) -> str:
 # Plain scalars YAML may read as numbers (also YAML 1.1's 1_000, 0x.., 0o.., 0b.., 1:30).
 _NUMBER = re.compile(r"[-+]?(?:0[xob][0-9a-fA-F_]+|[0-9_:]*\.?[0-9_:]+(?:[eE][-+]?[0-9_]+)?)")
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+# Explicit tags that still give a plain value; any other (!!set, !!omap, !!python/..., !custom) is refused before
+# ruamel constructs it (some of its constructors crash on a tag on the wrong kind of node).
+_SCALAR_TAGS = ("!", "tag:yaml.org,2002:str", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", *_NUMBER_TAGS)
+_COLLECTION_TAGS = {True: ("!", "tag:yaml.org,2002:map"), False: ("!", "tag:yaml.org,2002:seq")}
 _SPECIAL_FLOATS = (".inf", "+.inf", "-.inf", ".nan")
 
 
@@ -227,6 +231,17 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
             parent.count += 1
 
     for event in _yaml().parse(text):
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            tag = str(getattr(tag, "value", tag))
+            allowed = (
+                _COLLECTION_TAGS[isinstance(event, MappingStartEvent)]
+                if isinstance(event, CollectionStartEvent)
+                else _SCALAR_TAGS
+            )
+            if tag not in allowed:
+                shown = tag.replace("tag:yaml.org,2002:", "!!")
+                raise fail(event, f"has the YAML tag {shown}, which specs do not use: remove the tag")
         if isinstance(event, CollectionStartEvent):
             if len(stack) >= MAX_DEPTH:
                 raise fail(
@@ -273,6 +288,19 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
             total += 1  # provisional: a runaway collection is stopped while it is still being read
 
 
+# What to do about ruamel's commonest complaints (matched in its message).
+_YAML_HINTS = (
+    ("duplicate key", "each key may appear once in a mapping: remove one of them"),
+    ("'\\t'", "indent with spaces, not tabs"),
+    ("undefined alias", "define the anchor (&name) before the alias (*name) that uses it"),
+    ("mapping values are not allowed", "quote a value that holds ': ', or put the key on its own line"),
+    ("could not find expected ':'", "each line of a mapping is 'key: value'; check the indentation and quotes"),
+    ("expected <block end>", "check the indentation: keys of one section line up"),
+    ("found unexpected end of stream", "close the quote or bracket opened before"),
+    ("found unknown escape character", "in double quotes, write a backslash as \\\\ (or use single quotes)"),
+)
+
+
 def _parse(text: str, place: Callable[[int, int], str], shown: str) -> Any:
     """YAML text -> ruamel's document, or a SpecError at the place of the first problem."""
     try:
@@ -284,10 +312,11 @@ def _parse(text: str, place: Callable[[int, int], str], shown: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = place(mark.line, mark.column) if mark else shown
         problem = str(exc.problem or exc.context or "unreadable")
-        if "duplicate key" in problem:
-            problem += ": each key may appear once in a mapping; remove one of them"
-        elif "another document" in problem:
+        if "another document" in problem:
             problem = "a second document (---) follows the first: a spec is one YAML document; move the other into its own file"
+        else:
+            hint = next((h for clue, h in _YAML_HINTS if clue in problem), "fix the YAML at this place")
+            problem += f"; {hint}"
         raise _InvalidYAML([Issue(where, "", f"invalid YAML: {problem}")]) from None
     except ReaderError as exc:  # control characters YAML does not allow, outside a quoted escape
         line = text.count("\n", 0, exc.position)
@@ -332,7 +361,7 @@ def _value_problem(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "is binary data (!!binary): a spec holds text; remove the tag"
     tag = getattr(value, "tag", None)
-    tag = getattr(tag, "value", tag)
+    tag = str(getattr(tag, "value", tag) or "").replace("tag:yaml.org,2002:", "!!")
     if tag:
         return f"has the YAML tag {tag}, which specs do not use: remove the tag"
     return f"is a {type(value).__name__.removeprefix('Commented').lower()}, which specs do not use: write a list or a mapping"
