@@ -232,8 +232,8 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
 
     for event in _yaml().parse(text):
         tag = getattr(event, "tag", None)
+        tag = None if tag is None else str(getattr(tag, "value", tag))  # a str, or a Tag in newer ruamel
         if tag is not None:
-            tag = str(getattr(tag, "value", tag))
             allowed = (
                 _COLLECTION_TAGS[isinstance(event, MappingStartEvent)]
                 if isinstance(event, CollectionStartEvent)
@@ -248,6 +248,7 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
                     event, f"nested more than {MAX_DEPTH} levels deep: a spec's sections are a few levels at most"
                 )
             stack.append(_Open(isinstance(event, MappingStartEvent), event.anchor))
+            total += 1  # provisional (the whole is added at its end): a runaway collection is stopped while read
             if event.anchor is not None:
                 open_anchors.add(event.anchor)
         elif isinstance(event, CollectionEndEvent):
@@ -259,18 +260,15 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
             add(event, entry.values, entry.height)
             done("?")
         elif isinstance(event, ScalarEvent):
-            if (event.style is None and event.tag is None) or event.tag in _NUMBER_TAGS:
+            if (event.style is None and tag is None) or tag in _NUMBER_TAGS:
                 value = event.value
                 digits = sum(c.isdigit() for c in value)
                 if digits > MAX_DIGITS and _NUMBER.fullmatch(value):
                     message = f"a number with {digits} digits: no setting needs more than {MAX_DIGITS}"
                     raise fail(event, message + " (quote it if you mean text)")
-                if event.tag in _NUMBER_TAGS and not (_NUMBER.fullmatch(value) or value.lower() in _SPECIAL_FLOATS):
-                    tag = event.tag.rsplit(":", 1)[-1]
-                    raise fail(
-                        event,
-                        f"{_short(value)} is tagged !!{tag} but is not a number: remove the tag or fix the number",
-                    )
+                if tag in _NUMBER_TAGS and not (_NUMBER.fullmatch(value) or value.lower() in _SPECIAL_FLOATS):
+                    message = f"{_short(value)} is tagged !!{tag.rsplit(':', 1)[-1]} but is not a number"
+                    raise fail(event, message + ": remove the tag or fix the number")
             if event.anchor is not None:
                 finished[event.anchor] = (1, 0)
             add(event, 1, 0)
@@ -284,8 +282,6 @@ def _scan(text: str, place: Callable[[int, int], str]) -> None:
                 raise fail(event, f"the alias *{event.anchor} nests the spec more than {MAX_DEPTH} levels deep")
             add(event, values, height)
             done("?")
-        if isinstance(event, CollectionStartEvent):
-            total += 1  # provisional: a runaway collection is stopped while it is still being read
 
 
 # What to do about ruamel's commonest complaints (matched in its message).
