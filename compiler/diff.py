@@ -24,7 +24,7 @@ def _files(target: Path, overrides: list[str], scratch: Path) -> dict[str, bytes
         return {
             p.relative_to(target).as_posix(): p.read_bytes()
             for p in sorted(target.rglob("*"))
-            if p.is_file() and p.name != MANIFEST and not _is_output(p.relative_to(target))
+            if p.is_file() and not p.name.startswith(".ffc-") and not _is_output(p.relative_to(target))
         }
     from .build import build_files
     from .loader import load_spec

@@ -14,9 +14,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Optional
 
-from ffc.runtime.data.registry import RegistryError, data_files, read_registry, resolve as resolve_datasets
+from ffc.runtime.data.registry import RegistryError, data_files, read_registry
+from ffc.runtime.data.registry import resolve as resolve_datasets
 from ffc.schemas import Spec
-from ffc.schemas.methods import BACKEND_SECTIONS, BACKENDS, METHOD_OPTIONS, METHODS, Backend, FinetuningMethod, method_owning
+from ffc.schemas.methods import (
+    BACKEND_SECTIONS,
+    BACKENDS,
+    METHOD_OPTIONS,
+    METHODS,
+    Backend,
+    FinetuningMethod,
+    method_owning,
+)
 from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
@@ -121,19 +130,27 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
     dataset_dir = loaded.base_dir / spec.data.dataset_dir
     names = list(dict.fromkeys(spec.data.dataset + spec.data.eval_dataset))
-    if not (dataset_dir / "dataset_info.json").exists():
+    try:
+        # lexists: a dangling link or a link loop is there, and read_registry says what is wrong with it.
+        present = os.path.lexists(dataset_dir / "dataset_info.json")
+    except (OSError, ValueError):
+        present = False
+    if not present:
         return None, {}, f"{dataset_dir / 'dataset_info.json'} was not found at build time: train.py reads it at run time."
+    where = loaded.where(("data", "dataset"))
     try:
         registry = read_registry(dataset_dir)
         attrs = resolve_datasets(dataset_dir, names, registry)
+        _check_stage_data(loaded, STAGES[spec.method.stage], attrs)
+        inputs = {}
+        for attr in attrs:
+            for path in data_files(dataset_dir, attr):
+                if path.is_file():
+                    inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
     except RegistryError as exc:
-        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", str(exc))]) from None
-    _check_stage_data(loaded, STAGES[spec.method.stage], attrs)
-    inputs = {}
-    for attr in attrs:
-        for path in data_files(dataset_dir, attr):
-            if path.is_file():
-                inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
+        raise SpecError([Issue(where, "data.dataset", str(exc))]) from None
+    except OSError as exc:
+        raise SpecError([Issue(where, "data.dataset", f"cannot read {exc.filename}: {exc.strerror or exc}")]) from None
     return {name: registry[name] for name in names}, inputs, ""
 
 
@@ -235,14 +252,22 @@ def resolve(loaded: LoadedSpec) -> Resolved:
 def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
     """Read the reward-functions file (never import it: building runs no user code) and list its functions."""
     import ast
+    import stat
 
     path = loaded.base_dir / value
     where = loaded.where(("method", "reward_funcs"))
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would block the build; a directory cannot be read
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise SpecError([Issue(where, "method.reward_funcs", f"{path} is {kind}: name a Python file of reward functions")])
         source = path.read_bytes()
         tree = ast.parse(source, filename=str(path))
     except FileNotFoundError:
         raise SpecError([Issue(where, "method.reward_funcs", f"{path} not found")]) from None
+    except (OSError, ValueError) as exc:  # a name too long, a link loop, a NUL byte
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError([Issue(where, "method.reward_funcs", f"cannot read {value!r}: {reason}")]) from None
     except SyntaxError as exc:
         raise SpecError([Issue(where, "method.reward_funcs", f"{path}:{exc.lineno}: {exc.msg}")]) from None
     names = tuple(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))

@@ -642,15 +642,7 @@ def test_malformed_registry_entries(ws, entry, message):
     assert "spec.yaml:12:3: data.dataset:" in detail or "file_name" in message
 
 
-LOOP_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="compiler/resolve.py _registry tests (dataset_dir / 'dataset_info.json').exists(), which is False for a "
-    "symlink loop, so the build goes on with a 'not found at build time' note; os.path.lexists would let "
-    "read_registry report the loop",
-)
-
-
-@pytest.mark.parametrize("kind", ["dir", pytest.param("loop", marks=LOOP_XFAIL), "deep", "list"])
+@pytest.mark.parametrize("kind", ["dir", "loop", "deep", "list"])
 def test_registry_file_replaced(ws, kind):
     folder = ws.registry_copy(0)
     info = folder / "dataset_info.json"
@@ -670,9 +662,9 @@ def test_registry_file_replaced(ws, kind):
 
 
 def test_reward_functions_path_is_a_directory(ws):
-    """compiler/resolve.py reads it; the CLI's OSError handling turns the refusal into a message."""
+    """The refusal names the spec's line and the key."""
     spec = _spec(ws, (ROOT / "examples" / "grpo.yaml").read_text().replace("rewards.py", "rewards_dir"))
-    _clean_error(["validate", str(spec)], "rewards_dir", "Is a directory")
+    _clean_error(["validate", str(spec)], "rewards_dir", "is a directory", "method.reward_funcs")
 
 
 def test_reward_functions_file_with_a_nul_byte(ws):
@@ -718,11 +710,6 @@ def test_billion_laughs_is_refused_quickly_in_a_fresh_process(ws):
     assert seconds < 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler/resolve.py _reward_functions reads method.reward_funcs with path.read_bytes(), which blocks "
-    "forever on a FIFO; check that it is a regular file first (the loader's _read shows how)",
-)
 def test_reward_functions_fifo_does_not_hang(ws):
     os.mkfifo(ws.root / "examples" / "rewards_fifo.py")
     spec = _spec(ws, (ROOT / "examples" / "grpo.yaml").read_text().replace("rewards.py", "rewards_fifo.py"))

@@ -100,6 +100,9 @@ def _compile(outcome: Outcome, loaded, run_dir: Path) -> Optional[dict[str, byte
     except SpecError as exc:
         outcome.errors = [str(issue) for issue in exc.issues]
         return None
+    except OSError as exc:  # a path in the spec the build could not read
+        outcome.errors = [f"{exc.filename or 'a file'}: {exc.strerror or exc}: check this path in the spec"]
+        return None
     outcome.files = {k: v.decode("utf-8", "replace") for k, v in sorted(files.items())}
     if resolved.registry_note:
         outcome.messages.append(resolved.registry_note)

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from .. import errors
 from ..errors import UserError
 from .convert import RowError, converter, describe
 from .registry import DatasetAttr, RegistryError, data_files, file_kind, parse_entry
@@ -30,8 +29,6 @@ _FIX_ROW = "Fix the row, or set data.on_bad_row: skip to skip bad rows."
 # Bad rows skipped at loading travel to tokenize_dataset's Stats on the dataset object (datasets' own
 # transforms drop the attribute; load_datasets, split_validation and tokenize_dataset carry it).
 _SKIPPED = "_ffc_skipped_rows"
-
-errors.register(RegistryError)  # registry.py stays import-free; a bad dataset_info.json is the user's to fix
 
 
 class DataError(UserError, ValueError):

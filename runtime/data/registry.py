@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from ..errors import UserError
+
 FORMATS = ("alpaca", "sharegpt", "openai")
 # Column defaults per format (LLaMA-Factory's); a dataset's "columns" entry overrides them.
 DEFAULT_COLUMNS = {
@@ -65,8 +67,8 @@ DATA_SUFFIXES = {
 }
 
 
-class RegistryError(ValueError):
-    pass
+class RegistryError(UserError, ValueError):
+    """A dataset_info.json that cannot be used: the user's to fix, so shown without a traceback."""
 
 
 @dataclass(frozen=True)
