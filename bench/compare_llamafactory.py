@@ -63,7 +63,9 @@ def setup_llamafactory() -> None:
     subprocess.run(pip + ["torch==2.13.0"], check=True)
     subprocess.run(pip + ["-c", str(constraints), "llamafactory==0.9.5"], check=True)
     # The index's torchvision/torchaudio are CUDA builds; LLaMA-Factory imports torchaudio unconditionally.
-    subprocess.run([str(LF_VENV / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio"], check=True)
+    subprocess.run(
+        [str(LF_VENV / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "torchvision", "torchaudio"], check=True
+    )
     (STUB / "torchaudio").mkdir(parents=True, exist_ok=True)
     (STUB / "torchaudio" / "__init__.py").write_text('"""Stub: never used by text-only runs."""\n')
 
@@ -115,7 +117,9 @@ def timed(command: list[str], env: dict, cwd: Path | None = None) -> tuple[float
     """(wall seconds, peak resident MB of the process, stdout) via GNU time."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         start = time.perf_counter()
-        result = subprocess.run(["/usr/bin/time", "-o", report.name, "-f", "%M"] + command, env=env, cwd=cwd, capture_output=True, text=True)
+        result = subprocess.run(
+            ["/usr/bin/time", "-o", report.name, "-f", "%M"] + command, env=env, cwd=cwd, capture_output=True, text=True
+        )
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command[:4])} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
@@ -176,7 +180,9 @@ def medians(pairs: list[tuple[float, float]]) -> dict:
 # -- the three comparisons -------------------------------------------------------------------------------
 
 
-def ffc_spec(path: Path, model: Path, data: Path, *, method: str, steps: int, cutoff: int, packing: bool = False) -> Path:
+def ffc_spec(
+    path: Path, model: Path, data: Path, *, method: str, steps: int, cutoff: int, packing: bool = False
+) -> Path:
     path.write_text(
         f"""\
 name: bench_{method}
@@ -214,7 +220,9 @@ def lf_config(path: Path, model: Path, data: Path, output: Path, *, method: str,
 def startup(model: Path, repeats: int) -> dict:
     data = make_data(WORK / "data_small", 100)
     spec = ffc_spec(WORK / "startup.yaml", model, data, method="lora", steps=1, cutoff=256)
-    config = lf_config(WORK / "startup_lf.yaml", model, data, WORK / "lf_startup_out", method="lora", steps=1, cutoff=256)
+    config = lf_config(
+        WORK / "startup_lf.yaml", model, data, WORK / "lf_startup_out", method="lora", steps=1, cutoff=256
+    )
     lf_cli = str(LF_VENV / "bin" / "llamafactory-cli")
     pairs, floors = [], []
     for i in range(repeats):
@@ -257,7 +265,9 @@ def data_prep(model: Path, rows: int, repeats: int, cutoff: int) -> dict:
         "rows_per_s": {
             **{name: statistics.median(values) for name, values in rates.items()},
             "ratio_median": statistics.median(a / b for a, b in zip(rates["ffc"], rates["llamafactory"])),
-            "ratio_workers_median": statistics.median(a / b for a, b in zip(rates["ffc"], rates["llamafactory_workers"])),
+            "ratio_workers_median": statistics.median(
+                a / b for a, b in zip(rates["ffc"], rates["llamafactory_workers"])
+            ),
             "tokenizer_alone": statistics.median(floors),
         },
         "peak_mb": {name: statistics.median(values) for name, values in memory.items()},
@@ -268,12 +278,19 @@ def read_training(output: Path) -> dict:
     results = json.loads((output / "all_results.json").read_text())
     log_lines = [json.loads(line) for line in (output / "trainer_log.jsonl").read_text().splitlines()]
     losses = [entry["loss"] for entry in log_lines if "loss" in entry]
-    tokens = results.get("num_input_tokens_seen") or max((e.get("num_input_tokens_seen", 0) for e in log_lines), default=0)
+    tokens = results.get("num_input_tokens_seen") or max(
+        (e.get("num_input_tokens_seen", 0) for e in log_lines), default=0
+    )
     if not tokens:
         state = json.loads((output / "trainer_state.json").read_text())
         tokens = state.get("num_input_tokens_seen", 0)
     runtime = results["train_runtime"]
-    return {"train_runtime_s": runtime, "tokens": tokens, "tokens_per_s": tokens / runtime if runtime else 0, "losses": losses}
+    return {
+        "train_runtime_s": runtime,
+        "tokens": tokens,
+        "tokens_per_s": tokens / runtime if runtime else 0,
+        "losses": losses,
+    }
 
 
 def training(model: Path, steps: int, cutoff: int, repeats: int) -> dict:
@@ -291,7 +308,9 @@ def training(model: Path, steps: int, cutoff: int, repeats: int) -> dict:
             runs["ffc"].append({**read_training(run_dir / "output"), "wall_s": wall, "peak_mb": mb})
             lf_out = WORK / f"lf_{method}"
             shutil.rmtree(lf_out, ignore_errors=True)
-            config = lf_config(WORK / f"train_{method}_lf.yaml", model, data, lf_out, method=method, steps=steps, cutoff=cutoff)
+            config = lf_config(
+                WORK / f"train_{method}_lf.yaml", model, data, lf_out, method=method, steps=steps, cutoff=cutoff
+            )
             wall, mb, _ = timed([lf_cli, "train", str(config)], lf_env(), cwd=WORK)
             runs["llamafactory"].append({**read_training(lf_out), "wall_s": wall, "peak_mb": mb})
             log(f"{method} {i + 1}/{repeats}: ffc {runs['ffc'][-1]['tokens_per_s']:.0f} tok/s, {runs['ffc'][-1]['peak_mb']:.0f} MB; "
@@ -312,7 +331,10 @@ def summarize(runs: dict) -> dict:
     def median(tool, key):
         return statistics.median(r[key] for r in runs[tool])
 
-    result = {tool: {key: median(tool, key) for key in ("wall_s", "train_runtime_s", "tokens", "tokens_per_s", "peak_mb")} for tool in runs}
+    result = {
+        tool: {key: median(tool, key) for key in ("wall_s", "train_runtime_s", "tokens", "tokens_per_s", "peak_mb")}
+        for tool in runs
+    }
     result["tokens_per_s_ratio"] = result["ffc"]["tokens_per_s"] / result["llamafactory"]["tokens_per_s"]
     result["peak_mb_ratio"] = result["ffc"]["peak_mb"] / result["llamafactory"]["peak_mb"]
     result["losses"] = {tool: runs[tool][0]["losses"] for tool in runs}
@@ -349,7 +371,10 @@ def report(results: dict) -> str:
             f"| {method} SFT: mean abs. loss difference per step | {r['mean_abs_loss_difference']:.3f} | | |",
         ]
     p = t["lora_packed_ffc"]
-    lines += [f"| LoRA SFT with packing (ffc only): trained tokens/s | {p['tokens_per_s']:.0f} | | {p['tokens_per_s'] / t['lora']['llamafactory']['tokens_per_s']:.2f}x LLaMA-Factory unpacked |", ""]
+    lines += [
+        f"| LoRA SFT with packing (ffc only): trained tokens/s | {p['tokens_per_s']:.0f} | | {p['tokens_per_s'] / t['lora']['llamafactory']['tokens_per_s']:.2f}x LLaMA-Factory unpacked |",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -376,8 +401,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="start-up runs per tool")
     parser.add_argument("--data-repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=1)
-    parser.add_argument("--only", choices=["startup", "data", "training"], help="re-measure one part; keep the others' last results")
-    parser.add_argument("--report", action="store_true", help="rewrite the report from the last results, measuring nothing")
+    parser.add_argument(
+        "--only", choices=["startup", "data", "training"], help="re-measure one part; keep the others' last results"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="rewrite the report from the last results, measuring nothing"
+    )
     args = parser.parse_args()
     if args.report:
         results = json.loads((RESULTS / "comparison.json").read_text())

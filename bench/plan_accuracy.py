@@ -62,9 +62,16 @@ def main() -> None:
     shape = Shape.from_config(CONFIG)
     rows = []
     for case in CASES:
-        out = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", json.dumps(case)], capture_output=True, text=True, check=True
+        )
         measured = json.loads(out.stdout.strip().splitlines()[-1])["peak_gb"]
-        estimated = estimate(shape, Setup(case["method"], None, "float32", case["checkpointing"], case["batch"], case["seq"])).total - OVERHEAD_GB
+        estimated = (
+            estimate(
+                shape, Setup(case["method"], None, "float32", case["checkpointing"], case["batch"], case["seq"])
+            ).total
+            - OVERHEAD_GB
+        )
         rows.append({**case, "params_m": round(shape.params / 1e6, 1), "measured_gb": round(measured, 3),
                      "estimated_gb": round(estimated, 3), "error": round(estimated / measured - 1, 3)})  # fmt: skip
         print(json.dumps(rows[-1]))

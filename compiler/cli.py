@@ -18,7 +18,9 @@ app = typer.Typer(
     help="ffc, the fine-tuning factory compiler: a YAML spec becomes a standalone training run directory.",
 )
 
-SetOption = typer.Option(None, "--set", help="Override a spec value, e.g. --set training.learning_rate=1e-5 (repeatable).")
+SetOption = typer.Option(
+    None, "--set", help="Override a spec value, e.g. --set training.learning_rate=1e-5 (repeatable)."
+)
 
 
 def _say_error(message: str) -> None:
@@ -94,8 +96,8 @@ def build(
 @app.command()
 def validate(spec: Path = typer.Argument(..., help="The spec file."), overrides: Optional[List[str]] = SetOption):
     """Check SPEC without writing anything."""
-    from .resolve import resolve
     from .loader import SpecError
+    from .resolve import resolve
 
     loaded = _load(spec, overrides)
     try:
@@ -147,8 +149,12 @@ def demo(
 @app.command()
 def plan(
     spec: Path = typer.Argument(..., help="The spec file."),
-    config: Optional[Path] = typer.Option(None, "--config", help="The model's config.json (default: next to a local model)."),
-    gpu_memory: Optional[float] = typer.Option(None, "--gpu-memory", help="GB per GPU: say whether it fits and what would."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="The model's config.json (default: next to a local model)."
+    ),
+    gpu_memory: Optional[float] = typer.Option(
+        None, "--gpu-memory", help="GB per GPU: say whether it fits and what would."
+    ),
     overrides: Optional[List[str]] = SetOption,
 ):
     """Estimate per-device training memory from the model's config.json alone."""
@@ -159,7 +165,9 @@ def plan(
     resolved = resolve(loaded)
     try:
         shape = planner.Shape.from_config(
-            planner.load_config(resolved.spec.model.model_name_or_path, loaded.base_dir, str(config) if config else None)
+            planner.load_config(
+                resolved.spec.model.model_name_or_path, loaded.base_dir, str(config) if config else None
+            )
         )
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -181,8 +189,13 @@ def plan(
 
 @app.command()
 def ui(
-    workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="Folder for spec files (<name>.yaml) and runs/<name>/."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes the UI to the network, where it can start processes: it then needs --auth)."),
+    workspace: Path = typer.Option(
+        Path("."), "--workspace", "-w", help="Folder for spec files (<name>.yaml) and runs/<name>/."
+    ),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="Address to listen on (0.0.0.0 exposes the UI to the network, where it can start processes: it then needs --auth).",
+    ),
     port: int = typer.Option(7860, help="Port to listen on."),
     lang: str = typer.Option("en", help="Interface language: en or zh."),
     open_browser: bool = typer.Option(False, "--open", help="Open a browser tab."),

@@ -61,10 +61,13 @@ class Shape:
                 head_dim=text.get("head_dim") or hidden // heads,
                 intermediate=text["intermediate_size"],
                 tied=bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False))),
-                qkv_bias=text.get("model_type", config.get("model_type")) in ("qwen2",) or bool(text.get("attention_bias")),
+                qkv_bias=text.get("model_type", config.get("model_type")) in ("qwen2",)
+                or bool(text.get("attention_bias")),
             )
         except KeyError as exc:
-            raise ValueError(f"config.json lacks {exc.args[0]!r}: ffc plan reads decoder-only transformer configs") from None
+            raise ValueError(
+                f"config.json lacks {exc.args[0]!r}: ffc plan reads decoder-only transformer configs"
+            ) from None
 
     def linears(self) -> dict[str, tuple[int, int]]:
         """(in, out) features of one decoder layer's linear layers."""
@@ -115,8 +118,17 @@ class Setup:
     deepspeed: bool = False
 
     def label(self) -> str:
-        method = f"QLoRA {self.quant_bits}-bit" if self.quant_bits else {"full": "full", "freeze": "freeze", "lora": "LoRA"}[self.method]
-        parts = [method, self.dtype, f"batch {self.batch} x {self.seq}", "checkpointing" if self.checkpointing else "no checkpointing"]
+        method = (
+            f"QLoRA {self.quant_bits}-bit"
+            if self.quant_bits
+            else {"full": "full", "freeze": "freeze", "lora": "LoRA"}[self.method]
+        )
+        parts = [
+            method,
+            self.dtype,
+            f"batch {self.batch} x {self.seq}",
+            "checkpointing" if self.checkpointing else "no checkpointing",
+        ]
         if self.zero:
             parts.append(f"ZeRO-{self.zero} on {self.devices}" + (" + offload" if self.offload_optimizer else ""))
         elif self.devices > 1:
@@ -237,7 +249,10 @@ def alternatives(shape: Shape, base: Setup, budget_gb: float, limit: int = 6) ->
                     )  # fmt: skip
                     result = estimate(shape, setup)
                     if result.total <= budget_gb:
-                        changes = sum(getattr(setup, f) != getattr(base, f) for f in ("method", "quant_bits", "checkpointing", "zero", "batch", "offload_optimizer"))
+                        changes = sum(
+                            getattr(setup, f) != getattr(base, f)
+                            for f in ("method", "quant_bits", "checkpointing", "zero", "batch", "offload_optimizer")
+                        )
                         options.append((changes, result.total, result))
     options.sort(key=lambda item: (item[0], item[1]))
     seen, out = set(), []

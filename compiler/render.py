@@ -162,5 +162,7 @@ def format_python(files: dict[str, str]) -> dict[str, str]:
         for command in (["check", "--fix-only", "--select", "I", *common], ["format", *common]):
             done = subprocess.run([ruff, *command, "."], cwd=root, capture_output=True, text=True)
             if done.returncode != 0:
-                raise FormatError(f"ruff {command[0]} failed on generated code: {done.stderr.strip() or done.stdout.strip()}")
+                raise FormatError(
+                    f"ruff {command[0]} failed on generated code: {done.stderr.strip() or done.stdout.strip()}"
+                )
         return {name: (root / name).read_text(encoding="utf-8") for name in files}

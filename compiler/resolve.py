@@ -136,7 +136,11 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
     except (OSError, ValueError):
         present = False
     if not present:
-        return None, {}, f"{dataset_dir / 'dataset_info.json'} was not found at build time: train.py reads it at run time."
+        return (
+            None,
+            {},
+            f"{dataset_dir / 'dataset_info.json'} was not found at build time: train.py reads it at run time.",
+        )
     where = loaded.where(("data", "dataset"))
     try:
         registry = read_registry(dataset_dir)
@@ -158,7 +162,9 @@ def _check_stage_data(loaded: LoadedSpec, stage: Stage, attrs) -> None:
     """What the stage needs from its datasets, checked from dataset_info.json when it is there."""
     problems = [p for attr in attrs for p in stage.data.problems(attr.name, attr.ranking, attr.columns)]
     if problems:
-        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", f"{p} (stage {stage.name})") for p in problems])
+        raise SpecError(
+            [Issue(loaded.where(("data", "dataset")), "data.dataset", f"{p} (stage {stage.name})") for p in problems]
+        )
 
 
 def _check_host_memory(loaded: LoadedSpec, spec: Spec) -> None:
@@ -210,7 +216,9 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
     logging_ = _fill(spec.logging.model_copy(update={"report_to": report_to}), run_name=name)
     dist = spec.distributed
     if dist.slurm is not None:
-        dist = dist.model_copy(update={"slurm": _fill(dist.slurm, gpus_per_node=dist.num_processes // dist.num_machines)})
+        dist = dist.model_copy(
+            update={"slurm": _fill(dist.slurm, gpus_per_node=dist.num_processes // dist.num_machines)}
+        )
     return spec.model_copy(
         update={
             "name": name,
@@ -260,7 +268,9 @@ def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # a FIFO would block the build; a directory cannot be read
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise SpecError([Issue(where, "method.reward_funcs", f"{path} is {kind}: name a Python file of reward functions")])
+            raise SpecError(
+                [Issue(where, "method.reward_funcs", f"{path} is {kind}: name a Python file of reward functions")]
+            )
         source = path.read_bytes()
         tree = ast.parse(source, filename=str(path))
     except FileNotFoundError:
@@ -273,7 +283,13 @@ def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
     names = tuple(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))
     if not names:
         raise SpecError(
-            [Issue(where, "method.reward_funcs", f"{path} defines no public function: define fn(prompts, completions, **columns) -> list[float]")]
+            [
+                Issue(
+                    where,
+                    "method.reward_funcs",
+                    f"{path} defines no public function: define fn(prompts, completions, **columns) -> list[float]",
+                )
+            ]
         )
     return source, names
 

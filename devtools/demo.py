@@ -18,7 +18,20 @@ THINGS = {
     "grass": "green", "sky": "blue", "snow": "white", "coal": "black", "sun": "yellow",
     "blood": "red", "plum": "purple", "carrot": "orange", "leaf": "green", "sea": "blue",
 }  # fmt: skip
-WORDS = ["apple", "river", "stone", "cloud", "tiger", "piano", "lemon", "candle", "forest", "rocket", "garden", "window"]
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "tiger",
+    "piano",
+    "lemon",
+    "candle",
+    "forest",
+    "rocket",
+    "garden",
+    "window",
+]
 
 
 def _arithmetic(rng: random.Random) -> tuple[str, str]:
@@ -127,7 +140,12 @@ def kto_rows(count: int, seed: int = 4) -> list[dict]:
         question, answer = TASKS[i % len(TASKS)](rng)
         good = i % 2 == 0
         reply = answer if good else _wrong(answer, rng)
-        rows.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}], "label": good})
+        rows.append(
+            {
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}],
+                "label": good,
+            }
+        )
     return rows
 
 
@@ -158,7 +176,9 @@ def write_demo_data(folder: str | Path, size: int = 600) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "demo_alpaca.json").write_text(json.dumps(alpaca_rows(size), indent=1, ensure_ascii=False) + "\n")
-    (folder / "demo_sharegpt.json").write_text(json.dumps(sharegpt_rows(size // 2), indent=1, ensure_ascii=False) + "\n")
+    (folder / "demo_sharegpt.json").write_text(
+        json.dumps(sharegpt_rows(size // 2), indent=1, ensure_ascii=False) + "\n"
+    )
     (folder / "demo_text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_rows(size)))
     (folder / "demo_pairs.json").write_text(json.dumps(preference_rows(size), indent=1) + "\n")
     (folder / "demo_kto.json").write_text(json.dumps(kto_rows(size), indent=1) + "\n")

@@ -77,7 +77,10 @@ def prompt_messages(question: Question, shots: list[Question], subject: str, lan
     intro, answer_prompt = PROMPTS[lang]
     messages = []
     for shot in shots:
-        messages += [{"role": "user", "content": shot.format(answer_prompt)}, {"role": "assistant", "content": shot.answer}]
+        messages += [
+            {"role": "user", "content": shot.format(answer_prompt)},
+            {"role": "assistant", "content": shot.answer},
+        ]
     messages.append({"role": "user", "content": question.format(answer_prompt)})
     messages[0] = {"role": "user", "content": intro.format(subject=subject) + messages[0]["content"]}
     return messages
@@ -119,11 +122,15 @@ class ChoiceScorer:
         return predictions
 
 
-def evaluate_choices(scorer: ChoiceScorer, task_dir: str | Path, split: str = "test", n_shot: int = 5, lang: str = "en") -> dict:
+def evaluate_choices(
+    scorer: ChoiceScorer, task_dir: str | Path, split: str = "test", n_shot: int = 5, lang: str = "en"
+) -> dict:
     task_dir = Path(task_dir)
     split_dir = task_dir / split
     if not split_dir.is_dir():
-        raise FileNotFoundError(f"{split_dir} not found: a benchmark folder holds {split}/<subject>.csv (see ffc.runtime.evaluation)")
+        raise FileNotFoundError(
+            f"{split_dir} not found: a benchmark folder holds {split}/<subject>.csv (see ffc.runtime.evaluation)"
+        )
     subjects_file = task_dir / "subjects.json"
     info = json.loads(subjects_file.read_text(encoding="utf-8")) if subjects_file.exists() else {}
     per_subject, per_category = {}, defaultdict(lambda: [0, 0])
@@ -145,7 +152,9 @@ def evaluate_choices(scorer: ChoiceScorer, task_dir: str | Path, split: str = "t
             per_category[category][0] += correct
             per_category[category][1] += len(questions)
         log.info("%s: %d/%d", subject, correct, len(questions))
-    categories = {name: {"accuracy": 100 * c / t, "correct": c, "total": t} for name, (c, t) in sorted(per_category.items())}
+    categories = {
+        name: {"accuracy": 100 * c / t, "correct": c, "total": t} for name, (c, t) in sorted(per_category.items())
+    }
     return {"subjects": per_subject, "categories": categories}
 
 
@@ -186,7 +195,9 @@ def generate_batch(engine, prompts: list[list[int]], options) -> list[str]:
     width = ids.shape[1]
     kwargs = engine._generate_kwargs(options.update(temperature=0))
     with torch.no_grad():
-        out = engine.model.generate(input_ids=ids.to(engine.model.device), attention_mask=mask.to(engine.model.device), **kwargs)
+        out = engine.model.generate(
+            input_ids=ids.to(engine.model.device), attention_mask=mask.to(engine.model.device), **kwargs
+        )
     texts = engine.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     for stop in options.stop:
         texts = [t.split(stop)[0] if stop else t for t in texts]
@@ -205,7 +216,12 @@ def evaluate_generation(engine, rows: list[dict], output_dir: Path, batch_size: 
                 scores = generation_scores(predict, row["answer"])
                 for key, value in scores.items():
                     totals[key] += value
-                record = {"prompt": row["messages"][-1]["content"], "predict": predict, "label": row["answer"], **scores}
+                record = {
+                    "prompt": row["messages"][-1]["content"],
+                    "predict": predict,
+                    "label": row["answer"],
+                    **scores,
+                }
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
     count = max(len(rows), 1)
     return {key: round(value / count, 4) for key, value in totals.items()}

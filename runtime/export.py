@@ -62,7 +62,9 @@ def merge_and_save(
     if template is not None:  # any tool that reads chat_template now formats chats as in training
         tokenizer.chat_template = template.to_jinja(default_system=default_system)
     export_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB", safe_serialization=True)
+    model.save_pretrained(
+        export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB", safe_serialization=True
+    )
     tokenizer.save_pretrained(export_dir)
     return model, tokenizer
 
@@ -84,7 +86,11 @@ _LAYER_TENSORS = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
-_GLOBAL_TENSORS = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+_GLOBAL_TENSORS = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
 
 
 def gguf_name(hf_name: str) -> Optional[str]:
@@ -106,7 +112,9 @@ def rope_interleave(weight, heads: int):
 
 # llama.cpp names the pre-tokenizer (how text is split before BPE); each name stands for one regex.
 _LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-_QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 
 def pre_tokenizer_name(spec: dict) -> str:
@@ -200,7 +208,11 @@ def write_gguf(model, tokenizer, path: Path, kind: str = "f16", add_bos: bool = 
         if data.ndim == 1:
             writer.add_tensor(target, data.astype(np.float32))
         elif kind == "q8_0" and data.shape[-1] % 32 == 0:
-            writer.add_tensor(target, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(
+                target,
+                gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+            )
         else:
             writer.add_tensor(target, data.astype(np.float16))
     writer.write_header_to_file()
@@ -218,7 +230,9 @@ def _go(text: str) -> str:
     return text.replace("{{", '{{ "{{" }}')
 
 
-def ollama_modelfile(template: ChatTemplate, gguf_file: str, bos: str, eos: str, default_system: Optional[str] = None) -> str:
+def ollama_modelfile(
+    template: ChatTemplate, gguf_file: str, bos: str, eos: str, default_system: Optional[str] = None
+) -> str:
     """An Ollama Modelfile whose TEMPLATE renders conversations exactly like ``template`` in training.
 
     Special tokens are written as text, as in training (the GGUF adds a BOS itself only for templates
@@ -238,9 +252,15 @@ def ollama_modelfile(template: ChatTemplate, gguf_file: str, bos: str, eos: str,
     user = part(template.user, content="{{ .Content }}")
     if merge:
         merged = part(template.system_in_first_user, content="{{ .Content }}", system="{{ $.System }}")
-        user = "{{ if and (eq $i 0) $.System }}" + part(template.user, content=merged) + "{{ else }}" + user + "{{ end }}"
+        user = (
+            "{{ if and (eq $i 0) $.System }}" + part(template.user, content=merged) + "{{ else }}" + user + "{{ end }}"
+        )
     assistant = (
-        part(template.assistant_prefix) + template.response_lead + "{{ .Content }}" + part(template.assistant_end) + part(template.turn_sep)
+        part(template.assistant_prefix)
+        + template.response_lead
+        + "{{ .Content }}"
+        + part(template.assistant_end)
+        + part(template.turn_sep)
     )
     lines[-1] += (
         "{{ range $i, $_ := .Messages }}"

@@ -31,7 +31,6 @@ from torch import nn
 from .data.packing import pad_batch
 
 
-
 @dataclass
 class PPOConfig:
     output_dir: str
@@ -217,8 +216,12 @@ class PPOTrainer:
         if self.use_adapter_as_ref:
             policy = self.accelerator.unwrap_model(self.model).policy
             with policy.disable_adapter():
-                return policy(input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False).logits, None
-        return self.ref_model(input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False).logits, None
+                return policy(
+                    input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
+                ).logits, None
+        return self.ref_model(
+            input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
+        ).logits, None
 
     # -- 4 and 5. rewards and advantages -----------------------------------------------------------
     def advantages(self, scores, logprobs, ref_logprobs, values, mask):
@@ -241,12 +244,16 @@ class PPOTrainer:
 
     # -- 6. optimise ----------------------------------------------------------------------------------
     def loss(self, batch):
-        logprobs, values = self.evaluate(self._policy, batch["queries"], batch["query_mask"], batch["responses"], batch["mask"])
+        logprobs, values = self.evaluate(
+            self._policy, batch["queries"], batch["query_mask"], batch["responses"], batch["mask"]
+        )
         mask, advantages, returns = batch["mask"], batch["advantages"], batch["returns"]
         ratio = torch.exp(logprobs - batch["logprobs"])
         clipped_ratio = torch.clamp(ratio, 1 - self.config.cliprange, 1 + self.config.cliprange)
         pg_loss = masked_mean(torch.max(-advantages * ratio, -advantages * clipped_ratio), mask)
-        clipped_values = batch["values"] + torch.clamp(values - batch["values"], -self.config.cliprange_value, self.config.cliprange_value)
+        clipped_values = batch["values"] + torch.clamp(
+            values - batch["values"], -self.config.cliprange_value, self.config.cliprange_value
+        )
         vf_loss = 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped_values - returns) ** 2), mask)
         stats = {
             "policy_loss": pg_loss.item(),
@@ -305,7 +312,11 @@ class PPOTrainer:
     # -- the loop ------------------------------------------------------------------------------------------
     def train(self, dataloader) -> list[dict]:
         config = self.config
-        total = config.max_steps if config.max_steps > 0 else math.ceil(config.num_train_epochs * len(dataloader) / config.buffer_size)
+        total = (
+            config.max_steps
+            if config.max_steps > 0
+            else math.ceil(config.num_train_epochs * len(dataloader) / config.buffer_size)
+        )
         self.scheduler = self._scheduler(total * config.ppo_epochs * config.buffer_size)
         self.model, self.optimizer, dataloader = self.accelerator.prepare(self.model, self.optimizer, dataloader)
         history, started, batches, step = [], time.time(), [], 0
@@ -355,7 +366,9 @@ def reward_model_scorer(reward_model, pad_token_id: int):
     """Score = the sequence-classification model's output on prompt + response (right-padded)."""
 
     def score(queries, query_mask, responses, response_mask, rows):
-        sequences = [torch.cat([q[m.bool()], r[rm.bool()]]) for q, m, r, rm in zip(queries, query_mask, responses, response_mask)]
+        sequences = [
+            torch.cat([q[m.bool()], r[rm.bool()]]) for q, m, r, rm in zip(queries, query_mask, responses, response_mask)
+        ]
         ids, mask = pad_batch(sequences, pad_token_id, device=queries.device)
         return reward_model(input_ids=ids, attention_mask=mask).logits[:, 0]
 
@@ -366,7 +379,9 @@ def function_scorer(functions: list, tokenizer):
     """Score = the sum of text reward functions ``fn(prompts, completions, **columns)`` (see ffc.runtime.rewards)."""
 
     def score(queries, query_mask, responses, response_mask, rows):
-        completions = tokenizer.batch_decode(responses.masked_fill(response_mask == 0, tokenizer.pad_token_id), skip_special_tokens=True)
+        completions = tokenizer.batch_decode(
+            responses.masked_fill(response_mask == 0, tokenizer.pad_token_id), skip_special_tokens=True
+        )
         prompts = [row["prompt"][-1]["content"] for row in rows]
         columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "prompt_ids")}
         totals = torch.zeros(len(completions))
@@ -403,4 +418,3 @@ class PromptCollator:
     def __call__(self, rows: list[dict]) -> dict:
         ids, mask = pad_batch([row["prompt_ids"] for row in rows], self.pad_token_id, left=True)
         return {"input_ids": ids, "attention_mask": mask, "rows": rows}
-

@@ -16,8 +16,8 @@ with warnings.catch_warnings():
     # ORPO and CPO (SimPO) live in trl.experimental in TRL 1.16, the version ffc pins and tests; its
     # notice that the API may change is ffc's to act on, not the run's user's.
     warnings.filterwarnings("ignore", message=".*experimental.*")
-    from trl.experimental.cpo import CPOConfig, CPOTrainer
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    from trl.experimental.cpo import CPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
 
 from .data.tokenize import IGNORE_INDEX
 
@@ -63,7 +63,10 @@ def to_reward_pairs(dataset):
     """``prompt_ids``/``chosen_ids``/``rejected_ids`` -> whole sequences, as RewardTrainer takes them."""
 
     def join(row):
-        return {"chosen_ids": row["prompt_ids"] + row["chosen_ids"], "rejected_ids": row["prompt_ids"] + row["rejected_ids"]}
+        return {
+            "chosen_ids": row["prompt_ids"] + row["chosen_ids"],
+            "rejected_ids": row["prompt_ids"] + row["rejected_ids"],
+        }
 
     return dataset.map(join, remove_columns=["prompt_ids"])
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from .problem import Problem
 from .methods import METHOD_OPTIONS, method_owning
+from .problem import Problem
 from .spec import Spec
 from .stages import STAGE_DATA_OPTIONS, STAGES, option_applies, stages_using
-
 
 Rule = Callable[[Spec], Iterator[Problem]]
 RULES: list[Rule] = []
@@ -106,7 +105,9 @@ def template_is_known(spec: Spec):
 
     name = spec.data.template
     if name and name != "tokenizer" and name not in TEMPLATES:
-        yield Problem(("data", "template"), f"unknown template {name!r}{suggest(name, list(TEMPLATES) + ['tokenizer'])}.")
+        yield Problem(
+            ("data", "template"), f"unknown template {name!r}{suggest(name, list(TEMPLATES) + ['tokenizer'])}."
+        )
 
 
 @rule
@@ -143,7 +144,9 @@ def streaming(spec: Spec):
             "a streamed dataset has no known length: set training.max_steps to a positive number of steps.",
         )
     if 0 < spec.data.val_size < 1:
-        yield Problem(("data", "val_size"), "with streaming, val_size must be a number of samples (>= 1), not a fraction.")
+        yield Problem(
+            ("data", "val_size"), "with streaming, val_size must be a number of samples (>= 1), not a fraction."
+        )
 
 
 @rule
@@ -171,9 +174,7 @@ def distributed(spec: Spec):
             ("distributed", "main_process_ip"), "multi-node training needs the address of the rank-0 machine."
         )
     if dist.deepspeed.offload_param and dist.deepspeed.zero_stage != 3:
-        yield Problem(
-            ("distributed", "deepspeed", "offload_param"), "parameter offload needs zero_stage: 3."
-        )
+        yield Problem(("distributed", "deepspeed", "offload_param"), "parameter offload needs zero_stage: 3.")
     if "deepspeed" in dist.model_fields_set and dist.backend != "deepspeed":
         yield Problem(("distributed", "deepspeed"), "deepspeed options need distributed.backend: deepspeed.")
     if "fsdp" in dist.model_fields_set and dist.backend != "fsdp":
@@ -185,7 +186,9 @@ def distributed(spec: Spec):
             "num_processes counts all processes, a multiple of num_machines.",
         )
     if dist.backend == "ddp" and dist.num_processes == 1:
-        yield Problem(("distributed", "backend"), "ddp with one process is plain training: set num_processes or backend: none.")
+        yield Problem(
+            ("distributed", "backend"), "ddp with one process is plain training: set num_processes or backend: none."
+        )
     if dist.backend == "fsdp" and spec.model.quantization_bit:
         yield Problem(
             ("distributed", "backend"),
@@ -193,9 +196,14 @@ def distributed(spec: Spec):
             "zero_stage 2, or ddp.",
         )
     if dist.backend == "fsdp" and spec.training.fp16:
-        yield Problem(("training", "fp16"), "FSDP training here uses bf16 or fp32: fp16 needs a sharded grad scaler; use bf16.")
+        yield Problem(
+            ("training", "fp16"), "FSDP training here uses bf16 or fp32: fp16 needs a sharded grad scaler; use bf16."
+        )
     if dist.slurm is not None and dist.backend == "none":
-        yield Problem(("distributed", "slurm"), "a SLURM job for one process: set backend (ddp, deepspeed or fsdp) and num_processes.")
+        yield Problem(
+            ("distributed", "slurm"),
+            "a SLURM job for one process: set backend (ddp, deepspeed or fsdp) and num_processes.",
+        )
     if dist.backend == "deepspeed" and dist.deepspeed.zero_stage == 3 and spec.model.quantization_bit:
         yield Problem(
             ("distributed", "deepspeed", "zero_stage"),

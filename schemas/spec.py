@@ -121,7 +121,8 @@ class MethodSection(Section):
     )
     # Online RL (ppo, grpo)
     reward_model: Optional[str] = Field(
-        None, description="Reward model for ppo/grpo: an rm run's output directory, or any sequence-classification model."
+        None,
+        description="Reward model for ppo/grpo: an rm run's output directory, or any sequence-classification model.",
     )
     reward_funcs: Optional[str] = Field(
         None,
@@ -225,8 +226,12 @@ SchedulerName = Literal[
 
 
 class TrainingSection(Section):
-    output_dir: str = Field("output", description="Where checkpoints and the final model go, relative to the run directory.")
-    num_train_epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    output_dir: str = Field(
+        "output", description="Where checkpoints and the final model go, relative to the run directory."
+    )
+    num_train_epochs: float = Field(
+        3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0)."
+    )
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use num_train_epochs).")
     per_device_train_batch_size: int = Field(1, ge=1, description="Samples per device per forward pass.")
     per_device_eval_batch_size: int = Field(1, ge=1, description="Samples per device per evaluation pass.")
@@ -278,7 +283,9 @@ class LoggingSection(Section):
 
 
 class DeepSpeedSection(Section):
-    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="ZeRO stage: 0 off, 1 optimizer, 2 +gradients, 3 +parameters.")
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        2, description="ZeRO stage: 0 off, 1 optimizer, 2 +gradients, 3 +parameters."
+    )
     offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
     offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
 
@@ -319,7 +326,9 @@ class DistributedSection(Section):
         default_factory=dict, description="Environment variables launch.sh exports (e.g. NCCL_SOCKET_IFNAME: eth0)."
     )
     host_memory_gb: Optional[float] = Field(
-        None, gt=0, description="CPU memory per machine, in GB: offloading is checked against it when config.json is at hand."
+        None,
+        gt=0,
+        description="CPU memory per machine, in GB: offloading is checked against it when config.json is at hand.",
     )
 
     @field_validator("env")
@@ -362,13 +371,19 @@ class ServeSection(Section):
     model_name: Optional[str] = derived("Model id the API reports (default: the run's name).")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
     max_new_tokens_limit: int = Field(
-        4096, ge=1, description="Most tokens one answer may have, whatever max_tokens a client asks for (also capped by the model's context)."
+        4096,
+        ge=1,
+        description="Most tokens one answer may have, whatever max_tokens a client asks for (also capped by the model's context).",
     )
     request_timeout: float = Field(
-        300, gt=0, description="Seconds a request may take, queue included: a generation still running then ends (finish_reason 'length'), one still waiting gets 503."
+        300,
+        gt=0,
+        description="Seconds a request may take, queue included: a generation still running then ends (finish_reason 'length'), one still waiting gets 503.",
     )
     max_queued_requests: int = Field(
-        32, ge=1, description="Requests that may wait while the model answers another; more are refused with 503 and Retry-After."
+        32,
+        ge=1,
+        description="Requests that may wait while the model answers another; more are refused with 503 and Retry-After.",
     )
 
 
@@ -391,9 +406,13 @@ class EvalSection(Section):
 
 
 class ExportSection(Section):
-    export_dir: str = Field("exported", description="Where export.py writes the merged model, relative to the run directory.")
+    export_dir: str = Field(
+        "exported", description="Where export.py writes the merged model, relative to the run directory."
+    )
     export_size: float = Field(5, gt=0, description="Largest safetensors shard, in GB.")
-    export_dtype: Literal["float16", "bfloat16", "float32"] = Field("bfloat16", description="Dtype of the exported weights.")
+    export_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        "bfloat16", description="Dtype of the exported weights."
+    )
     gguf: list[Literal["f16", "q8_0"]] = Field(
         default_factory=list, description="GGUF files to write next to the merged model (for llama.cpp and Ollama)."
     )
@@ -424,4 +443,3 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "ffc spec"
     return schema
-

@@ -26,16 +26,24 @@ class DataKind:
     def problems(self, dataset: str, ranking: bool, columns: dict) -> list[str]:
         """Why a registered dataset cannot feed this kind of data (empty when it can)."""
         if self.ranking and not ranking:
-            return [f"dataset {dataset!r} has no preference pairs: this stage needs ranking: true with chosen and rejected responses"]
+            return [
+                f"dataset {dataset!r} has no preference pairs: this stage needs ranking: true with chosen and rejected responses"
+            ]
         if ranking and not self.ranking:
             return [f"dataset {dataset!r} holds preference pairs (ranking: true): this stage needs {self.name}"]
         if self.required_column and not columns.get(self.required_column):
-            return [f"dataset {dataset!r} has no {self.required_column} column: name it in dataset_info.json as columns.{self.required_column}"]
+            return [
+                f"dataset {dataset!r} has no {self.required_column} column: name it in dataset_info.json as columns.{self.required_column}"
+            ]
         return []
 
 
-TEXT = DataKind("text", "Raw text (a text column or .txt lines); each document ends with EOS and long ones are split into chunks.")
-CONVERSATIONS = DataKind("conversations", "Conversations (alpaca, sharegpt or openai rows, as registered in dataset_info.json).")
+TEXT = DataKind(
+    "text", "Raw text (a text column or .txt lines); each document ends with EOS and long ones are split into chunks."
+)
+CONVERSATIONS = DataKind(
+    "conversations", "Conversations (alpaca, sharegpt or openai rows, as registered in dataset_info.json)."
+)
 PAIRS = DataKind(
     "pairs",
     "Preference pairs (dataset_info.json entries with ranking: true): a prompt with a chosen and a rejected response.",
@@ -46,7 +54,9 @@ LABELLED = DataKind(
     "Conversations with a desirability label (columns.kto_tag): the last response is desirable or not.",
     required_column="kto_tag",
 )
-PROMPTS = DataKind("prompts", "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions).")
+PROMPTS = DataKind(
+    "prompts", "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions)."
+)
 
 # Option groups of the method section, named once and shared by the stages below.
 ONLINE_OPTIONS = ("reward_model", "reward_funcs", "max_new_tokens", "temperature", "top_p")
@@ -73,7 +83,9 @@ def _ppo_one_reward(spec) -> Iterator[Problem]:
 
 def _grpo_groups(spec) -> Iterator[Problem]:
     training, groups = spec.training, spec.method.num_generations
-    rollouts = training.per_device_train_batch_size * training.gradient_accumulation_steps * spec.distributed.num_processes
+    rollouts = (
+        training.per_device_train_batch_size * training.gradient_accumulation_steps * spec.distributed.num_processes
+    )
     if rollouts % groups:
         yield Problem(
             ("method", "num_generations"),

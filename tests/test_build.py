@@ -33,7 +33,15 @@ def test_same_spec_gives_identical_bytes(write_spec, tmp_path):
 
 def test_generated_files_parse_and_carry_provenance(write_spec, tmp_path):
     files = build(write_spec(), tmp_path / "run")
-    assert {"train.py", "chat_template.py", "accelerate_config.yaml", "ffc.lock.json", "README.md", "requirements.txt", "spec.yaml"} <= set(files)
+    assert {
+        "train.py",
+        "chat_template.py",
+        "accelerate_config.yaml",
+        "ffc.lock.json",
+        "README.md",
+        "requirements.txt",
+        "spec.yaml",
+    } <= set(files)
     for name, data in files.items():
         text = data.decode()
         if name.endswith(".py"):
@@ -75,9 +83,17 @@ def _code_of(files, name="train.py"):
         ({}, ["LoraConfig", "get_peft_model"], ["BitsAndBytesConfig", "deepspeed", "freeze_layers", "pack_dataset"]),
         ({"method.finetuning_type": "full"}, [], ["LoraConfig", "peft", "BitsAndBytesConfig", "freeze_layers"]),
         ({"method.finetuning_type": "freeze"}, ["freeze_layers("], ["LoraConfig", "BitsAndBytesConfig"]),
-        ({"model.quantization_bit": 4}, ["BitsAndBytesConfig", "load_in_4bit=True", "prepare_model_for_kbit_training"], ["load_in_8bit"]),
+        (
+            {"model.quantization_bit": 4},
+            ["BitsAndBytesConfig", "load_in_4bit=True", "prepare_model_for_kbit_training"],
+            ["load_in_8bit"],
+        ),
         ({"data.packing": True}, ["pack_dataset(train_data"], []),
-        ({"distributed.backend": "deepspeed", "distributed.num_processes": 2}, ['deepspeed=str(RUN_DIR / "ds_config.json")'], []),
+        (
+            {"distributed.backend": "deepspeed", "distributed.num_processes": 2},
+            ['deepspeed=str(RUN_DIR / "ds_config.json")'],
+            [],
+        ),
     ],
 )
 def test_code_holds_only_what_the_spec_uses(write_spec, tmp_path, changes, present, absent):
@@ -91,7 +107,10 @@ def test_code_holds_only_what_the_spec_uses(write_spec, tmp_path, changes, prese
 
 
 def test_pt_stage_has_no_chat_template(write_spec, tmp_path):
-    files = build(write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")), tmp_path / "run")
+    files = build(
+        write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")),
+        tmp_path / "run",
+    )
     assert "chat_template.py" not in files
     assert "TextEncoder" in _code_of(files) and "pack_dataset" in _code_of(files)
 
@@ -201,7 +220,11 @@ def test_accelerate_config_loads_in_accelerate(write_spec, tmp_path, backend):
 
     processes = "1" if backend == "none" else "2"
     run = tmp_path / "run"
-    files = build(write_spec(), run, [f"distributed.backend={backend}", f"distributed.num_processes={processes}", "training.bf16=true"])
+    files = build(
+        write_spec(),
+        run,
+        [f"distributed.backend={backend}", f"distributed.num_processes={processes}", "training.bf16=true"],
+    )
     write_run(run, files)
     config = ClusterConfig.from_yaml_file(str(run / "accelerate_config.yaml"))
     expected = {"none": "NO", "ddp": "MULTI_GPU", "deepspeed": "DEEPSPEED", "fsdp": "FSDP"}[backend]
@@ -247,7 +270,9 @@ def test_dpo_loss_options_reach_the_config(write_spec, tmp_path, overrides, expe
 
 @pytest.mark.parametrize("stage", ["rm", "dpo", "kto", "orpo", "simpo", "ppo", "grpo"])
 def test_each_stage_holds_only_its_own_code(write_spec, tmp_path, stage):
-    (tmp_path / "rewards.py").write_text("def ok(prompts, completions, **columns):\n    return [1.0] * len(completions)\n")
+    (tmp_path / "rewards.py").write_text(
+        "def ok(prompts, completions, **columns):\n    return [1.0] * len(completions)\n"
+    )
     extra = ["method.reward_funcs=rewards.py"] if stage in ("ppo", "grpo") else []
     extra += ["training.per_device_train_batch_size=2"] if stage == "kto" else []
     extra += ["training.per_device_train_batch_size=4"] if stage == "grpo" else []

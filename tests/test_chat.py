@@ -20,7 +20,9 @@ def test_chat_streams_clears_and_exits(demo, tmp_path):
     run = tmp_path / "run"
     subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True)
     session = "What is 2 plus 3?\nAnd 4 plus 4?\n/clear\nHi\n/exit\n"
-    result = subprocess.run([sys.executable, "chat.py"], cwd=run, input=session, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "chat.py"], cwd=run, input=session, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Assistant: ") == 3 and "History cleared." in result.stdout
 

@@ -20,16 +20,21 @@ HOSTILE = "eth0; echo pwned > /tmp/ffc-pwned $(id)"
 
 
 def test_launch_files_are_safe_shell(write_spec, tmp_path):
-    spec = write_spec(MINIMAL_SPEC + "distributed:\n  backend: ddp\n  num_processes: 16\n  num_machines: 2\n  main_process_ip: 10.1.2.3\n  slurm: {partition: gpu}\n")
+    spec = write_spec(
+        MINIMAL_SPEC
+        + "distributed:\n  backend: ddp\n  num_processes: 16\n  num_machines: 2\n  main_process_ip: 10.1.2.3\n  slurm: {partition: gpu}\n"
+    )
     run = tmp_path / "run"
     write_run(run, build_files(load_spec(spec, [f"distributed.env.NCCL_SOCKET_IFNAME={HOSTILE}"]), run)[1])
     for name in ("launch.sh", "slurm.sbatch"):
         assert subprocess.run(["bash", "-n", str(run / name)]).returncode == 0, name
         assert os.access(run / name, os.X_OK)
     launch = (run / "launch.sh").read_text()
-    assert "--machine_rank \"$MACHINE_RANK\"" in launch and "SLURM_NODEID" in launch
+    assert '--machine_rank "$MACHINE_RANK"' in launch and "SLURM_NODEID" in launch
     exports = "\n".join(line for line in launch.splitlines() if line.startswith("export "))
-    shown = subprocess.run(["bash", "-c", exports + '\nprintf %s "$NCCL_SOCKET_IFNAME"'], capture_output=True, text=True)
+    shown = subprocess.run(
+        ["bash", "-c", exports + '\nprintf %s "$NCCL_SOCKET_IFNAME"'], capture_output=True, text=True
+    )
     assert shown.stdout == HOSTILE and not Path("/tmp/ffc-pwned").exists()
     sbatch = (run / "slurm.sbatch").read_text()
     assert "#SBATCH --nodes=2" in sbatch and "#SBATCH --gpus-per-node=8" in sbatch and "srun" in sbatch
@@ -44,11 +49,28 @@ def test_torchrun_launcher(write_spec, tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["distributed.backend=ddp", "distributed.num_processes=3", "distributed.num_machines=2", "distributed.main_process_ip=h"], "do not split evenly"),
+        (
+            [
+                "distributed.backend=ddp",
+                "distributed.num_processes=3",
+                "distributed.num_machines=2",
+                "distributed.main_process_ip=h",
+            ],
+            "do not split evenly",
+        ),
         (["distributed.backend=ddp"], "ddp with one process"),
-        (["distributed.backend=fsdp", "distributed.num_processes=2", "model.quantization_bit=4"], "FSDP with bitsandbytes"),
-        (["distributed.backend=deepspeed", "distributed.deepspeed.zero_stage=3", "model.quantization_bit=4"], "ZeRO-3 cannot shard"),
-        (["distributed.backend=deepspeed", "distributed.deepspeed.offload_param=true"], "parameter offload needs zero_stage: 3"),
+        (
+            ["distributed.backend=fsdp", "distributed.num_processes=2", "model.quantization_bit=4"],
+            "FSDP with bitsandbytes",
+        ),
+        (
+            ["distributed.backend=deepspeed", "distributed.deepspeed.zero_stage=3", "model.quantization_bit=4"],
+            "ZeRO-3 cannot shard",
+        ),
+        (
+            ["distributed.backend=deepspeed", "distributed.deepspeed.offload_param=true"],
+            "parameter offload needs zero_stage: 3",
+        ),
         (["distributed.slurm.partition=gpu;rm"], "distributed.slurm.partition"),
     ],
 )
@@ -67,13 +89,26 @@ def test_deepspeed_config_passes_deepspeed_validation(write_spec, tmp_path, stag
     from transformers import TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    overrides = ["distributed.backend=deepspeed", "distributed.num_processes=2", f"distributed.deepspeed.zero_stage={stage}", "training.bf16=true"]
+    overrides = [
+        "distributed.backend=deepspeed",
+        "distributed.num_processes=2",
+        f"distributed.deepspeed.zero_stage={stage}",
+        "training.bf16=true",
+    ]
     if offload:
-        overrides += ["distributed.deepspeed.offload_optimizer=true"] + (["distributed.deepspeed.offload_param=true"] if stage == 3 else [])
+        overrides += ["distributed.deepspeed.offload_optimizer=true"] + (
+            ["distributed.deepspeed.offload_param=true"] if stage == 3 else []
+        )
     files = build_files(load_spec(write_spec(), overrides), tmp_path / "run")[1]
     config = json.loads(files["ds_config.json"])
     assert config["zero_optimization"]["stage"] == stage
-    args = TrainingArguments(output_dir=str(tmp_path / "o"), per_device_train_batch_size=4, gradient_accumulation_steps=8, bf16=True, use_cpu=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "o"),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=8,
+        bf16=True,
+        use_cpu=True,
+    )
     hf = HfTrainerDeepSpeedConfig(config)
     hf.trainer_config_process(args)
     filled = hf.config
@@ -111,15 +146,25 @@ logging: {{report_to: [none], plot_loss: false}}
 
 def _run(demo, tmp_path, name, *, processes, batch, steps=1, lr=1.0, optim="sgd", overrides=(), env=None):
     spec = tmp_path / f"{name}.yaml"
-    spec.write_text(RUN_SPEC.format(model=demo / "tiny-model", data=demo / "data", steps=steps, batch=batch, lr=lr, optim=optim))
+    spec.write_text(
+        RUN_SPEC.format(model=demo / "tiny-model", data=demo / "data", steps=steps, batch=batch, lr=lr, optim=optim)
+    )
     run = tmp_path / name
     args = [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)]
     for item in overrides:
         args += ["--set", item]
     subprocess.run(args, check=True, capture_output=True)
-    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(processes), "--master_port", str(free_port())]
+    torchrun = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--nproc_per_node",
+        str(processes),
+        "--master_port",
+        str(free_port()),
+    ]
     command = torchrun + ["train.py"] if processes > 1 else [sys.executable, "train.py"]
-    result = subprocess.run(command, cwd=run, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})})
+    result = subprocess.run(
+        command, cwd=run, capture_output=True, text=True, timeout=900, env={**os.environ, **(env or {})}
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
     return run
 
@@ -135,7 +180,17 @@ def test_ddp_two_processes_equal_one_process_with_twice_the_batch(demo, tmp_path
     """One SGD step (lr 1, no clipping): the weight change is the gradient. 2 processes x batch 2 == 1 x batch 4."""
     base = _weights(demo / "tiny-model")
     single = _weights(_run(demo, tmp_path, "single", processes=1, batch=4) / "output")
-    ddp = _weights(_run(demo, tmp_path, "ddp", processes=2, batch=2, overrides=["distributed.backend=ddp", "distributed.num_processes=2"]) / "output")
+    ddp = _weights(
+        _run(
+            demo,
+            tmp_path,
+            "ddp",
+            processes=2,
+            batch=2,
+            overrides=["distributed.backend=ddp", "distributed.num_processes=2"],
+        )
+        / "output"
+    )
     compared = 0
     for name, before in base.items():
         step_single, step_ddp = single[name] - before, ddp[name] - before
@@ -153,16 +208,33 @@ def test_ddp_two_processes_equal_one_process_with_twice_the_batch(demo, tmp_path
 def test_deepspeed_trains_on_cpu_and_saves_a_normal_model(demo, tmp_path, zero, offload):
     from transformers import AutoModelForCausalLM
 
-    overrides = ["distributed.backend=deepspeed", "distributed.num_processes=2", f"distributed.deepspeed.zero_stage={zero}"]
+    overrides = [
+        "distributed.backend=deepspeed",
+        "distributed.num_processes=2",
+        f"distributed.deepspeed.zero_stage={zero}",
+    ]
     if offload:
         overrides += ["distributed.deepspeed.offload_optimizer=true", "distributed.deepspeed.offload_param=true"]
     # DeepSpeed compiles its CPU Adam for offload on first use; keep the build between test runs.
     env = {"TORCH_EXTENSIONS_DIR": str(ROOT / ".cache" / "torch_extensions")}
-    run = _run(demo, tmp_path, f"zero{zero}", processes=2, batch=4, steps=4, lr=1e-3, optim="adamw_torch", overrides=overrides, env=env)
+    run = _run(
+        demo,
+        tmp_path,
+        f"zero{zero}",
+        processes=2,
+        batch=4,
+        steps=4,
+        lr=1e-3,
+        optim="adamw_torch",
+        overrides=overrides,
+        env=env,
+    )
     log = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
     assert len([entry for entry in log if "loss" in entry]) == 4
     model = AutoModelForCausalLM.from_pretrained(run / "output")  # ZeRO-3 saved gathered 16-bit weights
     reference = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
-    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
     moved = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     assert moved > 10

@@ -134,7 +134,9 @@ def build_lora_sft(demo, tmp_path, *options):
 
 def test_preview_shows_trained_spans(demo, tmp_path):
     spec_run = build_lora_sft(demo, tmp_path)
-    result = subprocess.run([sys.executable, "train.py", "--preview", "2"], cwd=spec_run, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "train.py", "--preview", "2"], cwd=spec_run, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "===== sample 2:" in result.stdout and "«" in result.stdout and "samples: 600, kept: 600" in result.stdout
     assert not (spec_run / "output").exists()  # nothing trained
@@ -149,7 +151,11 @@ def test_vendored_run_works_without_ffc_installed(demo, tmp_path):
     env_dir = tmp_path / "no-ffc"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
-    target = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    target = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     # A plain path entry: the libraries become importable, but the .pth hook of ffc's editable install does not run.
     libraries = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if Path(p).is_dir()]
     (target / "libraries.pth").write_text("\n".join(dict.fromkeys(libraries)) + "\n")
@@ -162,7 +168,9 @@ def test_vendored_run_works_without_ffc_installed(demo, tmp_path):
 
 def test_resume_from_last_checkpoint(demo, tmp_path):
     """Train 20 steps with checkpoints, rebuild with resume_from_checkpoint: last and 30 steps: training continues."""
-    run, _ = run_training(demo, tmp_path, overrides=["training.max_steps=20", "training.save_strategy=steps", "training.save_steps=10"])
+    run, _ = run_training(
+        demo, tmp_path, overrides=["training.max_steps=20", "training.save_strategy=steps", "training.save_steps=10"]
+    )
     assert (run / "output" / "checkpoint-20").is_dir()
     run, _ = run_training(demo, tmp_path, overrides=["training.max_steps=30", "training.resume_from_checkpoint=last"])
     state = json.loads((run / "output" / "trainer_state.json").read_text())
@@ -179,7 +187,12 @@ def test_resume_after_kill_skips_a_half_written_checkpoint_and_logs_each_step_on
     import signal
     import time
 
-    overrides = ["training.max_steps=60", "training.save_strategy=steps", "training.save_steps=10", "training.logging_steps=1"]
+    overrides = [
+        "training.max_steps=60",
+        "training.save_strategy=steps",
+        "training.save_steps=10",
+        "training.logging_steps=1",
+    ]
     (tmp_path / "reference").mkdir()
     reference_run, reference = run_training(demo, tmp_path / "reference", overrides=overrides)
     run = tmp_path / "run"
@@ -191,7 +204,9 @@ def test_resume_after_kill_skips_a_half_written_checkpoint_and_logs_each_step_on
         args += ["--set", item]
     subprocess.run(args, check=True, capture_output=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    process = subprocess.Popen([sys.executable, "train.py"], cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "train.py"], cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (run / "output" / "checkpoint-10" / "trainer_state.json").exists() and time.time() < deadline:
         assert process.poll() is None, "training ended before its first checkpoint"
@@ -199,7 +214,9 @@ def test_resume_after_kill_skips_a_half_written_checkpoint_and_logs_each_step_on
     process.send_signal(signal.SIGKILL)
     process.wait()
     (run / "output" / "checkpoint-99").mkdir()  # as if killed while writing a later checkpoint
-    resumed = subprocess.run([sys.executable, "train.py", "--resume"], cwd=run, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "train.py", "--resume"], cwd=run, env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert "skipping" in resumed.stderr and "checkpoint-99" in resumed.stderr
     log = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
@@ -214,13 +231,21 @@ def test_entry_points_report_user_errors_as_one_message_and_preview_every_stage(
     for preference data too."""
     data = tmp_path / "data"
     data.mkdir()
-    (data / "bad.json").write_text(json.dumps([{"instruction": "hi", "output": "ok"}, {"instruction": "x", "output": 42}]))
+    (data / "bad.json").write_text(
+        json.dumps([{"instruction": "hi", "output": "ok"}, {"instruction": "x", "output": 42}])
+    )
     (data / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "bad.json"}}))
     spec = tmp_path / "spec.yaml"
-    spec.write_text(f"model:\n  model_name_or_path: {demo / 'tiny-model'}\ndata:\n  dataset: [bad]\n  dataset_dir: data\n  template: chatml\n")
+    spec.write_text(
+        f"model:\n  model_name_or_path: {demo / 'tiny-model'}\ndata:\n  dataset: [bad]\n  dataset_dir: data\n  template: chatml\n"
+    )
     run = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True, capture_output=True)
-    done = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True, capture_output=True
+    )
+    done = subprocess.run(
+        [sys.executable, "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     assert "error: " in done.stderr and "bad.json: row 2:" in done.stderr
@@ -228,7 +253,17 @@ def test_entry_points_report_user_errors_as_one_message_and_preview_every_stage(
         f"model:\n  model_name_or_path: {demo / 'tiny-model'}\nmethod:\n  stage: dpo\n"
         f"data:\n  dataset: [demo_pairs]\n  dataset_dir: {demo / 'data'}\n  template: chatml\n"
     )
-    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(tmp_path / "dpo")], check=True, capture_output=True)
-    done = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=tmp_path / "dpo", capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(tmp_path / "dpo")],
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run(
+        [sys.executable, "train.py", "--preview", "1"],
+        cwd=tmp_path / "dpo",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "chosen" in done.stdout and "rejected" in done.stdout

@@ -44,8 +44,12 @@ def benchmark(demo, tmp_path):
             csv.writer(f).writerow([shot.question, *shot.choices.values(), shot.answer])
         rows = []
         for i in range(5):
-            q = Question(f"{subject} question {i}: which is right?", dict(zip(letters, ["red", "blue", str(i), "stone"])), "A")
-            pick = _model_pick(model, tokenizer, TEMPLATES["chatml"], prompt_messages(q, [shot], subject, "en"), letters)
+            q = Question(
+                f"{subject} question {i}: which is right?", dict(zip(letters, ["red", "blue", str(i), "stone"])), "A"
+            )
+            pick = _model_pick(
+                model, tokenizer, TEMPLATES["chatml"], prompt_messages(q, [shot], subject, "en"), letters
+            )
             answer = pick if i < CORRECT[subject] else letters[(letters.index(pick) + 1) % 4]
             rows.append([q.question, *q.choices.values(), answer])
         with open(root / "test" / f"{subject}_test.csv", "w", newline="") as f:

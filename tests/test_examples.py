@@ -51,7 +51,13 @@ def test_example_trains_a_few_steps(spec, tmp_path, demo):
         (tmp_path / "examples" / path.name).write_bytes(path.read_bytes())
     (tmp_path / "demo").symlink_to(demo)
     run = tmp_path / "run"
-    _build(tmp_path / "examples" / spec.name, run, "training.max_steps=3", "training.save_strategy=no", "logging.report_to=none")
+    _build(
+        tmp_path / "examples" / spec.name,
+        run,
+        "training.max_steps=3",
+        "training.save_strategy=no",
+        "logging.report_to=none",
+    )
     venv_bin = str(Path(sys.executable).parent)  # accelerate of this environment
     env = dict(os.environ, HF_HUB_OFFLINE="1", PATH=f"{venv_bin}:{os.environ['PATH']}")
     # launch.sh starts as many processes as the spec asks (two for the ZeRO-3 and FSDP examples; gloo on CPU).

@@ -9,7 +9,11 @@ import torch
 from ffc.runtime.chat.templates import TEMPLATES
 from ffc.runtime.export import ExportError, gguf_name, merge_and_save, ollama_modelfile, rope_interleave, write_gguf
 
-CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "5."}]
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is 2 plus 3?"},
+    {"role": "assistant", "content": "5."},
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,9 @@ def adapter(demo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(demo, adapter, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
-    model, tokenizer = merge_and_save(str(demo / "tiny-model"), str(adapter), out, TEMPLATES["chatml"], dtype="float32", shard_gb=0.0002)
+    model, tokenizer = merge_and_save(
+        str(demo / "tiny-model"), str(adapter), out, TEMPLATES["chatml"], dtype="float32", shard_gb=0.0002
+    )
     return out, model, tokenizer
 
 
@@ -66,7 +72,9 @@ def test_export_is_sharded_and_chats_with_the_run_template(exported):
 def test_refuses_merging_into_a_quantized_base(tmp_path, adapter):
     base = tmp_path / "gptq-base"
     base.mkdir()
-    (base / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gptq"}}))
+    (base / "config.json").write_text(
+        json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gptq"}})
+    )
     with pytest.raises(ExportError, match="stored quantized.*full-precision version of the base model"):
         merge_and_save(str(base), str(adapter), tmp_path / "out", None)
 
@@ -116,9 +124,13 @@ def test_gguf_runs_in_llama_cpp_like_transformers(exported, tmp_path):
     out, model, tokenizer = exported
     path = write_gguf(model, tokenizer, tmp_path / "m.gguf", "f16", name="tiny")
     reference = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float16).float().eval()  # the same f16 weights
-    prompt = tokenizer(TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text, add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text, add_special_tokens=False)[
+        "input_ids"
+    ]
     with torch.no_grad():
-        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
+        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[
+            0, len(prompt) :
+        ].tolist()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=0)
     text = TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text
     assert llm.tokenize(text.encode(), add_bos=False, special=True) == prompt  # same tokenizer
@@ -138,7 +150,9 @@ def test_ollama_modelfile_follows_the_template():
     assert '{{ end }}<|im_start|>assistant\n"""' in modelfile  # the generation prompt closes the template
     assert 'PARAMETER stop "<|im_end|>"' in modelfile and 'SYSTEM """Be brief."""' in modelfile
     llama2 = ollama_modelfile(TEMPLATES["llama2"], "m.gguf", "<s>", "</s>")
-    assert "{{ if and (eq $i 0) $.System }}<s>[INST] <<SYS>>\n{{ $.System }}\n<</SYS>>\n\n{{ .Content }} [/INST]" in llama2
+    assert (
+        "{{ if and (eq $i 0) $.System }}<s>[INST] <<SYS>>\n{{ $.System }}\n<</SYS>>\n\n{{ .Content }} [/INST]" in llama2
+    )
     assert "{{-" not in modelfile + llama2  # trim markers would eat the template's newlines
 
 
@@ -148,9 +162,14 @@ def test_export_script_is_generated_per_stage(write_spec, tmp_path):
 
     from .conftest import MINIMAL_SPEC
 
-    _, sft = build_files(load_spec(write_spec(MINIMAL_SPEC), ["export.gguf=q8_0", "export.ollama=true"]), tmp_path / "a")
+    _, sft = build_files(
+        load_spec(write_spec(MINIMAL_SPEC), ["export.gguf=q8_0", "export.ollama=true"]), tmp_path / "a"
+    )
     assert {"export.py", "chat.py", "serve.py", "eval.py"} <= set(sft)
-    assert 'default=["q8_0"]' in sft["export.py"].decode() and 'ADAPTER = str(RUN_DIR / "output")' in sft["export.py"].decode()
+    assert (
+        'default=["q8_0"]' in sft["export.py"].decode()
+        and 'ADAPTER = str(RUN_DIR / "output")' in sft["export.py"].decode()
+    )
     _, rm = build_files(load_spec(write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: rm"))), tmp_path / "b")
     assert not {"export.py", "chat.py", "serve.py"} & set(rm)
     pt_spec = MINIMAL_SPEC.replace("stage: sft", "stage: pt").replace("  template: chatml\n", "")
@@ -191,7 +210,9 @@ def test_qwen2_gguf_runs_in_llama_cpp_like_transformers(qwen2, tmp_path):
     reference = model.half().float()
     prompt = tokenizer("What is 2 plus 3?", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None)[0, len(prompt) :].tolist()
+        expected = reference.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False, eos_token_id=None)[
+            0, len(prompt) :
+        ].tolist()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False)
     got = []
     for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
@@ -209,9 +230,18 @@ def _tokenizer_with_split(regex):
 
     tok = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=regex is None)
-    tok.pre_tokenizer = byte_level if regex is None else pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"), byte_level])
+    tok.pre_tokenizer = (
+        byte_level
+        if regex is None
+        else pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"), byte_level])
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus() + ["it's 2024, 12345 apples\n\n  and 你好"] * 5, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
 
@@ -230,7 +260,10 @@ def test_gguf_tokenizes_like_transformers(tmp_path, style):
     path = write_gguf(LlamaForCausalLM(config), tokenizer, tmp_path / "t.gguf", "f16")
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, verbose=False, vocab_only=True)
     for text in ["What is 12345 plus 7? it's RED,  blue\n\n\nend", "你好 world 2024!! don't"]:
-        assert llm.tokenize(text.encode(), add_bos=False, special=True) == tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert (
+            llm.tokenize(text.encode(), add_bos=False, special=True)
+            == tokenizer(text, add_special_tokens=False)["input_ids"]
+        )
 
 
 def test_unknown_pre_tokenizer_is_refused():

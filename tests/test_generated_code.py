@@ -32,7 +32,9 @@ BACKENDS = {
 
 
 def _spec(tmp: Path, stage: str) -> Path:
-    (tmp / "rewards.py").write_text("def length(prompts, completions, **columns):\n    return [len(c) for c in completions]\n")
+    (tmp / "rewards.py").write_text(
+        "def length(prompts, completions, **columns):\n    return [len(c) for c in completions]\n"
+    )
     rewards = "\n  reward_funcs: rewards.py" if STAGES[stage].needs_reward else ""
     path = tmp / f"{stage}.yaml"
     path.write_text(

@@ -66,13 +66,21 @@ FIELDS = list(_string_fields())
 
 
 def _base(stage: str, tmp: Path) -> dict:
-    (tmp / "rewards.py").write_text("def score(prompts, completions, **columns):\n    return [0.0 for _ in completions]\n")
+    (tmp / "rewards.py").write_text(
+        "def score(prompts, completions, **columns):\n    return [0.0 for _ in completions]\n"
+    )
     spec = {
         "model": {"model_name_or_path": "org/model"},
         "method": {"stage": stage},
         "data": {"dataset": ["d"], "dataset_dir": "data", "template": None if stage == "pt" else "chatml"},
         # Two machines and SLURM: launch.sh and slurm.sbatch carry the multi-node values too.
-        "distributed": {"backend": "ddp", "num_processes": 2, "num_machines": 2, "main_process_ip": "host", "slurm": {}},
+        "distributed": {
+            "backend": "ddp",
+            "num_processes": 2,
+            "num_machines": 2,
+            "main_process_ip": "host",
+            "slurm": {},
+        },
         "training": {"per_device_train_batch_size": 4},  # KTO needs 2 or more, GRPO a multiple of its group
     }
     if STAGES[stage].needs_reward:
@@ -159,7 +167,9 @@ def test_hostile_strings_stay_literals(stage, tmp_path):
         yaml.safe_load((run / "accelerate_config.yaml").read_text())
         assert subprocess.run(["bash", "-n", str(run / "launch.sh")]).returncode == 0
         assert not list(run.rglob("PWNED"))
-    print(f"{stage}: {len(HOSTILE)} hostile strings x {len(FIELDS)} string fields: {tried} accepted and built, {refused} refused by validation")
+    print(
+        f"{stage}: {len(HOSTILE)} hostile strings x {len(FIELDS)} string fields: {tried} accepted and built, {refused} refused by validation"
+    )
     assert tried > len(HOSTILE) * 10
 
 
@@ -168,7 +178,9 @@ def test_launch_scripts_keep_values_as_one_word_and_run_nothing(tmp_path):
     stubs.mkdir()
     for name in ("accelerate", "torchrun", "srun", "scontrol"):
         stub = stubs / name
-        stub.write_text('#!/usr/bin/env python3\nimport json, os, sys\nopen(os.environ["ARGV_LOG"], "a").write(json.dumps(sys.argv[1:]) + "\\n")\n')
+        stub.write_text(
+            '#!/usr/bin/env python3\nimport json, os, sys\nopen(os.environ["ARGV_LOG"], "a").write(json.dumps(sys.argv[1:]) + "\\n")\n'
+        )
         stub.chmod(0o755)
     for launcher in ("accelerate", "torchrun"):
         for i, value in enumerate(HOSTILE):

@@ -17,7 +17,9 @@ def _leaves(model: type[pydantic.BaseModel], prefix=()):
     """(path, field) of every leaf option of the schema; subsections are walked."""
     for name, field in model.model_fields.items():
         annotation = field.annotation
-        inner = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)]
+        inner = [
+            a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, pydantic.BaseModel)
+        ]
         if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
             yield from _leaves(annotation, prefix + (name,))
         elif inner:
@@ -91,7 +93,9 @@ def test_every_stage_and_method_option_names_a_schema_field():
 def test_absolute_paths_stay_absolute_and_relative_ones_follow_the_spec(tmp_path):
     spec = tmp_path / "specs" / "s.yaml"
     spec.parent.mkdir()
-    spec.write_text("model:\n  model_name_or_path: /models/base\ndata:\n  dataset: [d]\n  dataset_dir: ../data\n  template: chatml\n")
+    spec.write_text(
+        "model:\n  model_name_or_path: /models/base\ndata:\n  dataset: [d]\n  dataset_dir: ../data\n  template: chatml\n"
+    )
     _, files = build_files(load_spec(spec), tmp_path / "runs" / "r")
     train = files["train.py"].decode()
     assert 'MODEL = str(Path("/models/base"))' in train

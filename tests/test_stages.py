@@ -9,7 +9,15 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-DATASETS = {"rm": "demo_pairs", "dpo": "demo_pairs", "orpo": "demo_pairs", "simpo": "demo_pairs", "kto": "demo_kto", "ppo": "demo_alpaca", "grpo": "demo_alpaca"}
+DATASETS = {
+    "rm": "demo_pairs",
+    "dpo": "demo_pairs",
+    "orpo": "demo_pairs",
+    "simpo": "demo_pairs",
+    "kto": "demo_kto",
+    "ppo": "demo_alpaca",
+    "grpo": "demo_alpaca",
+}
 REWARDS = '''
 def digits(prompts, completions, **columns):
     """The share of digits in the response: a reward a tiny model can learn to raise."""
@@ -23,13 +31,13 @@ def train(demo, tmp_path, stage, method="lora", steps=6, overrides=(), name="run
     spec.write_text(
         f"""\
 model:
-  model_name_or_path: {demo / 'tiny-model'}
+  model_name_or_path: {demo / "tiny-model"}
 method:
   stage: {stage}
   finetuning_type: {method}
 data:
   dataset: [{DATASETS[stage]}]
-  dataset_dir: {demo / 'data'}
+  dataset_dir: {demo / "data"}
   template: chatml
   cutoff_len: 96
   max_samples: 400
@@ -86,8 +94,8 @@ def test_reward_model_ranks_held_out_pairs(demo, tmp_path):
     import torch
     from transformers import AutoTokenizer
 
-    from ffc.runtime.chat.templates import TEMPLATES
     from ffc.devtools.demo import preference_rows
+    from ffc.runtime.chat.templates import TEMPLATES
     from ffc.runtime.ppo import load_reward_model
 
     run, _ = train(demo, tmp_path, "rm", steps=60, overrides=["training.logging_steps=10"])
@@ -131,7 +139,12 @@ def test_policy_adapter_reloads_and_generates(demo, tmp_path):
     run, _ = train(demo, tmp_path, "dpo", steps=4)
     tokenizer = AutoTokenizer.from_pretrained(run / "output")
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(demo / "tiny-model"), run / "output")
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 1 plus 1?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 1 plus 1?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
@@ -152,22 +165,26 @@ def test_wrong_data_for_a_stage_fails_at_build(demo, tmp_path, stage, dataset, m
         f"data: {{dataset: [{dataset}], dataset_dir: {demo / 'data'}, template: chatml}}\n"
         + ("training: {per_device_train_batch_size: 2}\n" if stage == "kto" else "")
     )
-    result = subprocess.run([sys.executable, "-m", "ffc.compiler", "validate", str(spec)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "validate", str(spec)], capture_output=True, text=True
+    )
     assert result.returncode == 1 and message in result.stderr, result.stderr
 
 
 def test_missing_reward_fails_at_build(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("model: {model_name_or_path: m}\nmethod: {stage: ppo}\ndata: {dataset: [d], template: chatml}\n")
-    result = subprocess.run([sys.executable, "-m", "ffc.compiler", "validate", str(spec)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "validate", str(spec)], capture_output=True, text=True
+    )
     assert "stage ppo scores generated responses: set method.reward_model" in result.stderr
     assert f"{spec}:2:" in result.stderr
 
 
 def test_wrong_data_fails_at_the_start_of_training_when_not_checked_at_build(demo, tmp_path):
     """Built without the data on disk, then run against a dataset without pairs: the run stops with the reason."""
-    from ffc.runtime.data.loading import DataError, load_datasets
     from ffc.devtools.demo import DATASET_INFO
+    from ffc.runtime.data.loading import DataError, load_datasets
 
     with pytest.raises(DataError, match="stage dpo needs a dataset marked ranking: true"):
         load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca"], "pairs")

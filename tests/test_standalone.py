@@ -29,7 +29,9 @@ def test_fresh_environment_with_requirements_txt_trains_the_run(demo, tmp_path):
         "training:\n  max_steps: 3\n  per_device_train_batch_size: 4\n  gradient_accumulation_steps: 1\n  save_strategy: 'no'\n"
     )
     run = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], check=True, capture_output=True
+    )
     requirements = (run / "requirements.txt").read_text()
     assert "ffc==" in requirements
 
@@ -44,7 +46,13 @@ def test_fresh_environment_with_requirements_txt_trains_the_run(demo, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", PATH=f"{env_dir / 'bin'}:{env['PATH']}")
     # The installed ffc, not this checkout: run from the run directory with a clean path.
-    where = subprocess.run([python, "-c", "import ffc.runtime, sys; print(ffc.runtime.__file__)"], cwd=run, env=env, capture_output=True, text=True)
+    where = subprocess.run(
+        [python, "-c", "import ffc.runtime, sys; print(ffc.runtime.__file__)"],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert str(env_dir) in where.stdout, where.stdout + where.stderr
     done = subprocess.run(
         [str(env_dir / "bin" / "accelerate"), "launch", "--config_file", "accelerate_config.yaml", "train.py"],

@@ -8,7 +8,13 @@ from ffc.runtime.chat.templates import TEMPLATES
 
 from .test_template_parity import CONVERSATIONS, PROMPTS
 
-TOOLS = [{"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+TOOLS = [
+    {
+        "name": "get_weather",
+        "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+]
 EXTRA = {
     "tool_use": (
         [
@@ -49,7 +55,9 @@ def _cases():
 @pytest.mark.parametrize("name,messages,tools,generation", list(_cases()))
 def test_jinja_export_matches_python_rendering(tokenizer, name, messages, tools, generation):
     template = TEMPLATES[name]
-    expected = template.render(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token, tools=tools, add_generation_prompt=generation).text
+    expected = template.render(
+        messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token, tools=tools, add_generation_prompt=generation
+    ).text
     if name == "glm4" and not generation:
         expected = expected.removesuffix(tokenizer.eos_token)  # the trained end marker is not part of the chat format
     hub_messages = [_as_openai(m) for m in messages]
@@ -71,6 +79,8 @@ def _as_openai(message):
 def test_thinking_can_be_turned_off_at_generation(tokenizer):
     jinja = TEMPLATES["qwen3"].to_jinja()
     messages = [{"role": "user", "content": "hi"}]
-    off = tokenizer.apply_chat_template(messages, chat_template=jinja, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    off = tokenizer.apply_chat_template(
+        messages, chat_template=jinja, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert TEMPLATES["qwen3"].render(messages, add_generation_prompt=True, enable_thinking=False).text == off

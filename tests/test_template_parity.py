@@ -26,7 +26,10 @@ CONVERSATIONS = {
         {"role": "user", "content": "What is 2+2?"},
         {"role": "assistant", "content": "4"},
     ],
-    "one_turn": [{"role": "user", "content": "Write {content} literally"}, {"role": "assistant", "content": "{content}"}],
+    "one_turn": [
+        {"role": "user", "content": "Write {content} literally"},
+        {"role": "assistant", "content": "{content}"},
+    ],
     "three_turns": [
         {"role": "user", "content": "a"},
         {"role": "assistant", "content": "b"},
@@ -59,7 +62,10 @@ CASES = {
     "internlm2": [("internlm2-chat", "chat_template.jinja")],
     "llama2": [("llama-2-chat", "chat_template.jinja")],
     "llama3": [("llama-3-instruct", "chat_template.trl-latest.jinja")],
-    "mistral": [("mistral-7b-instruct-v0.2", "tokenizer_config.json"), ("mixtral-8x7b-instruct", "chat_template.jinja")],
+    "mistral": [
+        ("mistral-7b-instruct-v0.2", "tokenizer_config.json"),
+        ("mixtral-8x7b-instruct", "chat_template.jinja"),
+    ],
     "gemma": [("gemma-3-it", "tokenizer_config.json"), ("gemma-2-it", "tokenizer_config.json")],
     "phi": [("phi-3-mini-instruct", "chat_template.jinja"), ("phi-3.5-mini-instruct", "chat_template.jinja")],
     "phi4": [("phi-4", "chat_template.jinja")],
@@ -136,7 +142,9 @@ def test_saved_examples_agree():
             continue
         meta = json.loads((REFERENCE / folder / "rendered_example.meta.json").read_text(encoding="utf-8"))
         try:
-            ours = TEMPLATES[name].render(meta["conversation"], bos=meta["bos_token"] or "", eos=meta["eos_token"] or "")
+            ours = TEMPLATES[name].render(
+                meta["conversation"], bos=meta["bos_token"] or "", eos=meta["eos_token"] or ""
+            )
         except ConversationError:
             continue
         got = ours.text[: -len(meta["eos_token"])] if name == "glm4" else ours.text

@@ -28,4 +28,8 @@ start = time.perf_counter()
 for i in range(0, len(texts), 1000):
     tokenizer.backend_tokenizer.encode_batch(texts[i : i + 1000], add_special_tokens=False)
 tokenizer_seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "rows": stats.samples, "tokens": stats.tokens, "tokenizer_seconds": tokenizer_seconds}))
+print(
+    json.dumps(
+        {"seconds": seconds, "rows": stats.samples, "tokens": stats.tokens, "tokenizer_seconds": tokenizer_seconds}
+    )
+)

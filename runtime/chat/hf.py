@@ -27,7 +27,9 @@ class TokenizerTemplate:
             messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
         )
 
-    def render(self, messages, *, bos="", eos="", system=None, tools=None, add_generation_prompt=False, enable_thinking=True):
+    def render(
+        self, messages, *, bos="", eos="", system=None, tools=None, add_generation_prompt=False, enable_thinking=True
+    ):
         messages = [dict(m) for m in messages]
         if system and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system})
@@ -43,7 +45,9 @@ class TokenizerTemplate:
                 continue
             prompt = self._text(messages[:k], tools, True, **extra)
             upto = self._text(messages[: k + 1], tools, False, **extra)
-            if not (full.startswith(prompt) and full.startswith(upto) and len(prompt) >= done and len(upto) > len(prompt)):
+            if not (
+                full.startswith(prompt) and full.startswith(upto) and len(prompt) >= done and len(upto) > len(prompt)
+            ):
                 raise ConversationError(
                     "the tokenizer's chat template rewrites earlier turns, so responses cannot be located: "
                     "choose a template in data.template"
@@ -81,5 +85,3 @@ class TokenizerTemplate:
 
     def stop_strings(self, eos):
         return [eos] if eos else []
-
-

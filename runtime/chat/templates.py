@@ -378,7 +378,7 @@ class NextRoleEndTemplate(ChatTemplate):
         for seg in rendered.segments:
             if seg.kind == "prompt" and out and out[-1].kind == "response" and seg.text.startswith(self.role_end):
                 out[-1] = Segment(out[-1].text + self.role_end, "response", out[-1].turn)
-                seg = Segment(seg.text[len(self.role_end):], "prompt", seg.turn)
+                seg = Segment(seg.text[len(self.role_end) :], "prompt", seg.turn)
                 if not seg.text:
                     continue
             out.append(seg)

@@ -86,7 +86,10 @@ class PairEncoder(CompletionEncoder):
             batch["messages"], batch["chosen"], batch["rejected"], batch["system"], batch["tools"]
         ):
             try:
-                texts += [self.split_text(messages, chosen, system, tools), self.split_text(messages, rejected, system, tools)]
+                texts += [
+                    self.split_text(messages, chosen, system, tools),
+                    self.split_text(messages, rejected, system, tools),
+                ]
                 drops.append("")
             except ConversationError as exc:
                 texts += [("", ""), ("", "")]
@@ -102,7 +105,14 @@ class PairEncoder(CompletionEncoder):
                 _add(out, drop=drop, prompt_ids=[], chosen_ids=[], rejected_ids=[])
                 continue
             prompt, (chosen, rejected), truncated = self.fit(prompt, [chosen, rejected])
-            _add(out, truncated=truncated, trained=len(chosen) + len(rejected), prompt_ids=prompt, chosen_ids=chosen, rejected_ids=rejected)
+            _add(
+                out,
+                truncated=truncated,
+                trained=len(chosen) + len(rejected),
+                prompt_ids=prompt,
+                chosen_ids=chosen,
+                rejected_ids=rejected,
+            )
         return out
 
 
@@ -124,7 +134,14 @@ class KTOEncoder(CompletionEncoder):
                 _add(out, drop=drop or "empty response", prompt_ids=[], completion_ids=[], label=label)
                 continue
             prompt, (completion,), truncated = self.fit(prompt, [completion])
-            _add(out, truncated=truncated, trained=len(completion), prompt_ids=prompt, completion_ids=completion, label=label)
+            _add(
+                out,
+                truncated=truncated,
+                trained=len(completion),
+                prompt_ids=prompt,
+                completion_ids=completion,
+                label=label,
+            )
         return out
 
 
