@@ -150,3 +150,10 @@ def test_spec_strings_reach_code_only_as_literals_in_every_stage(matrix):
         tree = ast.parse(path.read_text())
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert not names & {"spec", "config_dict", "SPEC"}, f"{label}/{path.name} reads a spec at run time"
+
+
+def test_the_code_base_itself_passes_its_ruff_configuration():
+    lint = _ruff("check", "--no-cache", "--output-format", "concise", ".")
+    assert lint.returncode == 0, lint.stdout[-4000:]
+    form = _ruff("format", "--check", "--no-cache", ".")
+    assert form.returncode == 0, form.stdout[-2000:]
