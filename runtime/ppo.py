@@ -31,38 +31,41 @@ from torch import nn
 from .data.packing import pad_batch
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PPOConfig:
+    """Every setting of a PPO run. No defaults here: the spec's (schemas/spec.py) are the only ones, and
+    the generated train.py passes each value."""
+
     output_dir: str
     max_steps: int  # PPO steps (rollout + optimisation); <= 0: derive from num_train_epochs
-    num_train_epochs: float = 1.0
-    batch_size: int = 8  # prompts per rollout batch (per process)
-    buffer_size: int = 1  # rollout batches per optimisation phase
-    ppo_epochs: int = 4
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.0
-    adam_betas: tuple = (0.9, 0.999)
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    lr_scheduler_type: str = "constant"
-    warmup_steps: float = 0
-    max_new_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    init_kl_coef: float = 0.2
-    adaptive_kl: bool = True
-    target_kl: float = 6.0
-    kl_horizon: int = 10000
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    gamma: float = 1.0
-    lam: float = 0.95
-    score_norm: bool = False
-    whiten_rewards: bool = False
-    logging_steps: int = 1
-    save_steps: int = 0  # 0: save only at the end
-    seed: int = 42
+    num_train_epochs: float
+    batch_size: int  # prompts per rollout batch (per process)
+    buffer_size: int  # rollout batches per optimisation phase
+    ppo_epochs: int
+    learning_rate: float
+    weight_decay: float
+    adam_betas: tuple
+    adam_epsilon: float
+    max_grad_norm: float
+    lr_scheduler_type: str
+    warmup_steps: float
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    init_kl_coef: float
+    adaptive_kl: bool
+    target_kl: float
+    kl_horizon: int = 10000  # steps over which the adaptive KL controller moves (Ziegler et al.)
+    cliprange: float
+    cliprange_value: float
+    vf_coef: float
+    gamma: float
+    lam: float
+    score_norm: bool
+    whiten_rewards: bool
+    logging_steps: int
+    save_steps: int  # 0: save only at the end
+    seed: int
 
 
 class ValueHead(nn.Module):
