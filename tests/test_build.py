@@ -211,7 +211,7 @@ def test_cli_reports_errors_with_place(write_spec, tmp_path):
 
 def test_vendor_copies_runtime(write_spec, tmp_path):
     files = build(write_spec(), tmp_path / "run", vendor=True)
-    assert "ffc/runtime/data/tokenize.py" in files and "ffc/runtime/chat/templates.py" in files
+    assert "ffc/runtime/data/tokenize.py" in files and "ffc/runtime/chat/templates/__init__.py" in files
 
 
 @pytest.mark.parametrize("backend", ["none", "ddp", "deepspeed", "fsdp"])

@@ -1,0 +1,52 @@
+"""Chat templates: how each model family turns a conversation into text.
+
+Layout (one obvious place for everything):
+
+- ``base``: the template classes (``ChatTemplate`` and the variants with their own markup),
+  their rendering, and the ``TEMPLATES`` registry;
+- ``jinja``: the export of a template as a Hugging Face Jinja chat template;
+- one module per family group, each calling ``register(...)`` with its entries:
+  ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``,
+  ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``.
+
+To add a family: an entry in its group's module (a new module for a new group, imported
+below), a line in tests/test_template_reference.py's ``REFERENCES`` naming its official
+template folder in ../shared/reference/tokenizers, and a ``notes`` line wherever the
+official template cannot be followed exactly. Vision-language variants (``qwen2_vl``, ...)
+go into their family's module next to the text-only entries.
+
+Pure Python: the compiler imports this package without torch.
+"""
+
+from . import deepseek, gemma, generic, glm, internlm, llama, mistral, phi, qwen, yi  # noqa: F401  (they register)
+from .base import (
+    PROMPT_ROLES,
+    RESPONSE_ROLES,
+    TEMPLATES,
+    ChatTemplate,
+    ConversationError,
+    NextRoleEndTemplate,
+    ReasoningTemplate,
+    Rendered,
+    Segment,
+    fill,
+    get_template,
+    register,
+    suggest,
+)
+
+__all__ = [
+    "PROMPT_ROLES",
+    "RESPONSE_ROLES",
+    "TEMPLATES",
+    "ChatTemplate",
+    "ConversationError",
+    "NextRoleEndTemplate",
+    "ReasoningTemplate",
+    "Rendered",
+    "Segment",
+    "fill",
+    "get_template",
+    "register",
+    "suggest",
+]

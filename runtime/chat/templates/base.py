@@ -1,0 +1,307 @@
+"""The chat-template classes, their rendering, and the registry the family modules fill.
+
+A template renders a conversation to text *and* says which characters are the
+assistant's response, so the tokenizer can label trained tokens from character
+offsets of the whole rendered string (see ``ffc.runtime.data.tokenize``).
+Rendering matches the families' official Jinja templates character for
+character (tests/test_template_parity.py checks that against ../shared); the
+few places where an official template cannot express something are listed in
+each template's ``notes``.
+
+Formats may contain ``{content}``, ``{system}``, ``{bos}`` and ``{eos}``; they are
+substituted once, so braces inside a message are never interpreted.
+
+This module is pure Python: the compiler imports it without torch. The families
+themselves live in the sibling modules (one per family group); the Jinja export in ``jinja``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable, Literal, Optional
+
+PROMPT_ROLES = ("user", "observation")
+RESPONSE_ROLES = ("assistant", "function")
+SegmentKind = Literal["prompt", "response", "suffix"]
+
+
+class ConversationError(ValueError):
+    """A conversation the template cannot render (roles out of order, empty, ...)."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    kind: SegmentKind  # response: the assistant's output, trained by default
+    turn: int  # index of the assistant turn this segment leads to or belongs to
+
+
+@dataclass
+class Rendered:
+    segments: list[Segment]
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+    @property
+    def num_turns(self) -> int:
+        return 1 + max((s.turn for s in self.segments if s.kind == "response"), default=-1)
+
+
+PLACEHOLDER = re.compile(r"\{(content|system|bos|eos)\}")
+
+
+@functools.lru_cache(maxsize=None)
+def _parts(fmt: str) -> tuple[tuple[bool, str], ...]:
+    """A format split once into (is_placeholder, text) parts: rendering runs for every sample."""
+    parts, last = [], 0
+    for match in PLACEHOLDER.finditer(fmt):
+        parts += [(False, fmt[last : match.start()]), (True, match.group(1))]
+        last = match.end()
+    parts.append((False, fmt[last:]))
+    return tuple(part for part in parts if part[0] or part[1])
+
+
+def fill(fmt: str, **values: Optional[str]) -> str:
+    """Substitute placeholders in one pass, so text inside values is never re-expanded."""
+    return "".join((values.get(text) or "") if is_key else text for is_key, text in _parts(fmt))
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    name: str
+    user: str = "{content}"
+    assistant_end: str = "{eos}"  # closes a response; trained with it so the model learns to stop
+    assistant_prefix: str = ""  # opens a response; also the generation prompt
+    response_lead: str = ""  # trained text before the response that the generation prompt leaves out
+    turn_sep: str = ""  # untrained text between a response and the next prompt
+    prefix: str = ""  # once, at the very start
+    system: str = "{content}"  # a system message of its own, right after prefix
+    system_in_first_user: Optional[str] = None  # families without a system turn merge it: "{system}\n\n{content}"
+    default_system: Optional[str] = None
+    observation: Optional[str] = None  # a tool result; default: formatted like a user turn
+    function: str = "{content}"  # an assistant tool call (JSON {"name", "arguments"})
+    tools: Optional[str] = None  # how tool definitions join the system prompt: "{system}...{content}"
+    tool_separator: str = "\n"  # between tool definitions in ``tools``
+    final_suffix: str = ""  # untrained, after a finished conversation (not with a generation prompt)
+    strip_messages: bool = False  # official template trims message contents
+    strip_system: bool = False
+    strip_after_merge: bool = False  # llama2 trims the user text after merging the system into it
+    add_bos_token: bool = False  # the text carries no BOS: tokenization prepends the tokenizer's
+    stop_words: tuple[str, ...] = ()  # extra end-of-turn strings for generation
+    notes: str = ""
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render(
+        self,
+        messages: list[dict],
+        *,
+        bos: Optional[str] = "",
+        eos: Optional[str] = "",
+        system: Optional[str] = None,
+        tools: Optional[list | str] = None,
+        add_generation_prompt: bool = False,
+        enable_thinking: bool = True,
+    ) -> Rendered:
+        """Render ``messages`` (role/content dicts). ``system`` replaces the default system prompt."""
+        messages = list(messages)
+        if messages and messages[0]["role"] == "system":
+            system = messages.pop(0)["content"]
+        elif system is None:
+            system = self.default_system
+        self._check_order(messages, add_generation_prompt)
+        out: list[Segment] = []
+        values = {"bos": bos, "eos": eos}
+
+        def add(text: str, kind: SegmentKind, turn: int) -> None:
+            if text:
+                out.append(Segment(text, kind, turn))
+
+        add(fill(self.prefix, **values), "prompt", 0)
+        if self.strip_system and system:
+            system = system.strip()
+        tool_text = self._tools_text(tools)
+        if tool_text is not None:
+            system = fill(self.tools, system=system, content=tool_text, **values)
+        if system and self.system_in_first_user is None:
+            add(fill(self.system, content=system, **values), "prompt", 0)
+
+        turn = 0
+        last_query = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        for index, message in enumerate(messages):
+            content = self._content(message)
+            if message["role"] in PROMPT_ROLES:
+                merge = index == 0 and system and self.system_in_first_user is not None
+                if self.strip_messages and not (merge and self.strip_after_merge):
+                    content = content.strip()
+                if merge:
+                    content = fill(self.system_in_first_user, system=system, content=content, **values)
+                if self.strip_after_merge:
+                    content = content.strip()
+                fmt = self.user if message["role"] == "user" or self.observation is None else self.observation
+                add(fill(fmt, content=content, **values), "prompt", turn)
+            else:
+                if self.strip_messages or self.strip_after_merge:
+                    content = content.strip()
+                opening, body = self.response_parts(content, message, index, len(messages), last_query, enable_thinking)
+                if message["role"] == "function":
+                    body = fill(self.function, content=body, **values)
+                add(fill(self.assistant_prefix, **values) + opening, "prompt", turn)
+                add(self.response_lead + body + fill(self.assistant_end, **values), "response", turn)
+                turn += 1
+                add(fill(self.turn_sep, **values), "prompt", turn)
+        if add_generation_prompt:
+            add(fill(self.assistant_prefix, **values) + self.generation_opening(enable_thinking), "prompt", turn)
+        else:
+            add(fill(self.final_suffix, **values), "suffix", turn)
+        return Rendered(out)
+
+    def response_parts(self, content, message, index, count, last_query, enable_thinking) -> tuple[str, str]:
+        """(untrained opening, trained body) of a response; reasoning templates override this."""
+        return "", content
+
+    def generation_opening(self, enable_thinking: bool) -> str:
+        return ""
+
+    @staticmethod
+    def _content(message: dict) -> str:
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise ConversationError(f"{message.get('role')} message content must be text, got {type(content).__name__}")
+        return content
+
+    @staticmethod
+    def _check_order(messages: list[dict], add_generation_prompt: bool) -> None:
+        if not messages:
+            raise ConversationError("the conversation has no messages besides the system prompt")
+        for index, message in enumerate(messages):
+            role = message.get("role")
+            expected = PROMPT_ROLES if index % 2 == 0 else RESPONSE_ROLES
+            if role not in expected:
+                raise ConversationError(
+                    f"message {index + 1} has role {role!r} where {' or '.join(expected)} was expected: "
+                    "turns must alternate user/observation and assistant/function"
+                )
+        if not add_generation_prompt and messages[-1]["role"] not in RESPONSE_ROLES:
+            raise ConversationError("the conversation ends without an assistant response")
+
+    def _tools_text(self, tools) -> Optional[str]:
+        if not tools:
+            return None
+        if isinstance(tools, str):
+            try:
+                tools = json.loads(tools)
+            except json.JSONDecodeError as exc:
+                raise ConversationError(f"tools are not valid JSON: {exc}") from None
+        if not isinstance(tools, list):
+            tools = [tools]
+        if not tools:
+            return None
+        if self.tools is None:
+            raise ConversationError(f"template {self.name!r} has no format for tool definitions")
+        # Hub templates expect OpenAI-style {"type": "function", "function": {...}} entries.
+        wrapped = [t if isinstance(t, dict) and "function" in t else {"type": "function", "function": t} for t in tools]
+        return self.tool_separator.join(json.dumps(t, ensure_ascii=False) for t in wrapped)
+
+    # -- export as a Hugging Face chat template ---------------------------------------------------
+    def to_jinja(self, default_system: Optional[str] = None) -> str:
+        """The same rendering as a Jinja chat template (for ``tokenizer.chat_template``); see ``.jinja``."""
+        from .jinja import export
+
+        return export(self, default_system)
+
+    # -- description ---------------------------------------------------------------------------
+    def stop_strings(self, eos: Optional[str]) -> list[str]:
+        """Strings that end a response at generation time."""
+        words = [w for w in (fill(self.assistant_end, eos=eos).strip(),) if w]
+        return list(dict.fromkeys(words + list(self.stop_words) + ([eos] if eos else [])))
+
+    def definition(self) -> dict[str, Any]:
+        """The fields that differ from the defaults: what a generated chat_template.py spells out."""
+        defaults = {f.name: f.default for f in fields(ChatTemplate)}
+        return {k: v for k, v in asdict(self).items() if k == "name" or v != defaults.get(k)}
+
+
+@dataclass(frozen=True)
+class ReasoningTemplate(ChatTemplate):
+    """Qwen3-style: a response after the last user query carries ``<think>...</think>``.
+
+    Earlier responses drop their reasoning, as the official template does. The
+    reasoning is trained when ``enable_thinking``; an empty think block belongs to
+    the prompt (it is what the model is given when thinking is turned off).
+    """
+
+    think_open: str = "<think>\n"
+    think_close: str = "\n</think>\n\n"
+
+    def response_parts(self, content, message, index, count, last_query, enable_thinking):
+        reasoning = message.get("reasoning_content")
+        if "</think>" in content:
+            head, _, content = content.partition("</think>")
+            if reasoning is None:
+                reasoning = head.rstrip("\n").split("<think>")[-1].lstrip("\n")
+            content = content.lstrip("\n")
+        reasoning = (reasoning or "").strip("\n")
+        if index <= last_query or not (index == count - 1 or reasoning):
+            return "", content
+        if reasoning and enable_thinking:
+            return "", self.think_open + reasoning + self.think_close + content
+        return self.think_open.rstrip("\n") + "\n" + self.think_close, content
+
+    def generation_opening(self, enable_thinking: bool) -> str:
+        return "" if enable_thinking else self.think_open + self.think_close
+
+
+@dataclass(frozen=True)
+class NextRoleEndTemplate(ChatTemplate):
+    """GLM-4: a response has no end token; the model stops by emitting the next role tag.
+
+    The ``<|user|>`` that opens the following turn is therefore trained as the end of
+    the response before it, and a finished conversation ends with the EOS token
+    (the official template renders nothing there, so a model could not learn to stop).
+    """
+
+    role_end: str = "<|user|>"
+
+    def render(self, messages, **kwargs) -> Rendered:
+        rendered = super().render(messages, **kwargs)
+        out: list[Segment] = []
+        for seg in rendered.segments:
+            if seg.kind == "prompt" and out and out[-1].kind == "response" and seg.text.startswith(self.role_end):
+                out[-1] = Segment(out[-1].text + self.role_end, "response", out[-1].turn)
+                seg = Segment(seg.text[len(self.role_end) :], "prompt", seg.turn)
+                if not seg.text:
+                    continue
+            out.append(seg)
+        if not kwargs.get("add_generation_prompt") and out and out[-1].kind == "response":
+            eos = kwargs.get("eos") or ""
+            out[-1] = Segment(out[-1].text + eos, "response", out[-1].turn)
+        return Rendered(out)
+
+
+TEMPLATES: dict[str, ChatTemplate] = {}
+
+
+def register(*templates: ChatTemplate) -> None:
+    """Add family entries to ``TEMPLATES`` (each family module calls this once at import)."""
+    for template in templates:
+        if template.name in TEMPLATES:
+            raise ValueError(f"chat template {template.name!r} is registered twice")
+        TEMPLATES[template.name] = template
+
+
+def get_template(name: str) -> ChatTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise KeyError(f"unknown chat template {name!r}{suggest(name, TEMPLATES)}") from None

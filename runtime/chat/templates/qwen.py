@@ -1,0 +1,35 @@
+"""Qwen (Alibaba): Qwen2/2.5, Qwen3."""
+
+from .base import ChatTemplate, ReasoningTemplate, register
+from .generic import CHATML
+
+_QWEN_TOOLS = dict(
+    observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n",
+    function="<tool_call>\n{content}\n</tool_call>",
+    tools=(
+        "{system}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{content}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments within "
+        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n'
+        "</tool_call>"
+    ),
+)
+
+register(
+    ChatTemplate(
+        name="qwen",
+        **CHATML,
+        **_QWEN_TOOLS,
+        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+        notes="Qwen2/2.5 instruct. Tool calls render as <tool_call> blocks; observations as <tool_response>.",
+    ),
+    ReasoningTemplate(
+        name="qwen3",
+        **{**CHATML, **_QWEN_TOOLS, "tools": _QWEN_TOOLS["tools"].replace("{system}\n\n# Tools", "{system}# Tools")},
+        notes=(
+            "Qwen3: the response after the last user query carries a <think> block. "
+            "With tools, the official template separates the system prompt from '# Tools' with a blank line "
+            "that ffc folds into the system text."
+        ),
+    ),
+)
