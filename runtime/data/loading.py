@@ -20,11 +20,13 @@ from typing import Optional
 
 from ..errors import UserError
 from .convert import RowError, converter, describe
+from .media import MEDIA_KEYS, attach, media_columns, texts_of
 from .registry import DatasetAttr, RegistryError, data_files, file_kind, parse_entry
 from .tokenize import IGNORE_INDEX, Stats
 
 log = logging.getLogger("ffc.data")
-_EMPTY = {"messages": [], "label": False}  # placeholders in rows that failed (they are filtered out)
+# Placeholders in rows that failed (they are filtered out).
+_EMPTY = {"messages": [], "label": False, "images": [], "videos": []}
 _FIX_ROW = "Fix the row, or set data.on_bad_row: skip to skip bad rows."
 # Bad rows skipped at loading travel to tokenize_dataset's Stats on the dataset object (datasets' own
 # transforms drop the attribute; load_datasets, split_validation and tokenize_dataset carry it).
@@ -206,14 +208,17 @@ def _read(attr: DatasetAttr, dataset_dir: Path, streaming: bool, cache_dir: Opti
         raise _unreadable(attr, dataset_dir, exc) from None
 
 
-def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str) -> dict:
+def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str, media_dir=None) -> dict:
     convert, keys = converter(kind)
+    keys = keys + (list(MEDIA_KEYS) if media_dir is not None else [])
     out: dict = {key: [] for key in keys + ["_error", "_row"]}
     columns = list(batch)
     for i, index in enumerate(indices):
         row = {name: batch[name][i] for name in columns}
         try:
             converted, error = convert(row, attr), ""
+            if media_dir is not None:  # images/videos: placeholders counted, files opened (see media)
+                converted = attach(row, converted, attr, media_dir, texts_of(converted))
         except RowError as exc:
             converted, error = {}, str(exc)
         for key in keys:
@@ -223,14 +228,16 @@ def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str
     return out
 
 
-def _converted_features(kind: str):
+def _converted_features(kind: str, media: bool = False):
     """The converted columns' types, given rather than inferred: a batch of only bad rows would
     otherwise type ``messages`` as a list of nulls, and the next batch would not fit."""
     from datasets import Features, List, Value
 
     text = Value("string")
     types = {"messages": List({"role": text, "content": text}), "label": Value("bool"), "_row": Value("int64")}
-    return Features({key: types.get(key, text) for key in converter(kind)[1] + ["_error", "_row"]})
+    types.update({key: List(text) for key in MEDIA_KEYS})
+    keys = converter(kind)[1] + (list(MEDIA_KEYS) if media else [])
+    return Features({key: types.get(key, text) for key in keys + ["_error", "_row"]})
 
 
 def _rows(count: int) -> str:
@@ -294,14 +301,15 @@ def load_one(
     if max_samples:
         raw = raw.take(max_samples) if streaming else raw.select(range(min(max_samples, len(raw))))
     columns = list(raw.features) if raw.features else None
+    media = bool(media_columns(attr))
     try:
         converted = raw.map(
             _convert_batch,
             batched=True,
             with_indices=True,
             remove_columns=columns,
-            features=_converted_features(kind),
-            fn_kwargs={"attr": attr, "kind": kind},
+            features=_converted_features(kind, media),
+            fn_kwargs={"attr": attr, "kind": kind, "media_dir": dataset_dir if media else None},
             **({} if streaming else {"desc": f"converting {attr.name}"}),
         )
     except UnicodeDecodeError as exc:  # pyarrow's JSON reader keeps invalid UTF-8; reading the rows finds it
@@ -375,6 +383,8 @@ def load_datasets(
             )
         parts.append(load_one(attr, dataset_dir, kind, seed=seed, **kwargs))
     skipped = sum((_skipped_of(part) for part in parts), Counter())
+    if any(MEDIA_KEYS[0] in (part.column_names or []) for part in parts):  # text-only datasets next to media ones
+        parts = [_with_media_columns(part) for part in parts]
     if len(parts) == 1:
         return parts[0]
     if mix_strategy == "concat":
@@ -386,6 +396,19 @@ def load_datasets(
         stopping_strategy="first_exhausted" if mix_strategy == "interleave_under" else "all_exhausted",
     )
     return _with_skipped(mixed, skipped)
+
+
+def _with_media_columns(dataset):
+    """A text-only dataset given empty media columns, so that it mixes with multimodal ones."""
+    from datasets import List, Value
+
+    if MEDIA_KEYS[0] in (dataset.column_names or []):
+        return dataset
+    skipped = _skipped_of(dataset)
+    dataset = dataset.map(lambda row: dict.fromkeys(MEDIA_KEYS, []))
+    for key in MEDIA_KEYS:
+        dataset = dataset.cast_column(key, List(Value("string")))
+    return _with_skipped(dataset, skipped)
 
 
 def split_validation(dataset, val_size: float, seed: int, streaming: bool = False):

@@ -1,0 +1,159 @@
+"""A tiny vision-language model and an image dataset, built locally with no network.
+
+The model is Qwen2-VL's architecture shrunk (a 2-layer vision tower, a 2-layer language model)
+with random weights; its tokenizer is the demo tokenizer plus Qwen2-VL's vision tokens, and its
+processor is the PIL-based Qwen2-VL image processor transformers ships (no torchvision needed).
+The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions about them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .tiny import train_tokenizer
+
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+SHAPE_COLORS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 70, 220), "yellow": (235, 210, 30)}
+SHAPES = ["circle", "square", "triangle"]
+IMAGE_SIZE = 56  # 4x4 patches of 14 px, merged 2x2: 4 vision tokens per image
+VARIANTS = 4  # drawings per shape and colour (position and size vary)
+# Qwen2-VL's official processor chat template, for the saved processor (the same as its tokenizer's).
+QWEN2_VL_JINJA = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def draw(shape: str, color: str, variant: int):
+    """One picture: a coloured shape on white, placed and sized by ``variant``."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(f"{shape}-{color}-{variant}")
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), "white")
+    pen = ImageDraw.Draw(image)
+    size = rng.randint(24, 40)
+    x, y = rng.randint(2, IMAGE_SIZE - size - 2), rng.randint(2, IMAGE_SIZE - size - 2)
+    fill = SHAPE_COLORS[color]
+    if shape == "circle":
+        pen.ellipse((x, y, x + size, y + size), fill=fill)
+    elif shape == "square":
+        pen.rectangle((x, y, x + size, y + size), fill=fill)
+    else:
+        pen.polygon([(x + size // 2, y), (x, y + size), (x + size, y + size)], fill=fill)
+    return image
+
+
+def vision_rows(count: int, seed: int = 5) -> list[dict]:
+    """openai-style rows: a question about one picture (sometimes two turns), answered by rule."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(count):
+        shape, color, variant = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.randrange(VARIANTS)
+        questions = [
+            ("What shape is in the picture?", f"A {shape}."),
+            ("What color is the shape?", f"It is {color}."),
+            ("Describe the picture.", f"A {color} {shape}."),
+        ]
+        first, second = rng.sample(questions, 2)
+        messages = [{"role": "user", "content": "<image>" + first[0]}, {"role": "assistant", "content": first[1]}]
+        if i % 3 == 0:
+            messages += [{"role": "user", "content": second[0]}, {"role": "assistant", "content": second[1]}]
+        rows.append({"messages": messages, "images": [f"demo_vision/{shape}_{color}_{variant}.png"]})
+    return rows
+
+
+VISION_DATASET_INFO = {
+    "demo_vision": {
+        "file_name": "demo_vision.json",
+        "formatting": "openai",
+        "columns": {"messages": "messages", "images": "images"},
+    }
+}
+
+
+def write_vision_data(folder: str | Path, size: int = 300) -> Path:
+    """The pictures, ``demo_vision.json`` and its entry added to the folder's dataset_info.json."""
+    folder = Path(folder)
+    (folder / "demo_vision").mkdir(parents=True, exist_ok=True)
+    for shape in SHAPES:
+        for color in SHAPE_COLORS:
+            for variant in range(VARIANTS):
+                draw(shape, color, variant).save(folder / "demo_vision" / f"{shape}_{color}_{variant}.png")
+    (folder / "demo_vision.json").write_text(json.dumps(vision_rows(size), indent=1) + "\n")
+    info_path = folder / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info.update(VISION_DATASET_INFO)
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def make_tiny_vlm(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """Write a randomly initialised Qwen2-VL, its tokenizer and its processor to ``folder``."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    folder = Path(folder)
+    tokenizer = train_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", *VISION_TOKENS]})
+    tokenizer.chat_template = QWEN2_VL_JINJA
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in VISION_TOKENS}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},  # sums to head_dim / 2
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=im_end,
+            pad_token_id=tokenizer.pad_token_id,
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=hidden_size,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),  # fmt: skip
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=im_end,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [im_end, tokenizer.eos_token_id]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    # The processor's parts, saved one by one: Qwen2VLProcessor itself insists on its torchvision-based video
+    # processor, but AutoProcessor reassembles them (where torchvision is installed) and ffc reads them directly.
+    Qwen2VLImageProcessorPil(
+        min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE
+    ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

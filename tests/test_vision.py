@@ -1,0 +1,93 @@
+"""Vision-language data, templates and encoding: media rows, placeholders, parity, masks, build checks."""
+
+import json
+
+import pytest
+from .conftest import DEMO_DATA, needs_shared
+
+from ffc.runtime.data.loading import DataError, load_datasets
+
+OPENAI_MM = {"formatting": "openai", "columns": {"messages": "messages", "images": "images"}}
+
+
+def _row(text="<image>What is it?", images=("img/a.png",)):
+    return {
+        "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "A red square."}],
+        "images": list(images),
+    }
+
+
+@pytest.fixture
+def media_dir(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "img" / "a.png")
+    (tmp_path / "img" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    return tmp_path
+
+
+def _load(folder, rows, entry=OPENAI_MM, **kwargs):
+    (folder / "mm.json").write_text(json.dumps(rows))
+    registry = {"mm": {"file_name": "mm.json", **entry}}
+    return load_datasets(folder, registry, ["mm"], "conversations", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (_row("What is it?"), "0 <image> placeholders in the text but 1 file in 'images'"),
+        (_row("<image><image>What?"), "2 <image> placeholders in the text but 1 file in 'images'"),
+        (_row(images=("img/missing.png",)), "img/missing.png not found (paths are relative to the dataset directory)"),
+        (_row(images=("img/bad.png",)), "img/bad.png cannot be read"),
+        ({**_row(), "images": 7}, "'images' must be a list of file paths, got the number 7"),
+    ],
+    ids=["no-placeholder", "two-placeholders", "missing", "corrupt", "not-a-list"],
+)
+def test_bad_media_rows_name_file_and_row(media_dir, bad, message):
+    with pytest.raises(DataError) as info:
+        _load(media_dir, [_row(), bad])
+    assert "mm.json: row 2: " in str(info.value) and message in str(info.value)
+
+
+def test_bad_media_rows_skipped_and_counted(media_dir):
+    rows = [_row(), _row("no placeholder"), _row(images=("img/bad.png",))]
+    data = _load(media_dir, rows, on_bad_row="skip")
+    assert len(data) == 1 and data[0]["images"] == [str(media_dir / "img" / "a.png")]
+    assert sum(data._ffc_skipped_rows.values()) == 2
+
+
+@pytest.mark.parametrize(
+    "entry, row",
+    [
+        ({"columns": {"images": "images"}}, {"instruction": "<image>What?", "output": "red", "images": ["img/a.png"]}),
+        (
+            {"formatting": "sharegpt", "columns": {"messages": "conversations", "images": "images"}},
+            {
+                "conversations": [{"from": "human", "value": "<image>What?"}, {"from": "gpt", "value": "red"}],
+                "images": "img/a.png",
+            },
+        ),
+    ],
+    ids=["alpaca", "sharegpt-single-path"],
+)
+def test_media_in_alpaca_and_sharegpt(media_dir, entry, row):
+    data = _load(media_dir, [row], entry)
+    assert data[0]["images"] == [str(media_dir / "img" / "a.png")] and data[0]["videos"] == []
+
+
+def test_text_only_dataset_mixes_with_media(media_dir):
+    (media_dir / "mm.json").write_text(json.dumps([_row()]))
+    (media_dir / "txt.json").write_text(json.dumps([{"instruction": "hi", "output": "hello"}]))
+    registry = {"mm": {"file_name": "mm.json", **OPENAI_MM}, "txt": {"file_name": "txt.json"}}
+    data = load_datasets(media_dir, registry, ["mm", "txt"], "conversations")
+    assert [row["images"] for row in data] == [[str(media_dir / "img" / "a.png")], []]
+
+
+@needs_shared(DEMO_DATA / "mllm_demo.json")
+def test_mllm_demo_loads():
+    folder = DEMO_DATA
+    registry = json.loads((folder / "dataset_info.json").read_text())
+    data = load_datasets(folder, registry, ["mllm_demo"], "conversations")
+    assert len(data) >= 3 and all(row["images"] for row in data)
+    assert all(path.startswith(str(folder)) for row in data for path in row["images"])
