@@ -1,0 +1,102 @@
+"""Vision-language models: their image processor, which parts train, and what LoRA adapts.
+
+Only multimodal runs import this (the build decides). Names of the options are LLaMA-Factory's
+(``freeze_vision_tower``, ``freeze_multi_modal_projector``, ``freeze_language_model``,
+``train_mm_proj_only``, ``image_max_pixels``, ``image_min_pixels``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from .errors import UserError
+
+log = logging.getLogger("ffc.vlm")
+
+# Attribute paths of each part, per family (transformers' layout): the vision encoder, the projector
+# that maps its features into the language model, and the language model. Qwen2-VL's merger is
+# its projector and lives inside the vision tower.
+PARTS = {
+    "qwen2_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+    "qwen2_5_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+}  # fmt: skip
+
+
+def load_image_processor(model_path: str, *, max_pixels: int, min_pixels: int, **kwargs):
+    """The model's image processor with the run's pixel bounds. The PIL backend: the same pixels and token
+    counts with or without torchvision installed (the torchvision one resizes slightly differently)."""
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(
+        model_path, backend="pil", min_pixels=min_pixels, max_pixels=max_pixels, **kwargs
+    )
+
+
+def _part(model, path: str):
+    module = model
+    for name in path.split("."):
+        module = getattr(module, name, None)
+        if module is None:
+            return None
+    return module
+
+
+def parts_of(model) -> dict:
+    """{part name: module} of a vision-language model, or a UserError naming its type."""
+    model_type = getattr(model.config, "model_type", "")
+    paths = PARTS.get(model_type)
+    if paths is None:
+        raise UserError(
+            f"ffc does not know the parts of {model_type or type(model).__name__} models (vision tower, projector, "
+            f"language model); supported: {', '.join(PARTS)}. Choose one of those models."
+        )
+    return {name: _part(model, path) for name, path in paths.items()}
+
+
+def freeze_parts(
+    model,
+    *,
+    freeze_vision_tower: bool = True,
+    freeze_multi_modal_projector: bool = True,
+    freeze_language_model: bool = False,
+    train_mm_proj_only: bool = False,
+) -> None:
+    """Switch off gradients of the parts that stay fixed (full and freeze tuning; LoRA freezes the base itself).
+
+    The projector can be trained while the rest of the vision tower is frozen (it is unfrozen after)."""
+    parts = parts_of(model)
+    if train_mm_proj_only:
+        freeze_vision_tower, freeze_multi_modal_projector, freeze_language_model = True, False, True
+    plan = [
+        ("vision_tower", freeze_vision_tower),
+        ("language_model", freeze_language_model),
+        ("projector", freeze_multi_modal_projector),
+    ]
+    for name, frozen in plan:
+        for parameter in parts[name].parameters():
+            parameter.requires_grad_(not frozen)
+    if freeze_language_model:
+        for parameter in model.lm_head.parameters():
+            parameter.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("trainable parameters: %d of %d", trainable, sum(p.numel() for p in model.parameters()))
+
+
+def lora_targets(model, names: Optional[list[str]] = None) -> list[str]:
+    """Full names of the linear layers LoRA adapts: those of the language model (``all``), or those whose
+    last name part is in ``names``. The vision tower and projector are left out unless named by path."""
+    import torch
+
+    parts = parts_of(model)
+    excluded = [module for key, module in parts.items() if key != "language_model" and module is not None]
+    skip = {id(m) for part in excluded for m in part.modules()}
+    targets = []
+    for full, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or id(module) in skip or full.endswith("lm_head"):
+            continue
+        if names is None or full.rsplit(".", 1)[-1] in names:
+            targets.append(full)
+    if not targets:
+        raise UserError(f"no linear layer of the language model matches method.lora_target {names}; check the names")
+    return targets
