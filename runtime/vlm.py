@@ -20,6 +20,7 @@ log = logging.getLogger("ffc.vlm")
 PARTS = {
     "qwen2_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen2_5_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+    "qwen3_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
 }  # fmt: skip
 
 

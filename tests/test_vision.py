@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from .conftest import DEMO_DATA, needs_shared
 
 from ffc.runtime.data.loading import DataError, load_datasets
+
+from .conftest import DEMO_DATA, REFERENCE, needs_shared
 
 OPENAI_MM = {"formatting": "openai", "columns": {"messages": "messages", "images": "images"}}
 
@@ -91,3 +92,77 @@ def test_mllm_demo_loads():
     data = load_datasets(folder, registry, ["mllm_demo"], "conversations")
     assert len(data) >= 3 and all(row["images"] for row in data)
     assert all(path.startswith(str(folder)) for row in data for path in row["images"])
+
+
+# --- templates: parity with the official processor templates -------------------------------------------------
+
+CONV_IMAGE = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}]
+
+
+def _official(folder, conversation):
+    """The official chat_template.json rendered as RENDER_SCRIPT_EXTRA.py does (hf-like environment)."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    source = json.loads((folder / "chat_template.json").read_text())["chat_template"]
+    return env.from_string(source).render(messages=conversation, add_generation_prompt=False)
+
+
+def _ours(name, messages, images=1):
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+
+    rendered = get_template(name).render(messages, add_generation_prompt=True)
+    return vision_plugin(name).expand(rendered, [1] * images).text
+
+
+@pytest.mark.parametrize("name, folder", [("qwen2_vl", "qwen2-vl-instruct"), ("qwen2_vl", "qwen2.5-vl-instruct")])
+def test_qwen2_vl_image_turn_matches_official(name, folder):
+    path = REFERENCE / folder
+    if not path.exists():
+        pytest.skip(f"{path} is absent: clone the project with ../shared beside it")
+    expected = _official(path, CONV_IMAGE) + "<|im_start|>assistant\n"
+    assert _ours(name, [{"role": "user", "content": "<image>What is this?"}]) == expected
+    two = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "A"}, {"type": "image"}]}]
+    assert _ours(name, [{"role": "user", "content": "<image>A<image>"}], 2) == _official(path, two) + (
+        "<|im_start|>assistant\n"
+    )
+    with_system = [{"role": "system", "content": "Be brief."}, *CONV_IMAGE]
+    ours = _ours(
+        name, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>What is this?"}]
+    )
+    assert ours == _official(path, with_system) + "<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize("name, folder", [("qwen2_vl", "qwen2-vl-instruct"), ("qwen3_vl", "qwen3-vl-instruct")])
+def test_vl_templates_text_turns_match_official(name, folder):
+    from ffc.runtime.chat.templates import get_template
+
+    path = REFERENCE / folder
+    if not path.exists():
+        pytest.skip(f"{path} is absent: clone the project with ../shared beside it")
+    meta = json.loads((path / "rendered_example.meta.json").read_text())
+    rendered = get_template(name).render(meta["conversation"], eos=meta["eos_token"]).text
+    assert rendered == (path / "rendered_example.txt").read_text()
+    if (path / "rendered_example.image.txt").exists():
+        image = (path / "rendered_example.image.txt").read_text()
+        assert _ours(name, [{"role": "user", "content": "<image>What is this?"}]) == image + "<|im_start|>assistant\n"
+
+
+def test_placeholder_count_must_match_images():
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import MediaError, vision_plugin
+
+    rendered = get_template("qwen2_vl").render(
+        [{"role": "user", "content": "<image>a"}, {"role": "assistant", "content": "b"}]
+    )
+    plugin = vision_plugin("qwen2_vl")
+    assert plugin.expand(rendered, [3]).text.count("<|image_pad|>") == 3
+    with pytest.raises(MediaError, match="2 images but 1 <image> placeholders"):
+        plugin.expand(rendered, [3, 3])
+    in_response = get_template("qwen2_vl").render(
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "<image>"}]
+    )
+    with pytest.raises(MediaError, match="stands in a response"):
+        plugin.expand(in_response, [1])

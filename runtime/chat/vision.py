@@ -78,8 +78,8 @@ QWEN2_VL = VisionPlugin(
     start="<|vision_start|>",
     end="<|vision_end|>",
 )
-# Chat template name -> its plugin. Qwen2.5-VL uses qwen2_vl (as in LLaMA-Factory).
-VISION_TEMPLATES: dict[str, VisionPlugin] = {"qwen2_vl": QWEN2_VL}
+# Chat template name -> its plugin. Qwen2.5-VL uses qwen2_vl (as in LLaMA-Factory); Qwen3-VL marks images alike.
+VISION_TEMPLATES: dict[str, VisionPlugin] = {"qwen2_vl": QWEN2_VL, "qwen3_vl": QWEN2_VL}
 
 
 def vision_plugin(template: str) -> VisionPlugin:

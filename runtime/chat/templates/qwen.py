@@ -33,3 +33,26 @@ register(
         ),
     ),
 )
+
+# Vision-language variants: their family's text format; ffc.runtime.chat.vision expands the <image> marks.
+register(
+    ChatTemplate(
+        name="qwen2_vl",
+        **CHATML,
+        **_QWEN_TOOLS,
+        default_system="You are a helpful assistant.",
+        notes=(
+            "Qwen2-VL and Qwen2.5-VL instruct (images): <image> in a prompt becomes "
+            "<|vision_start|><|image_pad|>...<|vision_end|> with the processor's token count."
+        ),
+    ),
+    ChatTemplate(
+        name="qwen3_vl",
+        **CHATML,
+        **_QWEN_TOOLS,
+        notes=(
+            "Qwen3-VL instruct (images), no default system prompt; with tools and no system prompt the official "
+            "template starts the system turn with '# Tools', ffc with a blank line before it."
+        ),
+    ),
+)
