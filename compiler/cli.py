@@ -140,10 +140,12 @@ def demo(
     """Write a tiny local model and demo datasets, for trying ffc with no network (needs the train extra)."""
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import make_tiny_model
+    from ffc.devtools.vlm import make_tiny_vlm, write_vision_data
 
     model = make_tiny_model(folder / "tiny-model")
-    data = write_demo_data(folder / "data")
-    typer.echo(f"wrote {model} and {data}")
+    vlm = make_tiny_vlm(folder / "tiny-vlm")
+    data = write_vision_data(write_demo_data(folder / "data"))
+    typer.echo(f"wrote {model}, {vlm} (vision-language) and {data}")
 
 
 @app.command()
