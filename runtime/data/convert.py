@@ -1,8 +1,12 @@
 """Rows of alpaca, sharegpt and openai datasets -> one message form.
 
 A conversation is ``{"messages": [{"role", "content"}...], "system": str, "tools": str}``
-with roles user, assistant, function (an assistant tool call, JSON) and
+with roles user, assistant, function (an assistant turn that calls tools, JSON) and
 observation (a tool result). Pre-training rows become ``{"text": str}``.
+One assistant turn may make several calls and write text and reasoning beside them: its
+function message holds a list of calls, or ``{"content", "reasoning_content", "tool_calls"}``
+(see ``ffc.runtime.chat.templates.base.tool_calls_of``). An assistant's ``reasoning_content``
+(OpenAI form) joins its text as a ``<think>`` block, as LLaMA-Factory keeps reasoning.
 A row that cannot be converted raises ``RowError`` with the reason; the loader adds
 the file and row number. Nothing is converted behind the user's back: a number, a
 boolean or a null where text belongs is a bad row, not the text "42", "True" or "".
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from ..chat.templates.base import ConversationError, tool_calls_of
 from ..errors import UserError
 from .registry import DatasetAttr
 
@@ -142,11 +147,42 @@ def _sharegpt_turn(turn: Any, tags: _Tags, where: str) -> dict:
         raise RowError(f"{where} has no text: {tags.content!r} is missing or null")
     else:
         content = _text(content, f"{where} {tags.content!r}")
-    return {"role": role, "content": content, "tool_calls": calls}
+    reasoning = _text(turn.get("reasoning_content"), f"{where} 'reasoning_content'") if role == "assistant" else ""
+    return {"role": role, "content": content, "tool_calls": calls, "reasoning": reasoning}
+
+
+def _with_reasoning(content: str, reasoning: str) -> str:
+    """An assistant's reasoning before its text, as the <think> block reasoning templates read."""
+    return f"<think>\n{reasoning.strip(chr(10))}\n</think>\n\n{content}" if reasoning else content
+
+
+def _call_message(text: str, reasoning: str, calls: list[dict]) -> dict:
+    """One function message for an assistant turn's calls (the shortest form that keeps everything)."""
+    if text or reasoning:
+        value: Any = {"content": text, "reasoning_content": reasoning, "tool_calls": calls}
+    else:
+        value = calls[0] if len(calls) == 1 else calls
+    return {"role": "function", "content": json.dumps(value, ensure_ascii=False)}
+
+
+def _merge_calls(previous: dict, message: dict, where: str) -> dict:
+    """An assistant turn written as several turns (text, then calls; or call after call) -> one turn."""
+    try:
+        if previous["role"] == "assistant":
+            text, reasoning, calls = previous["content"], "", []
+            if "</think>" in text:
+                head, _, text = text.partition("</think>")
+                reasoning, text = head.split("<think>")[-1].strip("\n"), text.lstrip("\n")
+        else:
+            text, reasoning, calls = tool_calls_of(previous["content"])
+        more_text, more_reasoning, more = tool_calls_of(message["content"])
+    except ConversationError as exc:
+        raise RowError(f"{where}: {exc}") from None
+    return _call_message(text + more_text, reasoning + more_reasoning, calls + more)
 
 
 def _tool_calls(calls: Any, where: str) -> list[dict]:
-    """openai-style ``tool_calls`` of an assistant turn -> function messages (JSON of name and arguments)."""
+    """openai-style ``tool_calls`` of an assistant turn -> its calls ({"name", "arguments" object})."""
     if not isinstance(calls, list):
         raise RowError(f"{where}: 'tool_calls' must be a list of calls, got {describe(calls)}")
     out = []
@@ -169,7 +205,7 @@ def _tool_calls(calls: Any, where: str) -> list[dict]:
             raise RowError(
                 f"{where}: tool call {number} ({name}): the arguments must be a JSON object, got {describe(args)}"
             )
-        out.append({"role": "function", "content": json.dumps({"name": name, "arguments": args}, ensure_ascii=False)})
+        out.append({"name": name, "arguments": args})
     return out
 
 
@@ -188,9 +224,13 @@ def _sharegpt_parts(row: dict, attr: DatasetAttr, tags: _Tags) -> tuple[list[dic
     for number, turn in enumerate(turns, start=1):
         where = f"message {number}"
         message = _sharegpt_turn(turn, tags, where)
-        calls = message.pop("tool_calls")
+        calls, reasoning = message.pop("tool_calls"), message.pop("reasoning")
         if message["role"] == "assistant" and calls:
-            messages += _tool_calls(calls, where)
+            message = _call_message(message["content"], reasoning, _tool_calls(calls, where))
+        elif message["role"] == "assistant":
+            message["content"] = _with_reasoning(message["content"], reasoning)
+        if message["role"] == "function" and messages and messages[-1]["role"] in ("assistant", "function"):
+            messages[-1] = _merge_calls(messages[-1], message, where)
         elif message["role"] == "system":
             if messages:
                 raise RowError(f"{where} is a system message after the conversation started; move it to the start")

@@ -77,6 +77,39 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
 
 
+def tool_calls_of(content) -> tuple[str, str, list[dict]]:
+    """(text beside the calls, reasoning, calls) of a ``function`` message.
+
+    Its content is JSON: one call ``{"name", "arguments"}``, a list of calls (LLaMA-Factory's form),
+    or ``{"content", "reasoning_content", "tool_calls"}`` when the assistant also wrote text or
+    reasoning beside its calls (what ffc's converter writes for such OpenAI/sharegpt turns).
+    Arguments given as a JSON string (OpenAI's form) are decoded, so every family sees an object.
+    """
+    try:
+        value = json.loads(content) if isinstance(content, str) else content
+    except json.JSONDecodeError as exc:
+        raise ConversationError(f"a function call is not valid JSON ({exc.msg})") from None
+    text = reasoning = ""
+    if isinstance(value, dict) and "tool_calls" in value:
+        text, reasoning, value = value.get("content") or "", value.get("reasoning_content") or "", value["tool_calls"]
+    calls = value if isinstance(value, list) else [value]
+    out = []
+    for call in calls:
+        call = call.get("function", call) if isinstance(call, dict) else call
+        if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
+            raise ConversationError(f"a function call must be an object with a name, got {call!r}")
+        args = call.get("arguments")
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except json.JSONDecodeError as exc:
+                raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
+        out.append({"name": call["name"], "arguments": {} if args is None else args})
+    if not out:
+        raise ConversationError("a function message holds no call")
+    return text, reasoning, out
+
+
 @dataclass(frozen=True)
 class ChatTemplate:
     name: str
@@ -90,8 +123,11 @@ class ChatTemplate:
     system_in_first_user: Optional[str] = None  # families without a system turn merge it: "{system}\n\n{content}"
     default_system: Optional[str] = None
     observation: Optional[str] = None  # a tool result; default: formatted like a user turn
-    function: str = "{content}"  # an assistant tool call (JSON {"name", "arguments"})
+    function: str = "{content}"  # one assistant tool call; {content} is its JSON {"name", "arguments"}
+    call_separator: str = "\n"  # between the calls of one turn
+    call_text_separator: str = "\n"  # between the text an assistant writes beside its calls and the calls
     tools: Optional[str] = None  # how tool definitions join the system prompt: "{system}...{content}"
+    tools_without_system: Optional[str] = None  # the same when there is no system prompt (default: ``tools``)
     tool_separator: str = "\n"  # between tool definitions in ``tools``
     final_suffix: str = ""  # untrained, after a finished conversation (not with a generation prompt)
     strip_messages: bool = False  # official template trims message contents
@@ -132,14 +168,20 @@ class ChatTemplate:
             system = system.strip()
         tool_text = self._tools_text(tools)
         if tool_text is not None:
-            system = fill(self.tools, system=system, content=tool_text, **values)
+            fmt = self.tools if system or self.tools_without_system is None else self.tools_without_system
+            system = fill(fmt, system=system, content=tool_text, **values)
         if system and self.system_in_first_user is None:
             add(fill(self.system, content=system, **values), "prompt", 0)
 
         turn = 0
         last_query = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         for index, message in enumerate(messages):
-            content = self._content(message)
+            calls: list[dict] = []
+            if message["role"] == "function":
+                content, reasoning, calls = tool_calls_of(message.get("content"))
+                message = {"role": "function", "content": content, "reasoning_content": reasoning}
+            else:
+                content = self._content(message)
             if message["role"] in PROMPT_ROLES:
                 merge = index == 0 and system and self.system_in_first_user is not None
                 if self.strip_messages and not (merge and self.strip_after_merge):
@@ -154,8 +196,8 @@ class ChatTemplate:
                 if self.strip_messages or self.strip_after_merge:
                     content = content.strip()
                 opening, body = self.response_parts(content, message, index, len(messages), last_query, enable_thinking)
-                if message["role"] == "function":
-                    body = fill(self.function, content=body, **values)
+                if calls:
+                    body += (self.call_text_separator if content else "") + self.calls_text(calls, **values)
                 add(fill(self.assistant_prefix, **values) + opening, "prompt", turn)
                 add(self.response_lead + body + fill(self.assistant_end, **values), "response", turn)
                 turn += 1
@@ -172,6 +214,12 @@ class ChatTemplate:
 
     def generation_opening(self, enable_thinking: bool) -> str:
         return ""
+
+    def calls_text(self, calls: list[dict], **values) -> str:
+        """The tool calls of one assistant turn, each in ``function``'s format."""
+        return self.call_separator.join(
+            fill(self.function, content=json.dumps(call, ensure_ascii=False), **values) for call in calls
+        )
 
     @staticmethod
     def _content(message: dict) -> str:

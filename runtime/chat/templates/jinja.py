@@ -15,7 +15,7 @@ from typing import Optional
 
 from .base import PLACEHOLDER, ChatTemplate, ReasoningTemplate
 
-_CALL_JSON = "({'name': call['name'], 'arguments': call['arguments']} | tojson)"
+_CALL_JSON = "('{\"name\": ' + (call['name'] | tojson) + ', \"arguments\": ' + args + '}')"
 _MESSAGE_CONTENT = "message['content']"
 
 
@@ -60,7 +60,9 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
             "{%- set entry = tool if tool['function'] is defined else {'type': 'function', 'function': tool} -%}"
             f"{{%- set tool_lines.text = tool_lines.text + ({jinja_str(t.tool_separator)} if not loop.first else '')"
             " + (entry | tojson) -%}{%- endfor -%}"
-            f"{{%- set system = {jinja_expr(t.tools, content='tool_lines.text')} -%}}{{%- endif -%}}"
+            f"{{%- if system -%}}{{%- set system = {jinja_expr(t.tools, content='tool_lines.text')} -%}}"
+            f"{{%- else -%}}{{%- set system = {jinja_expr(t.tools_without_system or t.tools, content='tool_lines.text')} -%}}"
+            "{%- endif -%}{%- endif -%}"
         )
     if not merge:
         parts.append(f"{{%- if system -%}}{{{{- {jinja_expr(t.system, content='system')} -}}}}{{%- endif -%}}")
@@ -87,17 +89,22 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
         f"{{{{- {user_expr} -}}}}"
         f"{{%- else -%}}{{{{- {observation_expr} -}}}}{{%- endif -%}}",
         "{%- else -%}",
-        "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
-        "{%- set call = message['tool_calls'][0]['function'] if message['tool_calls'][0]['function'] is defined "
-        "else message['tool_calls'][0] -%}",
-        f"{{%- set body = {jinja_expr(t.function, content=_CALL_JSON)} -%}}",
-        "{%- set opening = '' -%}",
-        "{%- elif message['role'] == 'function' -%}",
+        "{%- if message['role'] == 'function' -%}",
         f"{{%- set body = {jinja_expr(t.function, content=_MESSAGE_CONTENT)} -%}}",
         "{%- set opening = '' -%}",
         "{%- else -%}",
-        f"{{%- set content = message['content'] {strip_response} -%}}",
+        f"{{%- set content = (message['content'] if message['content'] is string else '') {strip_response} -%}}",
         response_jinja(t),
+        "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
+        "{%- set calls = namespace(text='') -%}{%- for tool_call in message['tool_calls'] -%}",
+        "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}",
+        # OpenAI sends the arguments as JSON text: written as given (Jinja cannot parse JSON).
+        "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}",
+        f"{{%- set calls.text = calls.text + ({jinja_str(t.call_separator)} if not loop.first else '') + "
+        f"{jinja_expr(t.function, content=_CALL_JSON)} -%}}",
+        "{%- endfor -%}",
+        f"{{%- set body = body + ({jinja_str(t.call_text_separator)} if content else '') + calls.text -%}}",
+        "{%- endif -%}",
         "{%- endif -%}",
         f"{{{{- {jinja_expr(t.assistant_prefix)} + opening + {jinja_str(t.response_lead)} + body + "
         f"{jinja_expr(t.assistant_end)} + {jinja_expr(t.turn_sep)} -}}}}",

@@ -25,11 +25,12 @@ register(
     ),
     ReasoningTemplate(
         name="qwen3",
-        **{**CHATML, **_QWEN_TOOLS, "tools": _QWEN_TOOLS["tools"].replace("{system}\n\n# Tools", "{system}# Tools")},
+        **CHATML,
+        **_QWEN_TOOLS,
+        tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
-            "Qwen3: the response after the last user query carries a <think> block. "
-            "With tools, the official template separates the system prompt from '# Tools' with a blank line "
-            "that ffc folds into the system text."
+            "Qwen3 (hybrid thinking): responses after the last user query carry a <think> block (empty when "
+            "there is no reasoning), earlier ones drop it, as the official template does."
         ),
     ),
 )

@@ -1,0 +1,96 @@
+"""Tool calls and reasoning in sharegpt/openai rows: several calls per turn, text and reasoning beside them."""
+
+import json
+
+import pytest
+
+from ffc.runtime.chat.templates import TEMPLATES
+from ffc.runtime.data.convert import RowError, sft
+from ffc.runtime.data.registry import parse_entry
+
+SHAREGPT = parse_entry(None, "s", {"file_name": "s.json", "formatting": "sharegpt", "columns": {"tools": "tools"}})
+OPENAI = parse_entry(None, "o", {"file_name": "o.json", "formatting": "openai", "columns": {"tools": "tools"}})
+CALL = {"name": "get_weather", "arguments": {"city": "Paris"}}
+CALL2 = {"name": "get_time", "arguments": {"city": "Paris"}}
+
+
+def _calls(message):
+    return json.loads(message["content"])
+
+
+def test_sharegpt_several_calls_and_text_form_one_turn():
+    row = {
+        "conversations": [
+            {"from": "human", "value": "Weather and time in Paris?"},
+            {"from": "gpt", "value": "Let me check."},
+            {"from": "function_call", "value": json.dumps(CALL)},
+            {"from": "function_call", "value": json.dumps(CALL2)},
+            {"from": "observation", "value": "18"},
+            {"from": "gpt", "value": "18 degrees."},
+        ],
+        "tools": "[]",
+    }
+    messages = sft(row, SHAREGPT)["messages"]
+    assert [m["role"] for m in messages] == ["user", "function", "observation", "assistant"]
+    assert _calls(messages[1]) == {"content": "Let me check.", "reasoning_content": "", "tool_calls": [CALL, CALL2]}
+
+
+def test_openai_calls_keep_text_reasoning_and_string_arguments():
+    calls = [
+        {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])}},
+        {"type": "function", "function": CALL2},
+    ]
+    row = {
+        "messages": [
+            {"role": "user", "content": "Weather and time?"},
+            {"role": "assistant", "content": "Checking.", "reasoning_content": "Two tools.", "tool_calls": calls},
+            {"role": "tool", "content": "18"},
+            {"role": "assistant", "content": "18.", "reasoning_content": "Report it."},
+        ]
+    }
+    messages = sft(row, OPENAI)["messages"]
+    assert _calls(messages[1]) == {
+        "content": "Checking.",
+        "reasoning_content": "Two tools.",
+        "tool_calls": [CALL, CALL2],
+    }
+    assert messages[3]["content"] == "<think>\nReport it.\n</think>\n\n18."
+
+
+def test_single_call_without_text_keeps_the_plain_form():
+    row = {"messages": [{"role": "user", "content": "?"}, {"role": "assistant", "tool_calls": [{"function": CALL}]}]}
+    assert _calls(sft(row, OPENAI)["messages"][1]) == CALL
+
+
+def test_bad_reasoning_is_a_row_error():
+    row = {
+        "messages": [{"role": "user", "content": "?"}, {"role": "assistant", "content": "a", "reasoning_content": 3}]
+    }
+    with pytest.raises(RowError, match="reasoning_content"):
+        sft(row, OPENAI)
+
+
+def test_qwen3_renders_the_converted_turn_as_the_official_template_does():
+    """Text, reasoning and two calls in one turn, the official way (blank line after the system prompt too)."""
+    row = {
+        "messages": [
+            {"role": "system", "content": "Sys."},
+            {"role": "user", "content": "Q"},
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "reasoning_content": "R",
+                "tool_calls": [{"function": CALL}, {"function": CALL2}],
+            },
+        ],
+        "tools": json.dumps([{"name": "get_weather"}]),
+    }
+    conv = sft(row, OPENAI)
+    text = TEMPLATES["qwen3"].render(conv["messages"], system=conv["system"], tools=conv["tools"]).text
+    assert text.startswith("<|im_start|>system\nSys.\n\n# Tools\n")
+    assert text.endswith(
+        "<|im_start|>assistant\n<think>\nR\n</think>\n\nChecking.\n<tool_call>\n"
+        + json.dumps(CALL)
+        + "\n</tool_call>\n"
+        "<tool_call>\n" + json.dumps(CALL2) + "\n</tool_call><|im_end|>\n"
+    )
