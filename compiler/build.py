@@ -234,7 +234,9 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             chat_template_fields=chat_template.definition(),
         )
     if ctx["deepspeed"]:
-        ctx["deepspeed_config"] = _deepspeed(spec)
+        ctx["deepspeed_config"] = (
+            dict(resolved.deepspeed_config) if resolved.deepspeed_config is not None else _deepspeed(spec)
+        )
     return ctx
 
 

@@ -107,6 +107,59 @@ def validate(spec: Path = typer.Argument(..., help="The spec file."), overrides:
     typer.echo(f"{spec}: ok")
 
 
+@app.command(name="import")
+def import_(
+    source: Path = typer.Argument(..., help="A LLaMA-Factory YAML config (llamafactory-cli train ...)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The ffc spec to write."),
+    lf_root: Path = typer.Option(
+        Path("."),
+        "--lf-root",
+        help="The directory llamafactory-cli ran in: the config's relative paths (data, models, DeepSpeed files) "
+        "start there.",
+    ),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT if it exists."),
+):
+    """Translate a LLaMA-Factory config into an ffc spec (dropped keys are listed, missing features are errors)."""
+    from ruamel.yaml.comments import CommentedMap
+
+    from .importer import header, translate
+    from .loader import Issue, SpecError, _parse, _read, _shown, _yaml, load_spec
+
+    shown = _shown(source)
+    doc = _parse(_read(source, shown), lambda line, column: f"{shown}:{line + 1}:{column + 1}", shown)
+    if not isinstance(doc, CommentedMap):
+        _fail(f"{shown}: a LLaMA-Factory config is a YAML mapping of keys (model_name_or_path: ..., stage: ...)")
+    if output.exists() and not force:
+        _fail(f"{output} exists: choose another -o or add --force")
+    imported = translate(doc, lf_root, output.parent, shown)
+
+    def place(key: str) -> str:
+        try:
+            line, column = doc.lc.key(key)
+            return f"{shown}:{line + 1}:{column + 1}"
+        except (KeyError, TypeError):
+            return shown
+
+    if imported.errors:
+        issues = [Issue(place(key), key if key != "(file)" else "", message) for key, message in imported.errors]
+        count = len(issues)
+        _fail(f"{shown}: {count} key{'s' if count > 1 else ''} cannot be imported\n{SpecError(issues)}")
+    imported.doc.yaml_set_start_comment(header(imported, shown))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as stream:
+        _yaml().dump(imported.doc, stream)
+    typer.echo(f"wrote {output} from {shown}: {len(imported.moved)} keys moved, {len(imported.dropped)} dropped")
+    for key, reason in imported.dropped:
+        typer.echo(f"  dropped {key}: {reason}")
+    for note in imported.notes:
+        typer.echo(f"  note: {note}")
+    try:
+        load_spec(output)
+    except SpecError as exc:
+        _fail(f"{output} does not validate yet; fix it by hand:\n{exc}")
+    typer.echo(f"next: ffc build {output} -o runs/{output.stem}")
+
+
 @app.command()
 def schema(output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout.")):
     """Print the JSON Schema of spec files (for editor autocompletion)."""

@@ -449,13 +449,55 @@ def _model_at(path: tuple) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+def _placed_hint(key: str, path: tuple) -> str:
+    """Where a key that is unknown at ``path`` belongs: another section's option, or a LLaMA-Factory key
+    that ffc spells differently, does not need or does not have."""
+    from .importer import DROPPED, FIELD_SECTIONS, MISSING, RENAMED
+
+    sections = [s for s in FIELD_SECTIONS.get(key, []) if tuple(s.split(".")) != path]
+    if sections:
+        return "it belongs in " + " or ".join(f"{s} (as {s}.{key})" for s in sections)
+    if key in RENAMED:
+        return f"LLaMA-Factory's {key} is {RENAMED[key]} in ffc"
+    if key in DROPPED:
+        return f"LLaMA-Factory's {key} has no effect in ffc: {DROPPED[key]}; remove it"
+    if key in MISSING:
+        return f"LLaMA-Factory's {key}: ffc has no {MISSING[key]}"
+    return ""
+
+
+# Keys at the top of a LLaMA-Factory config; a spec has them inside its sections.
+_LF_MARKERS = ("model_name_or_path", "stage", "finetuning_type", "dataset", "do_train")
+
+
+def _llamafactory_config(doc: CommentedMap, shown: str, path: Path) -> SpecError | None:
+    """A flat LLaMA-Factory config given where a spec belongs: say how to translate it."""
+    if "model" in doc or not any(key in doc for key in _LF_MARKERS):
+        return None
+    target = path.with_name(f"{path.stem}.ffc.yaml")
+    return _error(
+        f"{shown}:1:1",
+        "this looks like a LLaMA-Factory config (flat keys such as model_name_or_path at the top level), "
+        f"not an ffc spec: translate it with `ffc import {shown} -o {_shown(target)}` (add --lf-root DIR for the "
+        "directory llamafactory-cli ran in), then use the spec it writes",
+    )
+
+
 def _describe(error: dict) -> str:
     kind, message = error["type"], error["msg"]
     loc = error["loc"]
     if kind == "extra_forbidden":
         owner = _model_at(tuple(loc[:-1]))
         known = list(owner.model_fields) if owner else []
+        placed = _placed_hint(str(loc[-1]), tuple(map(str, loc[:-1])))
+        if placed:
+            return f"unknown key here; {placed}"
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        if not close:  # a misspelt key of another section: name it with its section
+            from .importer import FIELD_SECTIONS
+
+            near = difflib.get_close_matches(str(loc[-1]), list(FIELD_SECTIONS), n=1, cutoff=0.75)
+            close = [f"{FIELD_SECTIONS[near[0]][0]}.{near[0]}"] if near else []
         hint = f"; did you mean {close[0]!r}?" if close else (f"; known keys: {', '.join(known)}" if known else "")
         return f"unknown key{hint}"
     if kind == "missing":
@@ -515,6 +557,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> LoadedSpe
             f"the document is {what}, but a spec is a mapping of sections (model:, method:, data:, training:); "
             "start from one of the examples, e.g. examples/lora_sft.yaml",
         )
+    flat = _llamafactory_config(doc, shown, path)
+    if flat is not None:
+        raise flat
     positions = _Positions(doc, shown, {})
     issues: list[Issue] = []
     _check_values(doc, (), positions.where, issues)

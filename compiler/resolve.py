@@ -8,6 +8,7 @@ machine that builds, so builds are reproducible.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class Resolved:
     registry_note: str = ""
     reward_functions: tuple = ()  # names of the public functions of method.reward_funcs
     reward_source: Optional[bytes] = None  # that file, copied into the run as rewards.py
+    deepspeed_config: Optional[Mapping] = None  # distributed.deepspeed.config_file, read (the run's ds_config.json)
 
     @property
     def name(self) -> str:
@@ -239,12 +241,18 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     if spec.model.quantization_bit:
         upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
 
+    deepspeed_config = None
+    if spec.distributed.deepspeed.config_file:
+        spec, deepspeed_config = _user_deepspeed(loaded, spec)
+        inputs_ds = hashlib.sha256(json.dumps(deepspeed_config, sort_keys=True).encode()).hexdigest()
     _check_host_memory(loaded, spec)
     registry, inputs, note = _registry(loaded, spec)
     reward_source, reward_functions = None, ()
     if spec.method.reward_funcs:
         reward_source, reward_functions = _reward_functions(loaded, spec.method.reward_funcs)
         inputs["reward_funcs:" + spec.method.reward_funcs] = hashlib.sha256(reward_source).hexdigest()
+    if deepspeed_config is not None:
+        inputs["deepspeed:" + spec.distributed.deepspeed.config_file] = inputs_ds
     return Resolved(
         loaded=loaded,
         spec=spec,
@@ -254,7 +262,53 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         registry_note=note,
         reward_functions=reward_functions,
         reward_source=reward_source,
+        deepspeed_config=MappingProxyType(deepspeed_config) if deepspeed_config is not None else None,
     )
+
+
+def _user_deepspeed(loaded: LoadedSpec, spec: Spec) -> tuple[Spec, dict]:
+    """Read distributed.deepspeed.config_file; its ZeRO stage and offloading become the section's, so that
+    the rules, ``ffc plan`` and accelerate_config.yaml describe the run the file configures."""
+    import stat
+
+    ds = spec.distributed.deepspeed
+    where = loaded.where(("distributed", "deepspeed", "config_file"))
+    path = loaded.base_dir / ds.config_file
+
+    def fail(message: str):
+        return SpecError([Issue(where, "distributed.deepspeed.config_file", message)])
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise fail(f"{path} is not a regular file: name a DeepSpeed JSON file")
+        if path.stat().st_size > 1_000_000:
+            raise fail(f"{path} is larger than 1 MB: a DeepSpeed config is a small JSON file")
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(f"{path} not found") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise fail(f"cannot read {path} as JSON: {getattr(exc, 'strerror', None) or exc}") from None
+    zero = config.get("zero_optimization", {}) if isinstance(config, dict) else None
+    if not isinstance(zero, dict) or zero.get("stage", 0) not in (0, 1, 2, 3):
+        raise fail(f"{path} is not a DeepSpeed config: a JSON object whose zero_optimization.stage is 0 to 3")
+
+    def offloaded(name: str) -> bool:
+        part = zero.get(name)
+        return isinstance(part, dict) and part.get("device", "none") not in ("none", None)
+
+    found = {
+        "zero_stage": zero.get("stage", 0),
+        "offload_optimizer": offloaded("offload_optimizer"),
+        "offload_param": offloaded("offload_param"),
+    }
+    clash = [k for k in ds.model_fields_set & set(found) if getattr(ds, k) != found[k]]
+    if clash:
+        raise fail(
+            f"{path} sets {', '.join(f'{k}={found[k]!r}' for k in sorted(clash))} (read from the file): "
+            "remove those options from distributed.deepspeed or change the file"
+        )
+    dist = spec.distributed.model_copy(update={"deepspeed": ds.model_copy(update=found)})
+    return spec.model_copy(update={"distributed": dist}), config
 
 
 def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:

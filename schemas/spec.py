@@ -288,6 +288,11 @@ class DeepSpeedSection(Section):
     )
     offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
     offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
+    config_file: Optional[str] = Field(
+        None,
+        description="A DeepSpeed JSON file of your own, used as the run's ds_config.json instead of the one ffc "
+        "writes (relative to the spec file); zero_stage and the offload options are then read from it.",
+    )
 
 
 class FSDPSection(Section):

@@ -238,6 +238,7 @@ ZH_HELP = {
     "distributed.deepspeed.zero_stage": "ZeRO 阶段：0 关闭，1 优化器状态，2 加梯度，3 加参数。",
     "distributed.deepspeed.offload_optimizer": "将优化器状态放在 CPU 内存中。",
     "distributed.deepspeed.offload_param": "将参数放在 CPU 内存中（仅 ZeRO-3）。",
+    "distributed.deepspeed.config_file": "自带的 DeepSpeed JSON 文件，代替 ffc 生成的 ds_config.json（相对于 spec 文件）；zero_stage 与卸载选项从中读取。",
     "distributed.fsdp.offload_params": "将参数（及优化器状态）放在 CPU 内存中。",
     "distributed.fsdp.cpu_ram_efficient_loading": "只在 rank 0 加载权重再广播（大模型时节省主机内存）。",
     "distributed.launcher": "launch.sh 用什么启动进程。",
