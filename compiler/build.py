@@ -253,8 +253,17 @@ def _data_summary(resolved: Resolved) -> str:
     return f"{stage.data.summary} {masking}"
 
 
-def lock(resolved: Resolved) -> dict:
+def lock(resolved: Resolved, run_dir: Optional[Path] = None) -> dict:
     loaded = resolved.loaded
+    # Where `ffc check` and `ffc update` find the spec and the data again, relative to the run directory.
+    run_paths = (
+        {
+            "spec": relative_to_run(loaded, loaded.path.name, run_dir),
+            "dataset_dir": relative_to_run(loaded, resolved.spec.data.dataset_dir, run_dir),
+        }
+        if run_dir is not None
+        else {}
+    )
     return {
         "ffc_version": __version__,
         "spec_file": loaded.path.name,
@@ -264,6 +273,7 @@ def lock(resolved: Resolved) -> dict:
         "library_defaults": dict(resolved.upstream),
         "library_versions": TESTED_VERSIONS,
         "inputs": {"dataset_dir": resolved.spec.data.dataset_dir, "sha256": dict(resolved.inputs)},
+        **({"run_paths": run_paths} if run_paths else {}),
     }
 
 
@@ -282,7 +292,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     env = rendering.environment()
     env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
     present = [f for f in RUN_FILES if f.when(ctx)]
-    ctx["lock"] = lock(resolved)
+    ctx["lock"] = lock(resolved, run_dir)
     ctx["run_files"] = present
     texts = {}
     for generated in present:

@@ -80,12 +80,12 @@ def build(
     new = not output.exists()
     try:
         resolved, files = build_files(loaded, output, vendor=vendor)
-        changed = write_run(output, files, force=force)
+        changed = write_run(output, files, force=force, base=True)  # .ffc/base/: for `ffc update`
     except SpecError as exc:
         _fail(str(exc))
     except WriteError as exc:
         _fail(str(exc))
-    changed = [name for name in changed if not name.startswith(".ffc-")]  # the manifest is bookkeeping
+    changed = [name for name in changed if not name.startswith(".ffc")]  # manifest and base copies: bookkeeping
     summary = f"{len(files)} files" if new else f"{len(files)} files, {len(changed) or 'none'} changed"
     typer.echo(f"built {output} ({summary}) from {spec}")
     if resolved.registry_note:
@@ -184,6 +184,42 @@ def diff(
 
     text = diff_runs(a, b, overrides or [])
     typer.echo(text if text else "no differences")
+
+
+@app.command()
+def check(
+    run: Path = typer.Argument(..., help="A run directory ffc built."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+):
+    """Is RUN still what its lock says: generated files, spec, data, library versions (exit 1 if not)."""
+    from .check import CheckError, check_run, report
+    from .check import as_json as to_json
+
+    try:
+        findings = check_run(run)
+    except CheckError as exc:
+        _fail(str(exc), 2)
+    typer.echo(to_json(run, findings) if as_json else report(run, findings))
+    raise typer.Exit(1 if findings else 0)
+
+
+@app.command()
+def update(
+    run: Path = typer.Argument(..., help="A run directory ffc built."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help="Build from this spec (default: the lock's)."),
+    overrides: Optional[List[str]] = typer.Option(
+        None, "--set", help="Overrides instead of those the lock records, e.g. --set training.max_steps=20."
+    ),
+):
+    """Rebuild RUN after a spec change or an ffc upgrade, merging your edits three ways (exit 3 on conflicts)."""
+    from .update import UpdateError, report, update_run
+
+    try:
+        result = update_run(run, spec, overrides or None)
+    except UpdateError as exc:
+        _fail(str(exc))
+    typer.echo(report(run, result))
+    raise typer.Exit(3 if result.conflicts else 0)
 
 
 @app.command()

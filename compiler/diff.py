@@ -35,7 +35,7 @@ def _files(target: Path, overrides: list[str], scratch: Path) -> dict[str, bytes
 
 
 def _is_output(rel: Path) -> bool:
-    return rel.parts[0] in ("output", "runs") or "__pycache__" in rel.parts
+    return rel.parts[0] in ("output", "runs", ".ffc") or "__pycache__" in rel.parts  # .ffc: base copies
 
 
 def diff_runs(a: Path, b: Path, overrides: list[str]) -> str:
@@ -50,7 +50,11 @@ def run_files(run_dir: Path) -> dict[str, bytes]:
         names = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError):
         return {}
-    return {name: (run_dir / name).read_bytes() for name in names if (run_dir / name).is_file()}
+    return {
+        name: (run_dir / name).read_bytes()
+        for name in names
+        if (run_dir / name).is_file() and not name.startswith(".ffc/")  # .ffc/base/: update's copies
+    }
 
 
 def diff_files(left: dict[str, bytes], right: dict[str, bytes]) -> str:

@@ -10,6 +10,14 @@
   ``force``: before it replaces anything, an update records the hashes it is about
   to write in a journal, so the next build knows the old and the new files as its own.
   Staging folders left by a killed build are removed by the next one.
+- With ``base``, a pristine copy of every generated file is kept under ``.ffc/base/`` (for
+  ``ffc update``'s three-way merge). The copies are generated files like any other (manifest,
+  journal, atomic renames) and are replaced after the run's own files, so a killed update leaves
+  each copy either the old build's or the new one's, never ahead of a file it is the base of.
+- ``edits`` puts other bytes on disk than the generated ones (``ffc update``'s merges of the
+  user's edits): the manifest still records the generated file, so the file counts as edited
+  afterwards, and the journal does not vouch for it (a killed update must not let a later build
+  overwrite the user's merged edits).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ except ImportError:  # Windows: no advisory locks
 
 MANIFEST = ".ffc-manifest.json"
 JOURNAL = ".ffc-pending.json"  # an update in progress: every hash its files may have on disk
+BASE_DIR = ".ffc/base"  # pristine copies of the generated files, when write_run(base=True)
 STAGING = ".ffc-tmp-"  # staging folders are ".<run name>.ffc-tmp-XXXXXXXX" beside the run directory
 
 
@@ -178,17 +187,29 @@ def _current(path: Path) -> str | None:
         return f"unreadable: {exc.strerror}"
 
 
-def write_run(run_dir: Path, files: dict[str, bytes], force: bool = False) -> list[str]:
-    """Write ``files`` into ``run_dir``; returns the names of files whose content changed."""
+def write_run(
+    run_dir: Path,
+    files: dict[str, bytes],
+    force: bool = False,
+    base: bool = False,
+    edits: dict[str, bytes] | None = None,
+) -> list[str]:
+    """Write ``files`` into ``run_dir``; returns the names of files whose content changed. ``base``
+    also keeps pristine copies under ``.ffc/base/``; ``edits`` (name -> bytes) are written instead of
+    those generated files, whose edit the caller has merged (see the module docstring)."""
     run_dir = Path(run_dir)
     files = dict(files)
+    edits = dict(edits or {})
+    if base:  # after the run's files in the dict: written after them
+        files.update({f"{BASE_DIR}/{name}": data for name, data in list(files.items())})
     files[MANIFEST] = _manifest(files)
+    disk = {name: edits.get(name, data) for name, data in files.items()}
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(run_dir)
 
     if not os.path.lexists(run_dir):
         with _Staging(run_dir) as staging:
-            _write_tree(staging.path, files)
+            _write_tree(staging.path, disk)
             os.chmod(staging.path, 0o755)
             os.rename(staging.path, run_dir)
         return sorted(files)
@@ -210,23 +231,25 @@ def write_run(run_dir: Path, files: dict[str, bytes], force: bool = False) -> li
             own.setdefault(name, set()).update(digests)
     current = {name: _current(run_dir / name) for name in set(own) | set(files)}
 
-    edited = sorted(name for name in own if current[name] is not None and current[name] not in own[name])
-    clobbered = [name for name in files if name not in own and os.path.lexists(run_dir / name)]
+    edited = sorted(
+        name for name in own if current[name] is not None and current[name] not in own[name] and name not in edits
+    )
+    clobbered = [name for name in files if name not in own and name not in edits and os.path.lexists(run_dir / name)]
     details = [f"{name} (edited since the last build)" for name in edited if name != MANIFEST]
     details += [f"{name} (not written by ffc)" for name in clobbered if name != MANIFEST]
     if details and not force:
         raise WriteError(
             f"{run_dir}: would overwrite " + ", ".join(details) + ". Move your changes into the spec, "
-            "or pass --force to overwrite."
+            "run `ffc update` to merge them with the new build, or pass --force to overwrite."
         )
 
     new = {name: _sha(data) for name, data in files.items()}
-    to_write = [name for name in files if name != MANIFEST and current[name] != new[name]]
+    to_write = [name for name in files if name != MANIFEST and current[name] != _sha(disk[name])]
     # Generated files the new build no longer produces go, unless the user changed them.
     obsolete = [name for name in own if name not in files and current[name] in own[name]]
     if to_write or obsolete or current[MANIFEST] != new[MANIFEST]:
         with _Staging(run_dir) as staging:
-            _write_tree(staging.path, {name: files[name] for name in to_write + [MANIFEST]})
+            _write_tree(staging.path, {name: disk[name] for name in to_write + [MANIFEST]})
             journal = {name: sorted(own.get(name, set()) | {new[name]}) for name in files if name != MANIFEST}
             journal.update({name: sorted(own[name]) for name in own if name not in files})
             _write_file(staging.path / JOURNAL, json.dumps({"generated_by": "ffc", "files": journal}).encode())
