@@ -13,6 +13,7 @@ from ffc.runtime.chat.templates import TEMPLATES
 from . import render as rendering
 from ._version import __version__
 from .loader import LoadedSpec
+from .media_check import multimodal
 from .render import Code, py_literal
 from .resolve import TESTED_VERSIONS, Resolved, is_local_path, relative_to_run, resolve
 
@@ -224,6 +225,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         processes_per_machine=spec.distributed.num_processes // spec.distributed.num_machines,
         uses_nccl=spec.distributed.backend != "none" or spec.distributed.num_processes > 1,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
+        # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.
+        multimodal=multimodal(resolved.registry, [*data.dataset, *data.eval_dataset]),
     )
     if has_template:
         chat_template = TEMPLATES[data.template]

@@ -30,6 +30,7 @@ from ffc.schemas.methods import (
 from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
+from .media_check import check_media
 
 # Library versions ffc is tested with; requirements.txt pins these.
 TESTED_VERSIONS = {
@@ -148,6 +149,7 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
         registry = read_registry(dataset_dir)
         attrs = resolve_datasets(dataset_dir, names, registry)
         _check_stage_data(loaded, STAGES[spec.method.stage], attrs)
+        check_media(loaded, spec, registry, names)
         inputs = {}
         for attr in attrs:
             for path in data_files(dataset_dir, attr):

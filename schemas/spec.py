@@ -61,6 +61,14 @@ class ModelSection(Section):
     )
     quantization_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
     double_quantization: bool = Field(True, description="Quantize the 4-bit quantization constants too.")
+    # Vision-language models (runs whose datasets have an images column)
+    image_max_pixels: int = Field(
+        768 * 768, ge=1, description="Images larger than this many pixels are scaled down (fewer vision tokens)."
+    )
+    image_min_pixels: int = Field(32 * 32, ge=1, description="Images smaller than this many pixels are scaled up.")
+    video_max_pixels: int = Field(256 * 256, ge=1, description="Video frames larger than this are scaled down.")
+    video_fps: float = Field(2.0, gt=0, description="Frames sampled per second of video.")
+    video_maxlen: int = Field(128, ge=1, description="At most this many frames are sampled per video.")
 
 
 class MethodSection(Section):
@@ -99,6 +107,15 @@ class MethodSection(Section):
     )
     freeze_extra_modules: list[str] = Field(
         default_factory=list, description="Modules outside the decoder layers also trained (e.g. embed_tokens,norm)."
+    )
+    # Vision-language models: which parts train (LoRA adapts the language model's linear layers only)
+    freeze_vision_tower: bool = Field(True, description="Keep the vision encoder's weights fixed (full/freeze tuning).")
+    freeze_multi_modal_projector: bool = Field(
+        True, description="Keep the projector from vision features to the language model fixed (full/freeze tuning)."
+    )
+    freeze_language_model: bool = Field(False, description="Keep the language model fixed (full/freeze tuning).")
+    train_mm_proj_only: bool = Field(
+        False, description="Train only the multimodal projector: vision tower and language model fixed (full tuning)."
     )
 
     # Preference optimisation (dpo, kto, orpo, simpo)

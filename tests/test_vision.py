@@ -1,6 +1,7 @@
 """Vision-language data, templates and encoding: media rows, placeholders, parity, masks, build checks."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def media_dir(tmp_path):
 def _load(folder, rows, entry=OPENAI_MM, **kwargs):
     (folder / "mm.json").write_text(json.dumps(rows))
     registry = {"mm": {"file_name": "mm.json", **entry}}
-    return load_datasets(folder, registry, ["mm"], "conversations", **kwargs)
+    return load_datasets(folder, registry, ["mm"], "conversations", media=True, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,12 @@ def test_bad_media_rows_name_file_and_row(media_dir, bad, message):
     with pytest.raises(DataError) as info:
         _load(media_dir, [_row(), bad])
     assert "mm.json: row 2: " in str(info.value) and message in str(info.value)
+
+
+def test_text_run_refuses_media_dataset(media_dir):
+    (media_dir / "mm.json").write_text(json.dumps([_row()]))
+    with pytest.raises(DataError, match="dataset 'mm' has images, but this run was built for text only"):
+        load_datasets(media_dir, {"mm": {"file_name": "mm.json", **OPENAI_MM}}, ["mm"], "conversations")
 
 
 def test_bad_media_rows_skipped_and_counted(media_dir):
@@ -81,7 +88,7 @@ def test_text_only_dataset_mixes_with_media(media_dir):
     (media_dir / "mm.json").write_text(json.dumps([_row()]))
     (media_dir / "txt.json").write_text(json.dumps([{"instruction": "hi", "output": "hello"}]))
     registry = {"mm": {"file_name": "mm.json", **OPENAI_MM}, "txt": {"file_name": "txt.json"}}
-    data = load_datasets(media_dir, registry, ["mm", "txt"], "conversations")
+    data = load_datasets(media_dir, registry, ["mm", "txt"], "conversations", media=True)
     assert [row["images"] for row in data] == [[str(media_dir / "img" / "a.png")], []]
 
 
@@ -89,7 +96,7 @@ def test_text_only_dataset_mixes_with_media(media_dir):
 def test_mllm_demo_loads():
     folder = DEMO_DATA
     registry = json.loads((folder / "dataset_info.json").read_text())
-    data = load_datasets(folder, registry, ["mllm_demo"], "conversations")
+    data = load_datasets(folder, registry, ["mllm_demo"], "conversations", media=True)
     assert len(data) >= 3 and all(row["images"] for row in data)
     assert all(path.startswith(str(folder)) for row in data for path in row["images"])
 
@@ -166,3 +173,79 @@ def test_placeholder_count_must_match_images():
     )
     with pytest.raises(MediaError, match="stands in a response"):
         plugin.expand(in_response, [1])
+
+
+# --- build: the run is multimodal exactly when its datasets have images ----------------------------------------
+
+
+def _vision_spec(tmp_path, template="qwen2_vl", extra=""):
+    from ffc.devtools.vlm import write_vision_data
+
+    data = tmp_path / "data"
+    if not (data / "dataset_info.json").exists():
+        write_vision_data(data, size=12)
+        info = json.loads((data / "dataset_info.json").read_text())
+        info["text"] = {"file_name": "text.json"}
+        (data / "text.json").write_text(json.dumps([{"instruction": "hi", "output": "hello"}]))
+        (data / "dataset_info.json").write_text(json.dumps(info))
+    spec = tmp_path / "vl.yaml"
+    spec.write_text(
+        f"model:\n  model_name_or_path: Qwen/Qwen2-VL-2B-Instruct\nmethod:\n  stage: sft\n"
+        f"data:\n  dataset: [demo_vision]\n  dataset_dir: data\n  template: {template}\n{extra}"
+    )
+    return spec
+
+
+def test_text_template_with_image_data_fails_at_build(tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+
+    with pytest.raises(SpecError) as info:
+        build_files(load_spec(_vision_spec(tmp_path, "qwen")), tmp_path / "run")
+    message = str(info.value)
+    assert "dataset 'demo_vision' has images, but chat template 'qwen' has no image input" in message
+    assert "qwen2_vl, qwen3_vl" in message and "vl.yaml:" in message
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["method.stage=pt", "data.template=null"], "images are trained in stage sft so far, not pt"),
+        (["method.finetuning_type=freeze"], "finetuning_type freeze is not supported with images"),
+        (["data.packing=true"], "packing with images is refused"),
+    ],
+)
+def test_unsupported_combinations_refused_at_build(tmp_path, overrides, fragment):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=fragment):
+        build_files(load_spec(_vision_spec(tmp_path), overrides), tmp_path / "run")
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_train_py_holds_only_the_path_its_data_needs(tmp_path, method):
+    import subprocess
+
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+    from ffc.compiler.writer import write_run
+
+    spec = _vision_spec(tmp_path)
+    runs = {}
+    for label, overrides in [("vision", []), ("text", ["data.dataset=[text]", "data.template=qwen"])]:
+        run = tmp_path / label
+        write_run(run, build_files(load_spec(spec, [f"method.finetuning_type={method}", *overrides]), run)[1])
+        runs[label] = (run / "train.py").read_text()
+        config = ["--config", str(Path(__file__).parent.parent / "templates" / "ruff.toml")]
+        for args in (["check", *config], ["format", "--check", *config]):
+            done = subprocess.run(["ruff", *args, str(run)], capture_output=True, text=True)
+            assert done.returncode == 0, done.stdout + done.stderr
+    vision, text = runs["vision"], runs["text"]
+    for marker in ("VisionCollator", "AutoModelForImageTextToText", "image_processor", "media=True"):
+        assert marker in vision and marker not in text
+    for marker in ("AutoModelForCausalLM", "Collator(tokenizer.pad_token_id)", "ConversationEncoder("):
+        assert marker in text
+        assert marker not in vision.replace("VisionConversationEncoder(", "")
+    assert ("freeze_parts(" in vision) == (method == "full")
+    assert ("lora_targets(model)" in vision) == (method == "lora")

@@ -359,9 +359,13 @@ def load_datasets(
     mix_strategy: str = "concat",
     interleave_probs: Optional[list[float]] = None,
     seed: int = 42,
+    media: bool = False,
     **kwargs,
 ):
-    """Load, convert and mix the named datasets of a registry (the run's dataset_info.json)."""
+    """Load, convert and mix the named datasets of a registry (the run's dataset_info.json).
+
+    ``media``: the run was built for images (ffc build decided it from dataset_info.json); a text run
+    refuses a dataset with media columns rather than train on its text without the pictures."""
     import datasets
 
     dataset_dir = Path(dataset_dir)
@@ -380,6 +384,12 @@ def load_datasets(
             raise DataError(
                 f"dataset {name!r} has no preference pairs: this run needs a dataset marked ranking: true "
                 "with chosen and rejected responses. Choose such a dataset, or another stage."
+            )
+        if media_columns(attr) and not media:
+            raise DataError(
+                f"dataset {name!r} has {' and '.join(media_columns(attr))}, but this run was built for text only "
+                "(its dataset_info.json had no media columns at build time). Rebuild the run (ffc build) with "
+                "a vision-language chat template such as qwen2_vl."
             )
         parts.append(load_one(attr, dataset_dir, kind, seed=seed, **kwargs))
     skipped = sum((_skipped_of(part) for part in parts), Counter())

@@ -1,0 +1,83 @@
+"""Build-time checks for datasets with images: what a multimodal run needs of the rest of the spec.
+
+A dataset whose dataset_info.json entry names an ``images`` column makes the run multimodal (train.py
+then holds only the vision path); these checks refuse, with the dataset's name and what fits, every
+combination that would otherwise drop the images or fail mid-training. Pure Python: no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping, Optional
+
+from ffc.runtime.chat.vision import VISION_TEMPLATES
+from ffc.runtime.data.media import MEDIA_KEYS
+
+from .loader import Issue, LoadedSpec, SpecError
+
+VISION_STAGES = ("sft",)
+VISION_METHODS = ("lora", "full")
+
+
+def media_kinds(entry: Mapping) -> list[str]:
+    """The media columns (images, videos) a dataset_info.json entry names."""
+    columns = entry.get("columns") if isinstance(entry, Mapping) else None
+    return [key for key in MEDIA_KEYS if isinstance(columns, Mapping) and columns.get(key)]
+
+
+def multimodal(registry: Optional[Mapping], names: list[str]) -> bool:
+    """Whether the run's datasets carry images (decided from dataset_info.json at build time)."""
+    return registry is not None and any(media_kinds(registry.get(name) or {}) for name in names)
+
+
+def _model_has_vision(loaded: LoadedSpec, model: str) -> Optional[bool]:
+    """From a local model's config.json: does it have a vision encoder? None when it cannot be told here."""
+    config = loaded.base_dir / model / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a hub id, or no config at build time: the template check stands alone
+    return isinstance(data, dict) and "vision_config" in data
+
+
+def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -> None:
+    """Refuse a spec whose datasets have media it cannot train on, naming the dataset and what fits."""
+    where = loaded.where(("data", "dataset"))
+    problems = []
+    for name in names:
+        kinds = media_kinds(registry.get(name) or {})
+        if not kinds:
+            continue
+        said = f"dataset {name!r} has {' and '.join(kinds)}"
+        if "videos" in kinds:
+            problems.append(f"{said}: ffc does not train on videos yet; use a dataset of images")
+        template = spec.data.template
+        if template not in VISION_TEMPLATES:
+            fits = ", ".join(VISION_TEMPLATES)
+            problems.append(
+                f"{said}, but chat template {template!r} has no image input (the images would be lost); "
+                f"set data.template to one that has: {fits}"
+            )
+        if spec.method.stage not in VISION_STAGES:
+            problems.append(
+                f"{said}: images are trained in stage {', '.join(VISION_STAGES)} so far, not {spec.method.stage}"
+            )
+        if spec.method.finetuning_type not in VISION_METHODS:
+            problems.append(
+                f"{said}: finetuning_type {spec.method.finetuning_type} is not supported with images; "
+                f"use {' or '.join(VISION_METHODS)} (freeze_vision_tower and friends choose the trained parts)"
+            )
+        if spec.data.packing:
+            problems.append(
+                f"{said}: packing with images is refused: each sample's vision tokens need its own 3-D rotary "
+                "positions, which packed rows do not keep; set data.packing: false"
+            )
+        if spec.data.streaming:
+            problems.append(f"{said}: streaming is not supported with images; set data.streaming: false")
+        if _model_has_vision(loaded, spec.model.model_name_or_path) is False:
+            problems.append(
+                f"{said}, but model {spec.model.model_name_or_path} has no vision input (its config.json has no "
+                "vision_config); choose a vision-language model such as Qwen/Qwen2-VL-2B-Instruct"
+            )
+    if problems:
+        raise SpecError([Issue(where, "data.dataset", problem) for problem in problems])
