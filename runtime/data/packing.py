@@ -7,6 +7,10 @@ kernels (``masking_utils.find_packed_sequence_indices``), so a token never atten
 to another sample. This needs ``use_cache=False`` (train.py sets it): with a KV
 cache transformers skips the packed-row detection. The first label of each sample is ignored, so no sample is
 trained to predict the start of the next.
+
+The same isolation makes batches padding-free: ``Collator(padding_free=True)`` concatenates
+the samples (or packed rows) of a batch into one row instead of padding them to the longest,
+so the same samples train with the same loss while no compute goes to padding.
 """
 
 from __future__ import annotations
@@ -69,17 +73,54 @@ def pad_batch(sequences, pad_id: int, left: bool = False, device=None):
 
 
 class Collator:
-    """Pads a batch on the right. Packed rows are padded with a sample of their own
-    (fresh position ids, ignored labels) so that no attention mask is needed."""
+    """Pads a batch on the right, or with ``padding_free`` concatenates it into one row.
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+    Packed rows are padded with a sample of their own (fresh position ids, ignored labels)
+    so that no attention mask is needed. Padding-free rows keep each sample's (or packed
+    row's) position ids, so they restart at 0 for every sample, and ignore each sample's
+    first label: the padded batch never trains it either (labels are shifted by one), and
+    in one row it would teach the previous sample to predict this one's start.
+
+    transformers' ``DataCollatorWithFlattening`` does the padding-free part for unpacked
+    samples only: it numbers each feature's positions 0..n-1, which would merge the
+    samples of an already packed row; this collator keeps their position ids.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None, padding_free: bool = False):
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.padding_free = padding_free
 
     def __call__(self, features: Iterable[dict]) -> dict:
+        features = list(features)
+        if self.padding_free:
+            return self._concatenate(features)
+        return self._pad(features)
+
+    def _concatenate(self, features: list[dict]) -> dict:
         import torch
 
-        features = list(features)
+        ids, labels, positions = [], [], []
+        for f in features:
+            n = len(f["input_ids"])
+            ids += f["input_ids"]
+            labels += [IGNORE_INDEX] + list(f["labels"][1:])
+            positions += f["position_ids"] if "position_ids" in f else range(n)
+        pad = 0
+        if self.pad_to_multiple_of:
+            pad = -len(ids) % self.pad_to_multiple_of
+        ids += [self.pad_token_id] * pad
+        labels += [IGNORE_INDEX] * pad
+        positions += range(pad)
+        return {
+            "input_ids": torch.tensor([ids], dtype=torch.long),
+            "labels": torch.tensor([labels], dtype=torch.long),
+            "position_ids": torch.tensor([list(positions)], dtype=torch.long),
+        }
+
+    def _pad(self, features: list[dict]) -> dict:
+        import torch
+
         longest = max(len(f["input_ids"]) for f in features)
         if self.pad_to_multiple_of:
             longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of

@@ -1,0 +1,154 @@
+"""Exactness of the lean training paths: padding-free batches and the chunked loss give the
+padded batch's and the plain loss's per-sample logits, losses and gradients."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ffc.runtime.data.packing import Collator  # noqa: E402
+from ffc.runtime.data.tokenize import IGNORE_INDEX  # noqa: E402
+from ffc.runtime.losses import chunked_causal_lm_loss  # noqa: E402
+
+VOCAB = 300
+
+
+def tiny_model(attention="sdpa", kind="llama", **extra):
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    torch.manual_seed(0)
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[kind]
+    config = config_class(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        use_cache=False,
+        **extra,
+    )
+    config._attn_implementation = attention
+    return AutoModelForCausalLM.from_config(config).float()
+
+
+def samples():
+    """Four samples of different lengths; prompts (first tokens) are not trained, as in sft."""
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for length, prompt in ((7, 3), (19, 5), (2, 1), (12, 0)):
+        ids = torch.randint(5, VOCAB, (length,), generator=gen).tolist()
+        out.append({"input_ids": ids, "labels": [IGNORE_INDEX] * prompt + ids[prompt:]})
+    return out
+
+
+def per_sample(logits, labels):
+    """Each sample's summed token loss (labels shifted by one, as transformers' causal-LM loss)."""
+    return torch.nn.functional.cross_entropy(logits[:-1], labels[1:], ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_padding_free_batch_equals_padded_batch(attention):
+    model = tiny_model(attention)
+    features = samples()
+    padded = Collator(0)(features)
+    flat = Collator(0, padding_free=True)(features)
+    assert flat["input_ids"].shape == (1, sum(len(f["input_ids"]) for f in features))
+    assert "attention_mask" not in flat
+    out_padded = model(**padded)
+    out_flat = model(**flat)
+    start, worst = 0, 0.0
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        a, b = out_padded.logits[row, :n], out_flat.logits[0, start : start + n]
+        worst = max(worst, (a - b).abs().max().item())
+        labels = torch.tensor(f["labels"])
+        assert torch.allclose(per_sample(a, labels), per_sample(b, labels), atol=1e-5)
+        start += n
+    assert worst < 1e-5, worst
+    assert torch.allclose(out_padded.loss, out_flat.loss, atol=1e-6)
+    out_padded.loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out_flat.loss.backward()
+    for expected, got in zip(grads, (p.grad for p in model.parameters())):
+        assert torch.allclose(expected, got, atol=1e-6)
+
+
+def test_padding_free_keeps_packed_rows_apart():
+    """Packed rows keep their own position ids (restarting per sample) when concatenated."""
+    rows = [
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, -100, 9], "position_ids": [0, 1, 2, 0, 1]},
+        {"input_ids": [10, 11], "labels": [-100, 11], "position_ids": [0, 1]},
+    ]
+    flat = Collator(0, pad_to_multiple_of=4, padding_free=True)(rows)
+    assert flat["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 0]]
+    assert flat["labels"].tolist() == [[-100, 6, 7, -100, 9, -100, 11, -100]]
+    assert flat["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11, 0]]
+
+
+@pytest.mark.parametrize("normaliser", [None, 23])
+def test_chunked_loss_equals_plain_loss(normaliser):
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    model = tiny_model()
+    batch = Collator(0)(samples())
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    plain = ForCausalLMLoss(model.lm_head(hidden), batch["labels"], VOCAB, num_items_in_batch=normaliser)
+    plain_grads = torch.autograd.grad(plain, list(model.parameters()), retain_graph=True)
+    chunked = chunked_causal_lm_loss(hidden, model.lm_head, batch["labels"], normaliser, chunk_tokens=5)
+    chunked_grads = torch.autograd.grad(chunked, list(model.parameters()))
+    assert abs(plain.item() - chunked.item()) <= 1e-6 * plain.item()  # fp32 sums in another order
+    worst = max((a - b).abs().max().item() for a, b in zip(plain_grads, chunked_grads))
+    assert worst < 1e-6, worst
+
+
+def test_chunked_loss_applies_logit_softcapping():
+    hidden = torch.randn(2, 6, 8, requires_grad=True)
+    head = torch.nn.Linear(8, 11, bias=False)
+    labels = torch.randint(0, 11, (2, 6))
+    logits = torch.tanh(head(hidden) / 3.0) * 3.0
+    plain = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
+    assert torch.allclose(plain, chunked_causal_lm_loss(hidden, head, labels, chunk_tokens=4, softcap=3.0))
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_chunked_loss_trainer_matches_trainer(tmp_path, lora):
+    """ChunkedLossTrainer's loss and gradients equal the plain Trainer's, on a padding-free batch."""
+    from transformers import Trainer, TrainingArguments
+
+    from ffc.runtime.losses import ChunkedLossTrainer
+
+    model = tiny_model(kind="qwen2")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    batch = Collator(0, padding_free=True)(samples())
+    items = torch.tensor((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    results = []
+    for trainer_class in (Trainer, ChunkedLossTrainer):
+        trainer = trainer_class(model=model, args=args)
+        model.zero_grad()
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=items)
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+    (plain, plain_grads), (chunked, chunked_grads) = results
+    assert abs(plain - chunked) <= 1e-6 * plain
+    assert max((a - b).abs().max().item() for a, b in zip(plain_grads, chunked_grads)) < 1e-6
+
+
+def test_liger_is_refused_without_a_gpu(monkeypatch):
+    import sys
+
+    from ffc.runtime.errors import UserError
+    from ffc.runtime.losses import require_liger
+
+    monkeypatch.setitem(sys.modules, "liger_kernel", None)  # not installed
+    with pytest.raises(UserError, match="liger-kernel is not installed"):
+        require_liger()
+    monkeypatch.setitem(sys.modules, "liger_kernel", type(sys)("liger_kernel"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        require_liger()
