@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import keyword
 import re
 from dataclasses import dataclass
@@ -230,6 +231,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     )
     if has_template:
         chat_template = TEMPLATES[data.template]
+        if getattr(chat_template, "reasoning_turns", None) not in (None, data.reasoning_turns):
+            chat_template = dataclasses.replace(chat_template, reasoning_turns=data.reasoning_turns)
         ctx.update(
             chat_template_name=chat_template.name,
             chat_template_notes=chat_template.notes,

@@ -30,6 +30,7 @@ from ffc.schemas.methods import (
 from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
+from .template_check import check_tool_data, choose_template
 from .media_check import check_media
 
 # Library versions ffc is tested with; requirements.txt pins these.
@@ -83,6 +84,7 @@ class Resolved:
     registry_note: str = ""
     reward_functions: tuple = ()  # names of the public functions of method.reward_funcs
     reward_source: Optional[bytes] = None  # that file, copied into the run as rewards.py
+    template_note: str = ""  # how template: auto chose, printed by the build
     deepspeed_config: Optional[Mapping] = None  # distributed.deepspeed.config_file, read (the run's ds_config.json)
 
     @property
@@ -149,6 +151,7 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
         registry = read_registry(dataset_dir)
         attrs = resolve_datasets(dataset_dir, names, registry)
         _check_stage_data(loaded, STAGES[spec.method.stage], attrs)
+        check_tool_data(loaded, spec, attrs)
         check_media(loaded, spec, registry, names)
         inputs = {}
         for attr in attrs:
@@ -237,7 +240,7 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
 
 
 def resolve(loaded: LoadedSpec) -> Resolved:
-    spec = _with_defaults(loaded)
+    spec, template_note = choose_template(loaded, _with_defaults(loaded))
     upstream = dict(UPSTREAM)
     upstream["torch_dtype"] = "bfloat16" if spec.training.bf16 else "float16" if spec.training.fp16 else "float32"
     if spec.model.quantization_bit:
@@ -264,6 +267,7 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         registry_note=note,
         reward_functions=reward_functions,
         reward_source=reward_source,
+        template_note=template_note,
         deepspeed_config=MappingProxyType(deepspeed_config) if deepspeed_config is not None else None,
     )
 

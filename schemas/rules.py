@@ -104,9 +104,10 @@ def template_is_known(spec: Spec):
     from ffc.runtime.chat.templates import TEMPLATES, suggest
 
     name = spec.data.template
-    if name and name != "tokenizer" and name not in TEMPLATES:
+    if name and name not in ("tokenizer", "auto") and name not in TEMPLATES:
         yield Problem(
-            ("data", "template"), f"unknown template {name!r}{suggest(name, list(TEMPLATES) + ['tokenizer'])}."
+            ("data", "template"),
+            f"unknown template {name!r}{suggest(name, list(TEMPLATES) + ['tokenizer', 'auto'])}.",
         )
 
 

@@ -186,7 +186,9 @@ class DataSection(Section):
     )
     template: Optional[str] = Field(
         None,
-        description="Chat template for sft (e.g. qwen, llama3, chatml), or 'tokenizer' to use the tokenizer's own.",
+        description="Chat template for sft (e.g. qwen, llama3, chatml), 'tokenizer' to use the tokenizer's own, or "
+        "'auto' to pick the family from the model's config.json, name and tokenizer chat template (the build "
+        "prints its choice).",
     )
     cutoff_len: int = Field(2048, ge=8, description="Maximum tokens per training sample (per packed row with packing).")
     train_on_prompt: bool = Field(False, description="Train on prompt tokens too, not only on the assistant's.")
@@ -217,8 +219,18 @@ class DataSection(Section):
     default_system: Optional[str] = Field(
         None, description="System prompt used when a sample has none (replaces the template's default)."
     )
-    enable_thinking: bool = Field(
-        True, description="Reasoning templates (qwen3): keep the <think> blocks of responses in training."
+    enable_thinking: Optional[bool] = Field(
+        True,
+        description="Reasoning templates (qwen3), as LLaMA-Factory reads it: true trains each response's reasoning "
+        "and, where a response has none, an empty <think> block; false drops all reasoning (the empty block goes "
+        "to the prompt, untrained; generation prompts close the block); null lets the data decide (reasoning "
+        "present is trained, an empty block is prompt).",
+    )
+    reasoning_turns: Literal["official", "all"] = Field(
+        "official",
+        description="Reasoning templates: which responses keep their reasoning. official: as the model's own "
+        "template renders it (qwen3: only those after the last user message; earlier turns drop it), so training "
+        "text matches inference; all: every response, as LLaMA-Factory trains (and the saved template renders).",
     )
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="A row that cannot be converted stops the run (error) or is skipped and counted (skip)."

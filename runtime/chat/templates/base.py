@@ -147,7 +147,7 @@ class ChatTemplate:
         system: Optional[str] = None,
         tools: Optional[list | str] = None,
         add_generation_prompt: bool = False,
-        enable_thinking: bool = True,
+        enable_thinking: Optional[bool] = True,
     ) -> Rendered:
         """Render ``messages`` (role/content dicts). ``system`` replaces the default system prompt."""
         messages = list(messages)
@@ -284,13 +284,18 @@ class ChatTemplate:
 class ReasoningTemplate(ChatTemplate):
     """Qwen3-style: a response after the last user query carries ``<think>...</think>``.
 
-    Earlier responses drop their reasoning, as the official template does. The
-    reasoning is trained when ``enable_thinking``; an empty think block belongs to
-    the prompt (it is what the model is given when thinking is turned off).
+    Which responses keep their reasoning follows the official template (``reasoning_turns:
+    "official"``: those after the last user query; earlier ones drop it) or, as LLaMA-Factory
+    trains, every response (``"all"``; the text then differs from the official template's on
+    multi-turn data). ``enable_thinking`` as LLaMA-Factory reads it: True trains the reasoning
+    and, where a response has none, an empty think block; False drops all reasoning and puts the
+    empty block in the prompt (untrained); None (unset) lets the data decide: reasoning present is
+    trained, an empty block is prompt.
     """
 
     think_open: str = "<think>\n"
     think_close: str = "\n</think>\n\n"
+    reasoning_turns: Literal["official", "all"] = "official"
 
     def response_parts(self, content, message, index, count, last_query, enable_thinking):
         reasoning = message.get("reasoning_content")
@@ -299,15 +304,16 @@ class ReasoningTemplate(ChatTemplate):
             if reasoning is None:
                 reasoning = head.rstrip("\n").split("<think>")[-1].lstrip("\n")
             content = content.lstrip("\n")
-        reasoning = (reasoning or "").strip("\n")
-        if index <= last_query or not (index == count - 1 or reasoning):
+        reasoning = "" if enable_thinking is False else (reasoning or "").strip("\n")
+        if self.reasoning_turns != "all" and (index <= last_query or not (index == count - 1 or reasoning)):
             return "", content
-        if reasoning and enable_thinking:
+        if reasoning:
             return "", self.think_open + reasoning + self.think_close + content
-        return self.think_open.rstrip("\n") + "\n" + self.think_close, content
+        empty = self.think_open.rstrip("\n") + "\n" + self.think_close
+        return ("", empty + content) if enable_thinking is True else (empty, content)
 
-    def generation_opening(self, enable_thinking: bool) -> str:
-        return "" if enable_thinking else self.think_open + self.think_close
+    def generation_opening(self, enable_thinking: Optional[bool]) -> str:
+        return self.think_open + self.think_close if enable_thinking is False else ""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Which chat template a model most likely wants, from its name or its local config files.
 
-A suggestion only: the user picks the template. Name patterns come first (hub ids carry the family);
-a local directory also has config.json's ``model_type`` and the tokenizer's own chat template.
+Used by ``data.template: auto`` at build time (which prints its choice) and by the UI's suggestion.
+Name patterns come first (hub ids carry the family); a local directory also has config.json's
+``model_type`` and the tokenizer's own chat template. A new family adds its pattern here, more
+specific names before general ones.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ NAME_PATTERNS = (
 )
 # Markers of a tokenizer chat template, for local models whose names say nothing.
 TEMPLATE_MARKERS = (
+    ("reasoning_content", "qwen3"),  # ChatML with Qwen3's <think> handling
+    ("You are Qwen, created by Alibaba Cloud", "qwen"),
     ("<|im_start|>", "chatml"),
     ("<|start_header_id|>", "llama3"),
     ("[INST]", "mistral"),

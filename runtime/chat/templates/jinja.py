@@ -141,9 +141,13 @@ def _(t: ReasoningTemplate) -> str:
         "{%- set content = content.lstrip('\\n') -%}"
         "{%- endif -%}"
         "{%- set reasoning = (reasoning or '').strip('\\n') -%}"
-        "{%- set thinking = enable_thinking is not defined or enable_thinking -%}"
-        "{%- if loop.index0 <= ns.last_query or not (loop.last or reasoning) -%}"
-        "{%- set opening = '' -%}{%- set body = content -%}"
+        "{%- set thinking = enable_thinking is not defined or enable_thinking is not false -%}"
+        + (
+            "{%- if false -%}"  # reasoning_turns "all": every response carries its think block
+            if t.reasoning_turns == "all"
+            else "{%- if loop.index0 <= ns.last_query or not (loop.last or reasoning) -%}"
+        )
+        + "{%- set opening = '' -%}{%- set body = content -%}"
         "{%- elif reasoning and thinking -%}"
         f"{{%- set opening = '' -%}}{{%- set body = {think_open} + reasoning + {think_close} + content -%}}"
         "{%- else -%}"
