@@ -34,6 +34,9 @@ from .base import (
     register,
     suggest,
 )
+from .custom import CustomTemplate
+from .deepseek import DeepSeekTemplate
+from .glm import GLM45Template
 
 __all__ = [
     "PROMPT_ROLES",
@@ -50,3 +53,4 @@ __all__ = [
     "register",
     "suggest",
 ]
+__all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template"]  # families with their own renderer

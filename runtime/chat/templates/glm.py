@@ -1,6 +1,11 @@
 """GLM (Zhipu AI): GLM-4."""
 
-from .base import NextRoleEndTemplate, register
+import json
+from dataclasses import dataclass
+
+from .base import NextRoleEndTemplate, Rendered, Segment, register
+from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_str
 
 register(
     NextRoleEndTemplate(
@@ -16,6 +21,135 @@ register(
         notes=(
             "GLM-4-chat: responses end where the next <|user|> begins, so that tag is trained; a finished "
             "conversation gets a trained EOS that the official template does not render."
+        ),
+    ),
+)
+
+
+GLM45_TOOLS = (
+    "<|system|>\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}</tools>\n\n"
+    "For each function call, output the function name and arguments within the following XML format:\n"
+    "<tool_call>{{function-name}}\n<arg_key>{{arg-key-1}}</arg_key>\n<arg_value>{{arg-value-1}}</arg_value>\n"
+    "<arg_key>{{arg-key-2}}</arg_key>\n<arg_value>{{arg-value-2}}</arg_value>\n...\n</tool_call>"
+)
+GLM45_ENDS = ("<|user|>", "<|observation|>")
+
+
+@dataclass(frozen=True)
+class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTemplate: its EOS is an addition
+    """GLM-4.5: ``<think>`` blocks, XML tool calls (the function name right after ``<tool_call>``).
+
+    Every response opens a think block: with its reasoning after the last user query, empty
+    elsewhere (untrained unless ``enable_thinking`` is True). A response has no end token: the
+    model stops by writing the next role tag, so the ``<|user|>`` or ``<|observation|>`` that
+    follows a response is trained as its end, and a finished conversation ends with a trained EOS
+    (the official template renders nothing there, so a model could not learn to stop).
+    """
+
+    def render(self, messages, **kwargs) -> Rendered:
+        rendered = super().render(messages, **kwargs)
+        out: list[Segment] = []
+        for seg in rendered.segments:
+            tag = next((t for t in GLM45_ENDS if seg.text.startswith(t)), None)
+            if tag and seg.kind == "prompt" and out and out[-1].kind == "response":
+                out[-1] = Segment(out[-1].text + tag, "response", out[-1].turn)
+                seg = Segment(seg.text[len(tag) :], "prompt", seg.turn)
+            if seg.text:
+                out.append(seg)
+        if not kwargs.get("add_generation_prompt") and out and out[-1].kind == "response":
+            out[-1] = Segment(out[-1].text + (kwargs.get("eos") or ""), "response", out[-1].turn)
+        return Rendered(out)
+
+    def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
+        out.prompt("[gMASK]<sop>")
+        if tools:
+            out.prompt(GLM45_TOOLS.format(tools="".join(json.dumps(t, ensure_ascii=False) + "\n" for t in tools)))
+        if system:
+            out.prompt("<|system|>\n" + system)
+        last_query = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+        for index, message in enumerate(messages):
+            if message["role"] == "user":
+                content = self._content(message)
+                nothink = enable_thinking is False and not content.endswith("/nothink")
+                out.prompt("<|user|>\n" + content + ("/nothink" if nothink else ""))
+            elif message["role"] == "observation":
+                out.prompt("<|observation|>\n<tool_response>\n" + self._content(message) + "\n</tool_response>")
+            else:
+                reasoning, text, calls = split_reasoning(message)
+                reasoning = reasoning.strip() if index > last_query and enable_thinking is not False else ""
+                think = "\n<think>" + reasoning + "</think>"
+                body = ("\n" + text.strip() if text.strip() else "") + "".join(map(_glm45_call, calls))
+                if reasoning or enable_thinking is True:
+                    out.prompt("<|assistant|>")
+                    out.response(think + body)
+                else:
+                    out.prompt("<|assistant|>" + think)
+                    out.response(body)
+        if add_generation_prompt:
+            out.prompt("<|assistant|>" + ("\n<think></think>" if enable_thinking is False else ""))
+
+    def jinja(self, default_system: str) -> str:
+        s = jinja_str
+        return (
+            jinja_head(default_system) + "{{- '[gMASK]<sop>' -}}"
+            "{%- if tools -%}{%- set t = namespace(text='') -%}{%- for tool in tools -%}"
+            "{%- set entry = tool if tool['function'] is defined else {'type': 'function', 'function': tool} -%}"
+            "{%- set t.text = t.text + (entry | tojson) + '\\n' -%}{%- endfor -%}"
+            f"{{{{- {s(GLM45_TOOLS.split('{tools}')[0])} + t.text + "
+            f"{s(GLM45_TOOLS.split('{tools}')[1].replace('{{', '{').replace('}}', '}'))} -}}}}"
+            "{%- endif -%}"
+            "{%- if system -%}{{- '<|system|>\\n' + system -}}{%- endif -%}"
+            "{%- for message in loop_messages -%}"
+            "{%- if message['role'] == 'user' -%}"
+            "{%- set nothink = enable_thinking is defined and enable_thinking is false "
+            "and not message['content'].endswith('/nothink') -%}"
+            "{{- '<|user|>\\n' + message['content'] + ('/nothink' if nothink else '') -}}"
+            "{%- elif message['role'] in ['tool', 'observation'] -%}"
+            "{%- if loop.first or loop_messages[loop.index0 - 1]['role'] not in ['tool', 'observation'] -%}"
+            "{{- '<|observation|>' -}}{%- endif -%}"
+            "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' -}}"
+            "{%- else -%}"
+            + JINJA_SPLIT
+            + "{%- if not (loop.index0 > ns.last_query and not (enable_thinking is defined and enable_thinking "
+            "is false)) -%}{%- set reasoning = '' -%}{%- endif -%}"
+            "{{- '<|assistant|>\\n<think>' + reasoning.strip() + '</think>' -}}"
+            "{%- if text.strip() -%}{{- '\\n' + text.strip() -}}{%- endif -%}"
+            "{%- for tool_call in calls -%}"
+            + JINJA_CALL
+            + "{%- set args = call['arguments'] if call['arguments'] is mapping else {} -%}"
+            "{{- '\\n<tool_call>' + call['name'] + '\\n' -}}"
+            "{%- for k, v in args.items() -%}"
+            "{{- '<arg_key>' + k + '</arg_key>\\n<arg_value>' + (v if v is string else (v | tojson)) + "
+            "'</arg_value>\\n' -}}"
+            "{%- endfor -%}{{- '</tool_call>' -}}{%- endfor -%}"
+            "{%- endif -%}{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}"
+            "{%- if enable_thinking is defined and enable_thinking is false -%}{{- '\\n<think></think>' -}}"
+            "{%- endif -%}{%- endif -%}"
+        )
+
+
+def _glm45_call(call: dict) -> str:
+    args = call["arguments"] if isinstance(call["arguments"], dict) else {}
+    pairs = "".join(
+        f"<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
+        "</arg_value>\n"
+        for k, v in args.items()
+    )
+    return "\n<tool_call>" + call["name"] + "\n" + pairs + "</tool_call>"
+
+
+register(
+    GLM45Template(
+        name="glm4_moe",
+        tool_definitions=True,
+        stop_words=GLM45_ENDS,
+        notes=(
+            "GLM-4.5 / 4.6 (LLaMA-Factory's glm4_moe): responses end where the next <|user|> or <|observation|> "
+            "begins, so that tag is trained; a finished conversation gets a trained EOS that the official template "
+            "does not render. With a JSON-string arguments value the official template fails; ffc decodes it. "
+            "Several tool results after one call are one <tool_response> (ffc's converter joins them)."
         ),
     ),
 )

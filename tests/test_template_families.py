@@ -1,0 +1,113 @@
+"""Family-specific parity that the generic harness (test_template_reference.py) cannot express.
+
+DeepSeek's templates only take arguments as JSON text and ignore the tools list, V3.1 switches
+thinking with its own ``thinking`` kwarg, R1's reasoning is inline in the content. Each case
+renders the official template in transformers' environment and compares ffc's Python renderer
+(after the data converter, as a dataset row) and ffc's exported Jinja with it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ffc.runtime.chat.templates import TEMPLATES
+
+from .conftest import REFERENCE, needs_shared
+from .test_template_reference import (
+    PLAIN,
+    THINKING,
+    TOOLS,
+    TOOL_CALL,
+    TOOL_CALLS_WITH_TEXT,
+    _ffc_python,
+    _jinja,
+    _official,
+    _string_arguments,
+)
+
+pytestmark = [needs_shared(REFERENCE), pytest.mark.shared]
+
+# ffc template -> reference folder, template file
+DEEPSEEK = {
+    "deepseekr1": ("deepseek-r1", "chat_template.jinja"),
+    "deepseekr1_0528": ("deepseek-r1-0528-qwen3-8b", "chat_template.jinja"),
+    "deepseek_v3_1": ("deepseek-v3.1", "chat_template.jinja"),
+}
+HISTORY_WITH_REASONING = THINKING[:4]  # earlier responses' reasoning is dropped before a new query
+
+
+def _three(name, conversation, generation=False, official_kwargs=None, **ffc_kwargs):
+    """(official, ffc python, ffc jinja) renderings; the official template gets arguments as JSON text."""
+    folder, source = DEEPSEEK[name]
+    template, meta = _official(folder, source)
+    bos, eos = meta["bos_token"], meta["eos_token"]
+    official = _jinja(template, _string_arguments(conversation), bos, eos, None, generation, **(official_kwargs or {}))
+    python = _ffc_python(name, conversation, None, generation, bos, eos, **ffc_kwargs)
+    jinja = _jinja(TEMPLATES[name].to_jinja(), conversation, bos, eos, None, generation, **ffc_kwargs)
+    return official, python, jinja
+
+
+@pytest.mark.parametrize("name", list(DEEPSEEK))
+@pytest.mark.parametrize(
+    "conversation,generation",
+    [
+        pytest.param(TOOL_CALL, False, id="tool_call"),
+        pytest.param(TOOL_CALLS_WITH_TEXT, False, id="several_calls_with_text"),
+        pytest.param(TOOL_CALL[:4], True, id="prompt_after_tool"),
+        pytest.param(HISTORY_WITH_REASONING, True, id="prompt_after_reasoning"),
+    ],
+)
+def test_deepseek_calls_outputs_and_history(name, conversation, generation):
+    official, python, jinja = _three(name, conversation, generation)
+    assert python == official
+    assert jinja == official
+
+
+def test_deepseek_v31_thinking_generation_prompt():
+    for thinking in (True, False):
+        official, python, jinja = _three(
+            "deepseek_v3_1", PLAIN[:4], True, official_kwargs={"thinking": thinking}, enable_thinking=thinking
+        )
+        assert python == official == jinja
+        assert official.endswith("<｜Assistant｜><think>" if thinking else "<｜Assistant｜></think>")
+
+
+def test_deepseek_training_keeps_the_reasoning_being_trained():
+    """The official templates drop every reasoning; ffc keeps the last response's (see notes), trained."""
+    r1 = TEMPLATES["deepseekr1"].render(THINKING)
+    assert r1.segments[-2].text == "<｜Assistant｜><think>\n"  # R1's generation prompt opens <think>
+    assert r1.segments[-1].text == "2 plus 2 equals 4.\n</think>\n\n4<｜end▁of▁sentence｜>"
+    assert "greets" not in r1.text
+    v31 = TEMPLATES["deepseek_v3_1"].render(THINKING).segments
+    assert [v31[-2].text, v31[-1].text] == [
+        "<｜Assistant｜><think>",
+        "2 plus 2 equals 4.</think>4<｜end▁of▁sentence｜>",
+    ]
+    r0528 = TEMPLATES["deepseekr1_0528"].render(THINKING).segments
+    assert r0528[-1].text.startswith("<think>\n2 plus 2") and r0528[-1].kind == "response"
+
+
+def test_deepseek_v31_tool_list_follows_the_model_card():
+    text = TEMPLATES["deepseek_v3_1"].render(PLAIN[:3], tools=TOOLS).text
+    assert text == (
+        "You are a helpful assistant.\n\n## Tools\nYou have access to the following tools:\n\n"
+        "### get_weather\nDescription: Get the current weather for a city.\n\nParameters: "
+        '{"type": "object", "properties": {"city": {"type": "string", "description": "City name"}, '
+        '"unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Temperature unit"}}, '
+        '"required": ["city"]}\n\nIMPORTANT: ALWAYS adhere to this exact format for tool use:\n'
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>tool_call_name<｜tool▁sep｜>tool_call_arguments"
+        "<｜tool▁call▁end｜>{additional_tool_calls}<｜tool▁calls▁end｜>\n\nWhere:\n"
+        "- `tool_call_name` must be an exact match to one of the available tools\n"
+        "- `tool_call_arguments` must be valid JSON that strictly follows the tool's Parameters Schema\n"
+        "- For multiple tool calls, chain them directly without separators or spaces"
+        "<｜User｜>Hi<｜Assistant｜></think>Hello!<｜end▁of▁sentence｜>"
+    )
+    jinja = _jinja(TEMPLATES["deepseek_v3_1"].to_jinja(), PLAIN[:3], "", "", TOOLS, False)
+    assert jinja == text
+
+
+def test_deepseek_r1_refuses_a_tool_list():
+    from ffc.runtime.chat.templates import ConversationError
+
+    with pytest.raises(ConversationError, match="no format for tool definitions"):
+        TEMPLATES["deepseekr1"].render(PLAIN, tools=[{"name": "f", "parameters": {}}])
