@@ -381,13 +381,48 @@ def ui(
 
 
 @app.command()
-def templates():
-    """List the chat templates."""
+def templates(
+    check: Optional[Path] = typer.Option(
+        None, "--check", help="A model directory: compare ffc's template with the model's own chat_template."
+    ),
+    template: Optional[str] = typer.Option(
+        None, "--template", help="The ffc template to compare (default: as data.template: auto would pick)."
+    ),
+):
+    """List the chat templates, or check one against a model's own chat template."""
     from ffc.runtime.chat.templates import TEMPLATES
 
+    if check is not None:
+        _check_template(check, template)
+        return
     for name, template in TEMPLATES.items():
         typer.echo(f"{name:10} {template.notes}")
     typer.echo(f"{'tokenizer':10} The chat template saved with the model's tokenizer.")
+
+
+def _check_template(model_dir: Path, name: Optional[str]) -> None:
+    from ffc.runtime.chat.templates import TEMPLATES, suggest
+    from ffc.runtime.chat.templates.compare import check
+    from ffc.runtime.chat.templates.detect import suggest_template
+
+    why = "--template"
+    if name is None:
+        name, why = suggest_template(str(model_dir))
+        if name in (None, "tokenizer"):
+            _fail(
+                f"{model_dir}: no ffc template matches this model ({why or 'nothing to go by'}); pass --template NAME"
+            )
+    if name not in TEMPLATES:
+        _fail(f"unknown template {name!r}{suggest(name, TEMPLATES)}")
+    try:
+        outcomes = check(name, model_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    typer.echo(f"ffc template {name} ({why}) against {model_dir}'s chat template:")
+    for outcome in outcomes:
+        typer.echo(f"  {outcome.conversation:18} {outcome.status}" + (f": {outcome.detail}" if outcome.detail else ""))
+    if any(o.status in ("differs", "ffc cannot render") for o in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()

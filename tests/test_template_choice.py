@@ -8,7 +8,7 @@ from ffc.compiler.cli import main
 from ffc.compiler.loader import SpecError, load_spec
 from ffc.compiler.resolve import resolve
 
-from .conftest import MINIMAL_SPEC
+from .conftest import MINIMAL_SPEC, REFERENCE, needs_shared
 
 
 def _data(tmp_path, entry):
@@ -61,3 +61,45 @@ def test_auto_without_a_clue_asks_for_a_template(write_spec, tmp_path):
     spec = write_spec(MINIMAL_SPEC.replace("template: chatml", "template: auto").replace("./model", "./mystery"))
     with pytest.raises(SpecError, match="template: auto cannot tell"):
         resolve(load_spec(spec))
+
+
+def _model_dir(tmp_path, template: str, name: str = "model") -> str:
+    model = tmp_path / name
+    model.mkdir()
+    config = {"chat_template": template, "eos_token": "<|im_end|>", "bos_token": None}
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    return str(model)
+
+
+def test_check_a_model_whose_template_is_ffcs_own(tmp_path, capsys):
+    from ffc.runtime.chat.templates import TEMPLATES
+
+    model = _model_dir(tmp_path, TEMPLATES["qwen3"].to_jinja(), "qwen3-model")
+    with pytest.raises(SystemExit) as done:
+        main(["templates", "--check", model])
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    assert "ffc template qwen3 (the directory name)" in out
+    assert out.count(" same") == 4
+
+
+def test_check_reports_a_difference_and_fails(tmp_path, capsys):
+    from ffc.runtime.chat.templates import TEMPLATES
+
+    model = _model_dir(tmp_path, TEMPLATES["qwen"].to_jinja())
+    with pytest.raises(SystemExit) as done:
+        main(["templates", "--check", model, "--template", "chatml"])
+    out = capsys.readouterr().out
+    assert done.value.code == 1
+    assert "plain              same" in out
+    assert "generation prompt  differs: from character 12" in out and "You are Qwen" in out  # qwen's default system
+    assert "tool call          ffc cannot render" in out
+
+
+@needs_shared(REFERENCE)
+def test_check_against_an_official_template(tmp_path, capsys):
+    template = (REFERENCE / "qwen3" / "chat_template.trl-latest.jinja").read_text(encoding="utf-8")
+    model = _model_dir(tmp_path, template, "Qwen3-8B")
+    with pytest.raises(SystemExit) as done:
+        main(["templates", "--check", model])
+    assert done.value.code == 0, capsys.readouterr().out
