@@ -7,7 +7,8 @@ Layout (one obvious place for everything):
 - ``jinja``: the export of a template as a Hugging Face Jinja chat template;
 - one module per family group, each calling ``register(...)`` with its entries:
   ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``,
-  ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``.
+  ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``, ``minicpm``, ``smollm``,
+  ``olmo``.
 
 To add a family: an entry in its group's module (a new module for a new group, imported
 below), a line in tests/test_template_reference.py's ``REFERENCES`` naming its official
@@ -18,7 +19,7 @@ go into their family's module next to the text-only entries.
 Pure Python: the compiler imports this package without torch.
 """
 
-from . import deepseek, gemma, generic, glm, internlm, llama, mistral, phi, qwen, yi  # noqa: F401  (they register)
+from . import deepseek, gemma, generic, glm, internlm, llama, minicpm, mistral, olmo, phi, qwen, smollm, yi  # noqa: F401
 from .base import (
     PROMPT_ROLES,
     RESPONSE_ROLES,
@@ -34,6 +35,7 @@ from .base import (
     register,
     suggest,
 )
+from .gemma import ThoughtlessHistoryTemplate
 from .custom import CustomTemplate
 from .deepseek import DeepSeekTemplate
 from .glm import GLM45Template
@@ -47,6 +49,7 @@ __all__ = [
     "NextRoleEndTemplate",
     "ReasoningTemplate",
     "Rendered",
+    "ThoughtlessHistoryTemplate",
     "Segment",
     "fill",
     "get_template",

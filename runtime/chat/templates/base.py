@@ -118,9 +118,11 @@ class ChatTemplate:
     assistant_prefix: str = ""  # opens a response; also the generation prompt
     response_lead: str = ""  # trained text before the response that the generation prompt leaves out
     turn_sep: str = ""  # untrained text between a response and the next prompt
+    turn_sep_after_last: bool = True  # False: no turn_sep after the final response (OLMo-2)
     prefix: str = ""  # once, at the very start
     system: str = "{content}"  # a system message of its own, right after prefix
     system_in_first_user: Optional[str] = None  # families without a system turn merge it: "{system}\n\n{content}"
+    system_in_last_user: bool = False  # ... into the last user turn instead (Mistral Nemo's template)
     default_system: Optional[str] = None
     observation: Optional[str] = None  # a tool result; default: formatted like a user turn
     function: str = "{content}"  # one assistant tool call; {content} is its JSON {"name", "arguments"}
@@ -183,7 +185,8 @@ class ChatTemplate:
             else:
                 content = self._content(message)
             if message["role"] in PROMPT_ROLES:
-                merge = index == 0 and system and self.system_in_first_user is not None
+                merged_turn = last_query if self.system_in_last_user else 0
+                merge = index == merged_turn and system and self.system_in_first_user is not None
                 if self.strip_messages and not (merge and self.strip_after_merge):
                     content = content.strip()
                 if merge:
@@ -201,7 +204,8 @@ class ChatTemplate:
                 add(fill(self.assistant_prefix, **values) + opening, "prompt", turn)
                 add(self.response_lead + body + fill(self.assistant_end, **values), "response", turn)
                 turn += 1
-                add(fill(self.turn_sep, **values), "prompt", turn)
+                if self.turn_sep_after_last or index < len(messages) - 1:
+                    add(fill(self.turn_sep, **values), "prompt", turn)
         if add_generation_prompt:
             add(fill(self.assistant_prefix, **values) + self.generation_opening(enable_thinking), "prompt", turn)
         else:

@@ -1,4 +1,4 @@
-"""GLM (Zhipu AI): GLM-4."""
+"""GLM (Zhipu AI): ChatGLM3, GLM-4."""
 
 import json
 from dataclasses import dataclass
@@ -8,6 +8,23 @@ from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, jinja_head, 
 from .jinja import jinja_str
 
 register(
+    NextRoleEndTemplate(
+        name="chatglm3",
+        prefix="[gMASK]sop",
+        system="<|system|> \n {content}",
+        user="<|user|> \n {content}",
+        observation="<|observation|> \n {content}",
+        assistant_prefix="<|assistant|>",
+        response_lead=" \n ",
+        assistant_end="",
+        stop_words=("<|user|>", "<|observation|>"),
+        notes=(
+            "ChatGLM3-6B, as its tokenizer_config.json's chat template writes it (a space around the newline after "
+            "each role tag; openvino's copy has none before it, LLaMA-Factory's chatglm3 neither after). Responses "
+            "end where the next <|user|> begins, so that tag is trained; a finished conversation gets a trained EOS "
+            "that the official template does not render. Its template has no tool format: tool data is refused."
+        ),
+    ),
     NextRoleEndTemplate(
         name="glm4",
         prefix="[gMASK]<sop>",

@@ -72,13 +72,17 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
     merged = ""
     if merge:
         pre = "content" if t.strip_after_merge else f"(message['content'] {strip_user})"
+        merged_turn = "loop.index0 == ns.last_query" if t.system_in_last_user else "loop.first"
         merged = (
-            "{%- if loop.first and system -%}"
+            f"{{%- if {merged_turn} and system -%}}"
             f"{{%- set content = {jinja_expr(t.system_in_first_user, system='system', content=pre)} -%}}"
             "{%- endif -%}"
         )
     after_merge = "{%- set content = content | trim -%}" if t.strip_after_merge else ""
     strip_response = "| trim" if (t.strip_messages or t.strip_after_merge) else ""
+    turn_sep = jinja_expr(t.turn_sep)
+    if not t.turn_sep_after_last:
+        turn_sep = f"({turn_sep} if not loop.last else '')"
     parts += [
         "{%- for message in loop_messages -%}",
         "{%- if message['role'] in ['user', 'observation', 'tool'] -%}",
@@ -107,7 +111,7 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
         "{%- endif -%}",
         "{%- endif -%}",
         f"{{{{- {jinja_expr(t.assistant_prefix)} + opening + {jinja_str(t.response_lead)} + body + "
-        f"{jinja_expr(t.assistant_end)} + {jinja_expr(t.turn_sep)} -}}}}",
+        f"{jinja_expr(t.assistant_end)} + {turn_sep} -}}}}",
         "{%- endif -%}",
         "{%- endfor -%}",
         f"{{%- if add_generation_prompt -%}}{{{{- {jinja_expr(t.assistant_prefix)} + {generation_opening_jinja(t)} -}}}}"
