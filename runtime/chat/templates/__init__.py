@@ -35,9 +35,9 @@ from .base import (
     register,
     suggest,
 )
-from .gemma import ThoughtlessHistoryTemplate
 from .custom import CustomTemplate
 from .deepseek import DeepSeekTemplate
+from .gemma import ThoughtlessHistoryTemplate
 from .glm import GLM45Template
 
 __all__ = [
