@@ -8,6 +8,8 @@ renders the official template in transformers' environment and compares ffc's Py
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from ffc.runtime.chat.templates import TEMPLATES
@@ -16,9 +18,10 @@ from .conftest import REFERENCE, needs_shared
 from .test_template_reference import (
     PLAIN,
     THINKING,
-    TOOLS,
+    THINKING_TOOL,
     TOOL_CALL,
     TOOL_CALLS_WITH_TEXT,
+    TOOLS,
     _ffc_python,
     _jinja,
     _official,
@@ -111,3 +114,96 @@ def test_deepseek_r1_refuses_a_tool_list():
 
     with pytest.raises(ConversationError, match="no format for tool definitions"):
         TEMPLATES["deepseekr1"].render(PLAIN, tools=[{"name": "f", "parameters": {}}])
+
+
+def _with_ids(conversation: list[dict]) -> list[dict]:
+    """Kimi-K2's call ids: a tool result names functions.<name>:<index> of the call it answers."""
+    out = copy.deepcopy(conversation)
+    for message in out:
+        if message["role"] == "tool":
+            message["tool_call_id"] = "functions." + message["name"] + ":0"
+    return out
+
+
+@pytest.mark.parametrize(
+    "conversation,generation",
+    [
+        pytest.param(TOOL_CALL, False, id="tool_call"),
+        pytest.param(TOOL_CALLS_WITH_TEXT, False, id="several_calls_with_text"),
+        pytest.param(TOOL_CALL[:4], True, id="prompt_after_tool"),
+    ],
+)
+def test_kimi_calls_with_kimi_ids(conversation, generation):
+    template, meta = _official("kimi-k2-instruct", "chat_template.jinja")
+    conversation = _with_ids(conversation)
+    official = _jinja(template, conversation, None, None, TOOLS, generation)
+    assert _ffc_python("kimi_k2", conversation, TOOLS, generation, None, None) == official
+    assert _jinja(TEMPLATES["kimi_k2"].to_jinja(), conversation, None, None, TOOLS, generation) == official
+
+
+def _thinking_key(conversation: list[dict]) -> list[dict]:
+    """gpt-oss's template reads reasoning from ``thinking``; ffc's data (and its Jinja) from reasoning_content."""
+    out = copy.deepcopy(conversation)
+    for message in out:
+        if "reasoning_content" in message:
+            message["thinking"] = message.pop("reasoning_content")
+    return out
+
+
+@pytest.mark.parametrize(
+    "conversation,tools,generation",
+    [
+        pytest.param(THINKING, None, False, id="thinking"),
+        pytest.param(THINKING_TOOL, TOOLS, False, id="reasoning_before_a_call_then_final"),
+        pytest.param(THINKING_TOOL[:3], TOOLS, False, id="reasoning_before_the_last_call"),
+        pytest.param(THINKING[:4], None, True, id="prompt_after_reasoning"),
+    ],
+)
+def test_gpt_oss_reasoning(conversation, tools, generation):
+    template, meta = _official("gpt-oss", "chat_template.jinja")
+    official = _jinja(template, _thinking_key(conversation), meta["bos_token"], meta["eos_token"], tools, generation)
+    python = _ffc_python("gpt_oss", conversation, tools, generation, meta["bos_token"], meta["eos_token"])
+    assert python == official
+    jinja = _jinja(TEMPLATES["gpt_oss"].to_jinja(), conversation, meta["bos_token"], None, tools, generation)
+    assert jinja == official
+
+
+def test_gpt_oss_recorded_thinking_rendering():
+    expected = (REFERENCE / "gpt-oss" / "rendered_example.thinking.txt").read_text(encoding="utf-8")
+    rendered = TEMPLATES["gpt_oss"].render(THINKING)
+    assert rendered.text == expected
+    assert rendered.segments[-1].text == (
+        "<|channel|>analysis<|message|>2 plus 2 equals 4.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>"
+    )
+    assert rendered.segments[-1].kind == "response"
+
+
+def test_gpt_oss_tool_schemas_render_as_typescript():
+    """Nested objects, oneOf, arrays, type lists and defaults, against the official macro."""
+    tools = [
+        {
+            "name": "f",
+            "description": "D",
+            "parameters": {
+                "type": "object",
+                "required": ["a"],
+                "properties": {
+                    "a": {"type": "object", "properties": {"x": {"type": "string"}, "y": {"type": "integer"}}},
+                    "b": {"oneOf": [{"type": "string", "description": "s"}, {"type": "number", "default": 3}]},
+                    "c": {"type": "array", "items": {"type": "object"}},
+                    "d": {"type": "string", "default": "hi", "description": "dd"},
+                    "e": {"type": "string", "enum": ["p", "q"], "default": "p"},
+                    "g": {"type": ["string", "null"]},
+                    "i": {"type": "array", "items": {"type": "string"}, "nullable": True},
+                    "k": {"type": "string", "nullable": True},
+                },
+            },
+        },
+        {"name": "g", "description": "E", "parameters": {}},
+    ]
+    wrapped = [{"type": "function", "function": t} for t in tools]
+    template, meta = _official("gpt-oss", "chat_template.jinja")
+    messages = [{"role": "user", "content": "x"}]
+    official = _jinja(template, messages, None, None, wrapped, True)
+    assert TEMPLATES["gpt_oss"].render(messages, tools=tools, add_generation_prompt=True).text == official
+    assert _jinja(TEMPLATES["gpt_oss"].to_jinja(), messages, None, None, wrapped, True) == official

@@ -19,7 +19,23 @@ go into their family's module next to the text-only entries.
 Pure Python: the compiler imports this package without torch.
 """
 
-from . import deepseek, gemma, generic, glm, internlm, llama, minicpm, mistral, olmo, phi, qwen, smollm, yi  # noqa: F401
+from . import (  # noqa: F401
+    deepseek,
+    gemma,
+    generic,
+    glm,
+    gpt_oss,
+    internlm,
+    kimi,
+    llama,
+    minicpm,
+    mistral,
+    olmo,
+    phi,
+    qwen,
+    smollm,
+    yi,
+)
 from .base import (
     PROMPT_ROLES,
     RESPONSE_ROLES,
@@ -39,6 +55,8 @@ from .custom import CustomTemplate
 from .deepseek import DeepSeekTemplate
 from .gemma import ThoughtlessHistoryTemplate
 from .glm import GLM45Template
+from .gpt_oss import HarmonyTemplate
+from .kimi import KimiTemplate
 
 __all__ = [
     "PROMPT_ROLES",
@@ -56,4 +74,5 @@ __all__ = [
     "register",
     "suggest",
 ]
-__all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template"]  # families with their own renderer
+# Families with their own renderer (runtime/chat/templates/custom.py).
+__all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]

@@ -1,0 +1,269 @@
+"""gpt-oss (OpenAI): the harmony format, with channels analysis / commentary / final."""
+
+import json
+from dataclasses import dataclass
+
+from .base import ConversationError, register
+from .custom import CustomTemplate, Turns, args_json, jinja_head, split_reasoning
+from .jinja import jinja_str
+
+START, END, RETURN, CALL = "<|start|>", "<|end|>", "<|return|>", "<|call|>"
+CHANNELS = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
+TOOL_CHANNEL = "\nCalls to these tools must go to the commentary channel: 'functions'."
+
+
+def typescript(spec: dict) -> str:
+    """A JSON-schema type as the official template writes it (its odd spacing included)."""
+    kind = spec.get("type")
+    null = " | null" if spec.get("nullable") else ""
+    if kind == "array":
+        items = spec.get("items")
+        if not items:
+            return "any[]" + null
+        simple = {"string": "string[]", "number": "number[]", "integer": "number[]", "boolean": "boolean[]"}
+        if items.get("type") in simple:
+            return simple[items["type"]] + null
+        inner = typescript(items)
+        return ("any[]" if inner == "object | object" or len(inner) > 50 else inner + "[]") + null
+    if isinstance(kind, list) and kind:
+        return " | ".join(map(str, kind))
+    if spec.get("oneOf"):
+        parts = []
+        for variant in spec["oneOf"]:
+            part = typescript(variant) + ("// " + variant["description"] if variant.get("description") else "")
+            if "default" in variant:
+                part += " " * 20 + "// default: " + json.dumps(variant["default"], ensure_ascii=False)
+            parts.append(part)
+        return " | \n".join(parts)
+    if kind == "string":
+        if spec.get("enum"):
+            return '"' + '" | "'.join(map(str, spec["enum"])) + '"'
+        return "string" + null
+    if kind in ("number", "integer"):
+        return "number"
+    if kind == "boolean":
+        return "boolean"
+    if kind == "object":
+        if not spec.get("properties"):
+            return "object"
+        required = spec.get("required") or []
+        props = [
+            name + ("" if name in required else "?") + ": \n" + " " * 16 + typescript(sub)
+            for name, sub in spec["properties"].items()
+        ]
+        return "{\n" + ", ".join(props) + "}"
+    return "any"
+
+
+def namespace(tools: list[dict]) -> str:
+    out = "## functions\n\nnamespace functions {\n\n"
+    for tool in tools:
+        tool = tool["function"]
+        out += "// " + tool.get("description", "") + "\ntype " + tool["name"] + " = "
+        params = tool.get("parameters") or {}
+        if not params.get("properties"):
+            out += "() => any;\n\n"
+            continue
+        out += "(_: {\n"
+        required = params.get("required") or []
+        for name, spec in params["properties"].items():
+            out += "// " + spec["description"] + "\n" if spec.get("description") else ""
+            out += name + ("" if name in required else "?") + ": " + typescript(spec)
+            if "default" in spec:
+                if spec.get("enum"):
+                    out += ", // default: " + str(spec["default"])
+                elif spec.get("oneOf"):
+                    out += "// default: " + str(spec["default"])
+                else:
+                    out += ", // default: " + json.dumps(spec["default"], ensure_ascii=False)
+            out += ",\n"
+        out += "}) => any;\n\n"
+    return out + "} // namespace functions"
+
+
+@dataclass(frozen=True)
+class HarmonyTemplate(CustomTemplate):
+    """gpt-oss's harmony format: a system header, the system prompt as the developer message.
+
+    A response is ``<|channel|>final<|message|>...`` after the ``<|start|>assistant`` prompt; only
+    the conversation's last response keeps its reasoning (an ``analysis`` message before it) and
+    ends with ``<|return|>``, earlier ones end with ``<|end|>``, as the official template renders
+    for training. A call is an assistant message ``to=functions.<name>`` on the commentary
+    channel ending ``<|call|>``, preceded by its reasoning (or text) unless a final answer follows
+    later; a tool result answers the last call, its text JSON-quoted.
+    """
+
+    model_identity: str = "You are ChatGPT, a large language model trained by OpenAI."
+    reasoning_effort: str = "medium"
+    current_date: str = "2025-01-15"  # fixed, so training text does not change from day to day
+
+    def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
+        header = f"{self.model_identity}\nKnowledge cutoff: 2024-06\nCurrent date: {self.current_date}\n\n"
+        header += f"Reasoning: {self.reasoning_effort}\n\n" + CHANNELS + (TOOL_CHANNEL if tools else "")
+        out.prompt(START + "system<|message|>" + header + END)
+        if system or tools:
+            developer = ("# Instructions\n\n" + system + "\n\n" if system else "") + (
+                "# Tools\n\n" + namespace(tools) if tools else ""
+            )
+            out.prompt(START + "developer<|message|>" + developer + END)
+        last_call = None
+        for index, message in enumerate(messages):
+            if message["role"] == "user":
+                out.prompt(START + "user<|message|>" + self._content(message) + END)
+                continue
+            if message["role"] == "observation":
+                if last_call is None:
+                    raise ConversationError("a tool result needs an assistant tool call before it")
+                text = json.dumps(self._content(message), ensure_ascii=False)
+                out.prompt(f"{START}functions.{last_call} to=assistant<|channel|>commentary<|message|>{text}{END}")
+                continue
+            reasoning, text, calls = split_reasoning(message)
+            reasoning = "" if enable_thinking is False else reasoning
+            out.prompt(START + "assistant")
+            if calls:
+                if text and reasoning:
+                    raise ConversationError("gpt-oss cannot render both text and reasoning beside a tool call")
+                final_later = any(m["role"] == "assistant" for m in messages[index + 1 :])
+                analysis = reasoning or text
+                body = (
+                    f"<|channel|>analysis<|message|>{analysis}{END}{START}assistant"
+                    if analysis and not final_later
+                    else ""
+                )
+                body += f"{START}assistant".join(
+                    f" to=functions.{c['name']}<|channel|>commentary json<|message|>{args_json(c)}{CALL}" for c in calls
+                )
+                last_call = calls[-1]["name"]
+                out.response(body)
+            elif index == len(messages) - 1 and not add_generation_prompt:
+                analysis = f"<|channel|>analysis<|message|>{reasoning}{END}{START}assistant" if reasoning else ""
+                out.response(analysis + "<|channel|>final<|message|>" + text + RETURN)
+            else:
+                out.response("<|channel|>final<|message|>" + text + END)
+                last_call = None
+        if add_generation_prompt:
+            out.prompt(START + "assistant")
+
+    def jinja(self, default_system: str) -> str:
+        return jinja_head(default_system) + _JINJA.replace("MODEL_IDENTITY", jinja_str(self.model_identity)).replace(
+            "REASONING_EFFORT", jinja_str(self.reasoning_effort)
+        ).replace("CURRENT_DATE", jinja_str(self.current_date))
+
+
+# The Jinja twin of typescript() and namespace(); whitespace is spelled out, never left to the layout.
+_JINJA = (
+    "{%- macro ts(spec) -%}"
+    "{%- set null = ' | null' if spec['nullable'] else '' -%}"
+    "{%- if spec['type'] == 'array' -%}"
+    "{%- if spec['items'] -%}"
+    "{%- set simple = {'string': 'string[]', 'number': 'number[]', 'integer': 'number[]', 'boolean': 'boolean[]'} -%}"
+    "{%- if spec['items']['type'] is string and spec['items']['type'] in simple -%}"
+    "{{- simple[spec['items']['type']] + null -}}"
+    "{%- else -%}{%- set inner = ts(spec['items']) -%}"
+    "{{- ('any[]' if inner == 'object | object' or inner | length > 50 else inner + '[]') + null -}}{%- endif -%}"
+    "{%- else -%}{{- 'any[]' + null -}}{%- endif -%}"
+    "{%- elif spec['type'] is defined and spec['type'] is iterable and spec['type'] is not string "
+    "and spec['type'] is not mapping and spec['type'][0] is defined -%}{{- spec['type'] | join(' | ') -}}"
+    "{%- elif spec['oneOf'] -%}"
+    "{%- for variant in spec['oneOf'] -%}"
+    "{{- ts(variant) -}}{%- if variant['description'] -%}{{- '// ' + variant['description'] -}}{%- endif -%}"
+    "{%- if variant['default'] is defined -%}{{- '                    // default: ' + (variant['default'] | tojson) -}}"
+    "{%- endif -%}{%- if not loop.last -%}{{- ' | \\n' -}}{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- elif spec['type'] == 'string' -%}"
+    "{%- if spec['enum'] -%}{{- '\"' + spec['enum'] | join('\" | \"') + '\"' -}}{%- else -%}{{- 'string' + null -}}"
+    "{%- endif -%}"
+    "{%- elif spec['type'] in ['number', 'integer'] -%}{{- 'number' -}}"
+    "{%- elif spec['type'] == 'boolean' -%}{{- 'boolean' -}}"
+    "{%- elif spec['type'] == 'object' -%}"
+    "{%- if spec['properties'] -%}{{- '{\\n' -}}"
+    "{%- for name, sub in spec['properties'].items() -%}"
+    "{{- name + ('' if name in (spec['required'] or []) else '?') + ': \\n                ' + ts(sub) -}}"
+    "{%- if not loop.last -%}{{- ', ' -}}{%- endif -%}"
+    "{%- endfor -%}{{- '}' -}}"
+    "{%- else -%}{{- 'object' -}}{%- endif -%}"
+    "{%- else -%}{{- 'any' -}}{%- endif -%}"
+    "{%- endmacro -%}"
+    "{%- set acc = namespace(tools=[]) -%}{%- for tool in (tools or []) -%}"
+    "{%- set acc.tools = acc.tools + [tool['function'] if tool['function'] is defined else tool] -%}{%- endfor -%}"
+    "{%- set tool_list = acc.tools -%}"
+    "{%- set identity = model_identity if model_identity is defined else MODEL_IDENTITY -%}"
+    "{%- set effort = reasoning_effort if reasoning_effort is defined else REASONING_EFFORT -%}"
+    "{%- set today = date_string if date_string is defined else CURRENT_DATE -%}"
+    "{{- '<|start|>system<|message|>' + identity + '\\nKnowledge cutoff: 2024-06\\nCurrent date: ' + today + "
+    "'\\n\\nReasoning: ' + effort + '\\n\\n' + " + jinja_str(CHANNELS) + " -}}"
+    "{%- if tool_list -%}{{- " + jinja_str(TOOL_CHANNEL) + " -}}{%- endif -%}{{- '<|end|>' -}}"
+    "{%- if system or tool_list -%}{{- '<|start|>developer<|message|>' -}}"
+    "{%- if system -%}{{- '# Instructions\\n\\n' + system + '\\n\\n' -}}{%- endif -%}"
+    "{%- if tool_list -%}{{- '# Tools\\n\\n## functions\\n\\nnamespace functions {\\n\\n' -}}"
+    "{%- for tool in tool_list -%}"
+    "{{- '// ' + (tool['description'] or '') + '\\ntype ' + tool['name'] + ' = ' -}}"
+    "{%- set params = tool['parameters'] or {} -%}"
+    "{%- if params['properties'] -%}{{- '(_: {\\n' -}}"
+    "{%- for name, spec in params['properties'].items() -%}"
+    "{%- if spec['description'] -%}{{- '// ' + spec['description'] + '\\n' -}}{%- endif -%}"
+    "{{- name + ('' if name in (params['required'] or []) else '?') + ': ' + ts(spec) -}}"
+    "{%- if spec['default'] is defined -%}"
+    "{%- if spec['enum'] -%}{{- ', // default: ' + spec['default'] | string -}}"
+    "{%- elif spec['oneOf'] -%}{{- '// default: ' + spec['default'] | string -}}"
+    "{%- else -%}{{- ', // default: ' + (spec['default'] | tojson) -}}{%- endif -%}"
+    "{%- endif -%}{{- ',\\n' -}}"
+    "{%- endfor -%}{{- '}) => any;\\n\\n' -}}"
+    "{%- else -%}{{- '() => any;\\n\\n' -}}{%- endif -%}"
+    "{%- endfor -%}{{- '} // namespace functions' -}}{%- endif -%}"
+    "{{- '<|end|>' -}}{%- endif -%}"
+    "{%- set last = namespace(call=none) -%}"
+    "{%- for message in loop_messages -%}"
+    "{%- if message['role'] == 'user' -%}{{- '<|start|>user<|message|>' + message['content'] + '<|end|>' -}}"
+    "{%- elif message['role'] in ['tool', 'observation'] -%}"
+    "{%- if last.call is none -%}{{- raise_exception('a tool result needs an assistant tool call before it') -}}"
+    "{%- endif -%}"
+    "{{- '<|start|>functions.' + last.call + ' to=assistant<|channel|>commentary<|message|>' + "
+    "(message['content'] | tojson) + '<|end|>' -}}"
+    "{%- else -%}"
+    "{%- set text = message['content'] if message['content'] is string else '' -%}"
+    "{%- set reasoning = message['reasoning_content'] if message['reasoning_content'] is string else '' -%}"
+    "{%- if message['thinking'] is string and not reasoning -%}{%- set reasoning = message['thinking'] -%}{%- endif -%}"
+    "{%- if '</think>' in text -%}"
+    "{%- if not reasoning -%}{%- set reasoning = text.split('</think>')[0].split('<think>')[-1] -%}{%- endif -%}"
+    "{%- set text = (text.split('</think>')[1:] | join('</think>')).lstrip('\\n') -%}{%- endif -%}"
+    "{%- set reasoning = '' if (enable_thinking is defined and enable_thinking is false) else reasoning.strip('\\n') -%}"
+    "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}"
+    "{%- if text and reasoning -%}"
+    "{{- raise_exception('gpt-oss cannot render both text and reasoning beside a tool call') -}}{%- endif -%}"
+    "{%- set later = namespace(final=false) -%}{%- for m in loop_messages[loop.index:] -%}"
+    "{%- if m['role'] == 'assistant' and not (m['tool_calls'] is defined and m['tool_calls']) -%}"
+    "{%- set later.final = true -%}{%- endif -%}{%- endfor -%}"
+    "{%- set analysis = reasoning or text -%}"
+    "{%- if analysis and not later.final -%}"
+    "{{- '<|start|>assistant<|channel|>analysis<|message|>' + analysis + '<|end|>' -}}{%- endif -%}"
+    "{%- for tool_call in message['tool_calls'] -%}"
+    "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
+    "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}"
+    "{{- '<|start|>assistant to=functions.' + call['name'] + '<|channel|>commentary json<|message|>' + args + "
+    "'<|call|>' -}}{%- set last.call = call['name'] -%}"
+    "{%- endfor -%}"
+    "{%- elif loop.last and not add_generation_prompt -%}"
+    "{%- if reasoning -%}{{- '<|start|>assistant<|channel|>analysis<|message|>' + reasoning + '<|end|>' -}}"
+    "{%- endif -%}{{- '<|start|>assistant<|channel|>final<|message|>' + text + '<|return|>' -}}"
+    "{%- else -%}{{- '<|start|>assistant<|channel|>final<|message|>' + text + '<|end|>' -}}"
+    "{%- set last.call = none -%}{%- endif -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|start|>assistant' -}}{%- endif -%}"
+)
+
+register(
+    HarmonyTemplate(
+        name="gpt_oss",
+        tool_definitions=True,
+        stop_words=(RETURN, CALL, END),
+        notes=(
+            "gpt-oss (harmony). The system header's date is fixed (current_date, 2025-01-15) so training text is "
+            "reproducible; the official template writes today's date (the exported Jinja takes date_string). Only the "
+            "last response keeps its reasoning, as officially; reasoning before a call is kept unless a final answer "
+            "follows. Several calls in one turn become consecutive call messages (the official template renders only "
+            "the first). A tool result answers the turn's last call; several results are one message (ffc's "
+            "converter joins them). LLaMA-Factory's gpt_oss renders no system header at all."
+        ),
+    ),
+)

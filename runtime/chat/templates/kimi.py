@@ -1,0 +1,102 @@
+"""Kimi (Moonshot AI): Kimi-K2-Instruct."""
+
+import json
+from dataclasses import dataclass
+
+from .base import register
+from .custom import JINJA_CALL, CustomTemplate, Turns, args_json, jinja_head, split_reasoning
+from .jinja import jinja_str
+
+SYSTEM, USER, ASSISTANT = (
+    "<|im_system|>system<|im_middle|>",
+    "<|im_user|>user<|im_middle|>",
+    "<|im_assistant|>assistant<|im_middle|>",
+)
+END = "<|im_end|>"
+SECTION = ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>")
+CALL = ("<|tool_call_begin|>", "<|tool_call_argument_begin|>", "<|tool_call_end|>")
+# The official template writes a backslash and an n here, not a newline; so does ffc.
+RETURN = "<|im_system|>tool<|im_middle|>## Return of {id}\\n"
+
+
+@dataclass(frozen=True)
+class KimiTemplate(CustomTemplate):
+    """Kimi-K2: the tools list in a ``tool_declare`` turn, calls with ids ``functions.<name>:<index>``.
+
+    A tool result names the call it answers; ffc's data holds no call ids, so a result is
+    labelled with the id of the first call of the turn before it (the id Kimi's API gives it).
+    Reasoning beside calls is not rendered (the K2 instruct template has no reasoning).
+    """
+
+    def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
+        if tools:
+            out.prompt("<|im_system|>tool_declare<|im_middle|>" + json.dumps(tools, ensure_ascii=False) + END)
+        out.prompt(SYSTEM + system + END)
+        last_id = ""
+        for message in messages:
+            if message["role"] == "user":
+                out.prompt(USER + self._content(message) + END)
+            elif message["role"] == "observation":
+                out.prompt(RETURN.format(id=last_id) + self._content(message) + END)
+            else:
+                _, text, calls = split_reasoning(message) if message["role"] == "function" else ("", "", [])
+                if message["role"] != "function":
+                    text = self._content(message)
+                out.prompt(ASSISTANT)
+                body = text
+                if calls:
+                    ids = [f"functions.{c['name']}:{i}" for i, c in enumerate(calls)]
+                    last_id = ids[0]
+                    body += SECTION[0]
+                    body += "".join(CALL[0] + i + CALL[1] + args_json(c) + CALL[2] for i, c in zip(ids, calls))
+                    body += SECTION[1]
+                out.response(body + END)
+        if add_generation_prompt:
+            out.prompt(ASSISTANT)
+
+    def jinja(self, default_system: str) -> str:
+        s = jinja_str
+        return (
+            jinja_head(default_system)
+            + "{%- if tools -%}{%- set acc = namespace(tools=[]) -%}{%- for tool in tools -%}"
+            "{%- set acc.tools = acc.tools + [tool if tool['function'] is defined else {'type': 'function', 'function': "
+            "tool}] -%}{%- endfor -%}"
+            f"{{{{- '<|im_system|>tool_declare<|im_middle|>' + (acc.tools | tojson) + {s(END)} -}}}}{{%- endif -%}}"
+            f"{{{{- {s(SYSTEM)} + system + {s(END)} -}}}}"
+            "{%- set last = namespace(id='') -%}"
+            "{%- for message in loop_messages -%}"
+            f"{{%- if message['role'] == 'user' -%}}{{{{- {s(USER)} + message['content'] + {s(END)} -}}}}"
+            "{%- elif message['role'] in ['tool', 'observation'] -%}"
+            "{%- set id = message['tool_call_id'] if message['tool_call_id'] is defined else last.id -%}"
+            f"{{{{- {s(RETURN.split('{id}')[0])} + id + {s(RETURN.split('{id}')[1])} + message['content'] + "
+            f"{s(END)} -}}}}"
+            "{%- else -%}"
+            f"{{{{- {s(ASSISTANT)} + (message['content'] if message['content'] is string else '') -}}}}"
+            "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}"
+            f"{{{{- {s(SECTION[0])} -}}}}"
+            "{%- for tool_call in message['tool_calls'] -%}"
+            + JINJA_CALL
+            + "{%- set id = 'functions.' + call['name'] + ':' + (loop.index0 | string) -%}"
+            "{%- if loop.first -%}{%- set last.id = id -%}{%- endif -%}"
+            f"{{{{- {s(CALL[0])} + id + {s(CALL[1])} + args + {s(CALL[2])} -}}}}"
+            f"{{%- endfor -%}}{{{{- {s(SECTION[1])} -}}}}{{%- endif -%}}"
+            f"{{{{- {s(END)} -}}}}"
+            "{%- endif -%}{%- endfor -%}"
+            f"{{%- if add_generation_prompt -%}}{{{{- {s(ASSISTANT)} -}}}}{{%- endif -%}}"
+        )
+
+
+register(
+    KimiTemplate(
+        name="kimi_k2",
+        default_system="You are a helpful assistant",
+        tool_definitions=True,
+        stop_words=(END,),
+        notes=(
+            "Kimi-K2-Instruct (no LLaMA-Factory name): a tool result is labelled '## Return of functions.<name>:0' "
+            "(the id of the first call before it; ffc's data keeps no call ids), where the official template writes "
+            "the message's tool_call_id. Arguments given as JSON text are written as an object (the official "
+            "template would quote the text). Reasoning is not rendered: K2-Instruct has none."
+        ),
+    ),
+)
