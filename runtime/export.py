@@ -167,10 +167,39 @@ def _tokenizer_metadata(writer, tokenizer, add_bos: bool) -> None:
         writer.add_chat_template(tokenizer.chat_template)
 
 
+# GGUF types made by llama.cpp's own quantizer (through llama-cpp-python) from an f32 file: the K-quants
+# choose a type per tensor (Q4_K_M keeps some at Q6_K), which the gguf package does not implement.
+LLAMA_CPP_TYPES = {"q4_0": "Q4_0", "q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K"}
+
+
+def quantize_gguf(source: Path, path: Path, kind: str) -> Path:
+    """llama.cpp's quantizer (llama_model_quantize) from an f32 GGUF file to ``kind``."""
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ExportError(
+            f"GGUF {kind} is made by llama.cpp's quantizer: pip install llama-cpp-python (or choose f16, q8_0, f32)"
+        ) from None
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{LLAMA_CPP_TYPES[kind]}")
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), params) != 0:
+        raise ExportError(f"llama.cpp could not quantize {source} to {kind}")
+    return path
+
+
 def write_gguf(model, tokenizer, path: Path, kind: str = "f16", add_bos: bool = False, name: str = "model") -> Path:
-    """Write ``model`` as one GGUF file: ``f16`` or ``q8_0`` (8-bit blocks of 32; 1-D tensors stay f32)."""
+    """Write ``model`` as one GGUF file: ``f32``, ``f16``, ``q8_0`` (8-bit blocks of 32; 1-D tensors stay f32)
+    or one of llama.cpp's quantizations (``LLAMA_CPP_TYPES``, from an intermediate f32 file)."""
     import gguf
     import numpy as np
+
+    if kind in LLAMA_CPP_TYPES:
+        source = path.with_name(path.name + ".f32.tmp")
+        try:
+            write_gguf(model, tokenizer, source, "f32", add_bos=add_bos, name=name)
+            return quantize_gguf(source, path, kind)
+        finally:
+            source.unlink(missing_ok=True)
 
     config = model.config
     arch = GGUF_ARCHS.get(config.architectures[0] if config.architectures else type(model).__name__)
@@ -189,7 +218,11 @@ def write_gguf(model, tokenizer, path: Path, kind: str = "f16", add_bos: bool = 
     writer.add_rope_freq_base(float(getattr(config, "rope_theta", None) or config.rope_parameters["rope_theta"]))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind]
+    file_type = {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[kind]
     writer.add_file_type(file_type)
     _tokenizer_metadata(writer, tokenizer, add_bos)
 
@@ -205,7 +238,7 @@ def write_gguf(model, tokenizer, path: Path, kind: str = "f16", add_bos: bool = 
             data = rope_interleave(data, config.num_attention_heads)
         elif arch == "llama" and hf_name.endswith("k_proj.weight"):
             data = rope_interleave(data, config.num_key_value_heads)
-        if data.ndim == 1:
+        if data.ndim == 1 or kind == "f32":
             writer.add_tensor(target, data.astype(np.float32))
         elif kind == "q8_0" and data.shape[-1] % 32 == 0:
             writer.add_tensor(

@@ -22,11 +22,12 @@ class FinetuningMethod:
 _METHODS = (
     FinetuningMethod(
         "lora", "LoRA",
-        ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "use_dora", "use_rslora"),
+        ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "use_dora", "use_rslora",
+         "loraplus_lr_ratio", "loraplus_lr_embedding", "pissa_init", "pissa_iter", "pissa_convert", "create_new_adapter"),
         trains_adapter=True,
     ),
     FinetuningMethod("full", "Full-parameter"),
-    FinetuningMethod("freeze", "Partially frozen", ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")),
+    FinetuningMethod("freeze", "Partially frozen", ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules", "use_llama_pro")),
 )  # fmt: skip
 METHODS: dict[str, FinetuningMethod] = {method.name: method for method in _METHODS}
 MethodName = Literal[tuple(METHODS)]  # type: ignore[valid-type]

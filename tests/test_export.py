@@ -271,3 +271,34 @@ def test_unknown_pre_tokenizer_is_refused():
 
     with pytest.raises(ExportError, match="convert_hf_to_gguf.py"):
         pre_tokenizer_name({"pre_tokenizer": {"type": "Metaspace"}})
+
+
+@pytest.mark.parametrize("kind", ["f32", "q6_k", "q5_k_m", "q4_k_m", "q4_0"])
+def test_gguf_llama_cpp_quantizations_read_back_and_generate(exported, tmp_path, kind):
+    """f32 from the gguf writer, the others from llama.cpp's quantizer: each reads back with the gguf
+    reader (every tensor, the tokenizer) and generates with llama-cpp-python."""
+    import gguf
+
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds from source)")
+    _, model, tokenizer = exported
+    path = write_gguf(model, tokenizer, tmp_path / f"m-{kind}.gguf", kind, name="tiny")
+    assert not list(tmp_path.glob("*.tmp"))  # the intermediate f32 file is gone
+    reader = gguf.GGUFReader(str(path))
+    file_type = reader.fields["general.file_type"]
+    expected = {"f32": "ALL_F32", "q6_k": "MOSTLY_Q6_K", "q5_k_m": "MOSTLY_Q5_K_M", "q4_k_m": "MOSTLY_Q4_K_M"}
+    assert gguf.LlamaFileType(int(file_type.parts[file_type.data[0]][0])).name == expected.get(kind, "MOSTLY_Q4_0")
+    tensors = {t.name: t for t in reader.tensors}
+    assert set(tensors) == {gguf_name(name) for name in model.state_dict()}
+    types = {t.tensor_type.name for t in reader.tensors if len(t.shape) > 1}
+    if kind == "f32":
+        assert types == {"F32"}
+    else:  # the tiny model's 64-wide rows are too narrow for K blocks (256): llama.cpp falls back per tensor
+        assert "F32" not in types and types - {"F16"}, types
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, verbose=False, seed=0)
+    prompt = llm.tokenize(TEMPLATES["chatml"].render(CHAT[:2], add_generation_prompt=True).text.encode(), special=True)
+    generated = []
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+        generated.append(token)
+        if len(generated) == 4:
+            break
+    assert len(generated) == 4

@@ -1,0 +1,109 @@
+"""Cross-field rules of the tuning methods, optimizers and model options of issue 15 (LoRA+, PiSSA,
+LLaMA Pro, GaLore, APOLLO, BAdam, Adam-mini, Muon, RoPE scaling, model options). Registered in
+``rules.RULES`` like the others; kept apart so that rules.py stays readable."""
+
+from __future__ import annotations
+
+from .problem import Problem
+from .rules import rule
+
+# The optimizer switches, LLaMA-Factory's names: each replaces training.optim.
+OPTIMIZERS = ("use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon")
+# Options of one optimizer or method that mean nothing without its switch.
+PREFIXED = {"galore_": "use_galore", "apollo_": "use_apollo", "badam_": "use_badam"}
+
+
+@rule
+def one_optimizer(spec):
+    training, method = spec.training, spec.method
+    chosen = [name for name in OPTIMIZERS if getattr(training, name)]
+    if method.loraplus_lr_ratio is not None:
+        chosen.append("loraplus_lr_ratio")
+    if len(chosen) > 1:
+        yield Problem(("training", chosen[1]) if chosen[1] != "loraplus_lr_ratio" else ("method", chosen[1]),
+                      f"{' and '.join(chosen)} each choose the optimizer: keep one.")  # fmt: skip
+    if chosen and "optim" in training.model_fields_set:
+        yield Problem(
+            ("training", "optim"), f"{chosen[0]} replaces the optimizer: remove training.optim ({training.optim})."
+        )
+    for name in chosen:
+        if name == "loraplus_lr_ratio":
+            continue
+        allowed = ("full",) if name == "use_badam" else ("full", "freeze")
+        if method.finetuning_type not in allowed:
+            yield Problem(
+                ("training", name),
+                f"{name} optimizes the model's own weights: it needs method.finetuning_type "
+                f"{' or '.join(allowed)}, not {method.finetuning_type} (for adapters, LoRA+ is loraplus_lr_ratio).",
+            )
+    if chosen and spec.distributed.backend in ("deepspeed", "fsdp"):
+        yield Problem(
+            ("distributed", "backend"),
+            f"{chosen[0]} is not generated for {spec.distributed.backend} (its optimizer is built outside "
+            "DeepSpeed/FSDP's sharding): use backend ddp or none.",
+        )
+    for name, switch in (("galore_layerwise", "use_galore"), ("apollo_layerwise", "use_apollo")):
+        if getattr(training, switch) and getattr(training, name) and training.gradient_accumulation_steps > 1:
+            yield Problem(
+                ("training", name),
+                f"{name} updates each layer during the backward pass: set gradient_accumulation_steps: 1 "
+                "(or turn layerwise off).",
+            )
+
+
+@rule
+def options_need_their_switch(spec):
+    training = spec.training
+    for name in sorted(training.model_fields_set):
+        for prefix, switch in PREFIXED.items():
+            if name.startswith(prefix) and not getattr(training, switch):
+                yield Problem(("training", name), f"{name} is an option of {switch}: set {switch}: true or remove it.")
+    method = spec.method
+    if "loraplus_lr_embedding" in method.model_fields_set and method.loraplus_lr_ratio is None:
+        yield Problem(("method", "loraplus_lr_embedding"), "an option of LoRA+: set method.loraplus_lr_ratio too.")
+    for name in ("pissa_iter", "pissa_convert"):
+        if name in method.model_fields_set and not method.pissa_init:
+            yield Problem(("method", name), f"{name} is an option of PiSSA: set method.pissa_init: true or remove it.")
+
+
+@rule
+def adapter_initialisation(spec):
+    method, model = spec.method, spec.model
+    if method.pissa_init and model.quantization_bit:
+        yield Problem(
+            ("method", "pissa_init"),
+            f"PiSSA starts from the singular vectors of full-precision weights, which {model.quantization_bit}-bit "
+            "quantization (model.quantization_bit) does not keep: remove one of them.",
+        )
+    if method.pissa_init and method.use_dora:
+        yield Problem(("method", "pissa_init"), "PiSSA initialises plain LoRA matrices: remove use_dora or pissa_init.")
+    if method.create_new_adapter and not getattr(model, "adapter_name_or_path", None):
+        yield Problem(
+            ("method", "create_new_adapter"),
+            "create_new_adapter stacks a new adapter on an existing one: set model.adapter_name_or_path.",
+        )
+    if method.use_llama_pro and method.freeze_trainable_layers < 0:
+        yield Problem(
+            ("method", "freeze_trainable_layers"),
+            "with use_llama_pro, freeze_trainable_layers is the number of new layers added: give a positive number.",
+        )
+
+
+@rule
+def model_options(spec):
+    training = spec.training
+    if training.use_reentrant_gc and not training.gradient_checkpointing:
+        yield Problem(("training", "use_reentrant_gc"), "use_reentrant_gc needs training.gradient_checkpointing: true.")
+    if spec.method.stage == "ppo":
+        # PPO's loop (ffc.runtime.ppo) builds its own optimizer and arguments.
+        method = spec.method
+        used = [
+            f"training.{name}"
+            for name in (*OPTIMIZERS, "neftune_noise_alpha")
+            if getattr(training, name) not in (False, None)
+        ]
+        used += ["method.loraplus_lr_ratio"] if method.loraplus_lr_ratio is not None else []
+        used += ["method.pissa_convert"] if method.pissa_convert else []
+        if used:
+            section, name = used[0].split(".")
+            yield Problem((section, name), f"{', '.join(used)} is not generated for stage ppo: remove it or use grpo.")
