@@ -145,6 +145,8 @@ def _requirements(spec, vendored: bool) -> dict:
         names.append("bitsandbytes")
     if spec.distributed.backend == "deepspeed":
         names.append("deepspeed")
+    if spec.model.enable_liger_kernel:
+        names.append("liger-kernel")
     pins = {} if vendored else {"ffc": __version__}
     pins.update({name: TESTED_VERSIONS[name] for name in names})
     return pins

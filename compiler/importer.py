@@ -60,7 +60,6 @@ TEMPLATE_NAMES = {"intern2": "internlm2", "chatglm4": "glm4", "gemma2": "gemma",
 MISSING = {
     "adapter_name_or_path": "starting from (or chatting with) an existing adapter",
     "use_unsloth": "Unsloth kernels",
-    "enable_liger_kernel": "Liger kernels",
     "use_galore": "GaLore",
     "use_apollo": "APOLLO",
     "use_badam": "BAdam",

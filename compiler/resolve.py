@@ -46,7 +46,11 @@ TESTED_VERSIONS = {
     "tensorboard": "2.20.0",
     "bitsandbytes": "0.50.2",
     "deepspeed": "0.19.8",
+    "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
 }
+
+# Stages whose train.py computes the causal-LM loss itself (chunked_loss, enable_liger_kernel).
+LEAN_LOSS_STAGES = ("pt", "sft")
 
 # transformers/PEFT behaviour the run relies on, spelled out so a library upgrade cannot change it silently.
 UPSTREAM = {
@@ -215,6 +219,13 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         method = _fill(method, lora_alpha=2 * method.lora_rank)
     has_eval = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
     training = _fill(spec.training, eval_strategy="steps" if has_eval else "no")
+    lean_loss = stage.name in LEAN_LOSS_STAGES and not spec.model.enable_liger_kernel
+    sharded_head = spec.distributed.backend == "fsdp" or (
+        # a DeepSpeed file of the user's own may hold ZeRO-3: its stage is read later, so assume it
+        spec.distributed.backend == "deepspeed"
+        and (spec.distributed.deepspeed.zero_stage == 3 or spec.distributed.deepspeed.config_file is not None)
+    )
+    training = _fill(training, chunked_loss=lean_loss and not sharded_head)
     if training.eval_strategy == "steps" and training.eval_steps is None:
         training = training.model_copy(update={"eval_steps": training.save_steps})
     report_to = spec.logging.report_to
@@ -230,7 +241,12 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         update={
             "name": name,
             "method": method,
-            "data": _fill(spec.data, packing=stage.packing_default, seed=spec.training.seed),
+            "data": _fill(
+                spec.data,
+                packing=stage.packing_default,
+                padding_free="padding_free" in stage.data_options,
+                seed=spec.training.seed,
+            ),
             "training": training,
             "logging": logging_,
             "distributed": dist,
@@ -259,8 +275,6 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     if deepspeed_config is not None:
         inputs["deepspeed:" + spec.distributed.deepspeed.config_file] = inputs_ds
     return Resolved(
-    if spec.training.use_reentrant_gc:  # LLaMA-Factory's use_reentrant_gc: torch's older checkpointing
-        upstream["activation_checkpointing_kwargs"] = {"use_reentrant": True}
         loaded=loaded,
         spec=spec,
         upstream=MappingProxyType(upstream),

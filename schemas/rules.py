@@ -223,8 +223,30 @@ def export_options(spec: Spec):
         )
 
 
-from . import tuning_rules  # noqa: E402,F401  (registers the rules of the tuning options)
-
-
 def check(spec: Spec) -> list[Problem]:
     return [problem for rule_fn in RULES for problem in rule_fn(spec)]
+
+
+@rule
+def lean_loss(spec: Spec):
+    lean_stages = ("pt", "sft")  # the stages whose train.py computes the causal-LM loss itself
+    stage, dist = spec.method.stage, spec.distributed
+    if spec.model.enable_liger_kernel and stage not in lean_stages:
+        yield Problem(
+            ("model", "enable_liger_kernel"), f"enable_liger_kernel applies to stage pt and sft, not to stage {stage}."
+        )
+    if not spec.training.chunked_loss:
+        return
+    if stage not in lean_stages:
+        yield Problem(("training", "chunked_loss"), f"chunked_loss applies to stage pt and sft, not to stage {stage}.")
+    if spec.model.enable_liger_kernel:
+        yield Problem(
+            ("training", "chunked_loss"),
+            "chunked_loss and enable_liger_kernel both replace the loss: choose one (Liger on GPUs).",
+        )
+    if dist.backend == "fsdp" or (dist.backend == "deepspeed" and dist.deepspeed.zero_stage == 3):
+        yield Problem(
+            ("training", "chunked_loss"),
+            "chunked_loss calls the output head outside the model's forward, where FSDP and ZeRO-3 have it "
+            "sharded: set training.chunked_loss: false (or enable_liger_kernel on GPUs).",
+        )

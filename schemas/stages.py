@@ -120,11 +120,11 @@ class Stage:
 _STAGES = (
     Stage(
         "pt", "pre-training", "next-token prediction on raw text (continued pre-training)",
-        TEXT, "train.py.j2", data_options=("packing",), packing_default=True,
+        TEXT, "train.py.j2", data_options=("packing", "padding_free"), packing_default=True,
     ),
     Stage(
         "sft", "supervised fine-tuning", "next-token prediction on the assistant's responses of conversations",
-        CONVERSATIONS, "train.py.j2", data_options=("packing", "train_on_prompt", "mask_history"),
+        CONVERSATIONS, "train.py.j2", data_options=("packing", "padding_free", "train_on_prompt", "mask_history"),
     ),
     Stage(
         "rm", "reward modelling",
