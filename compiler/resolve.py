@@ -275,6 +275,8 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     if deepspeed_config is not None:
         inputs["deepspeed:" + spec.distributed.deepspeed.config_file] = inputs_ds
     return Resolved(
+    if spec.training.use_reentrant_gc:  # LLaMA-Factory's use_reentrant_gc: torch's older checkpointing
+        upstream["activation_checkpointing_kwargs"] = {"use_reentrant": True}
         loaded=loaded,
         spec=spec,
         upstream=MappingProxyType(upstream),

@@ -223,6 +223,9 @@ def export_options(spec: Spec):
         )
 
 
+from . import tuning_rules  # noqa: E402,F401  (registers the rules of the tuning options)
+
+
 def check(spec: Spec) -> list[Problem]:
     return [problem for rule_fn in RULES for problem in rule_fn(spec)]
 

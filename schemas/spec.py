@@ -39,6 +39,9 @@ def _split_names(value):
     return value
 
 
+FLASH_ATTN = {"disabled": "eager", "fa2": "flash_attention_2", "fa3": "flash_attention_3"}
+
+
 class ModelSection(Section):
     model_name_or_path: str = Field(
         description="Hub id (e.g. Qwen/Qwen2.5-0.5B-Instruct) or local directory of the base model.",
@@ -52,15 +55,34 @@ class ModelSection(Section):
         False, description="Allow model code from the hub repository to run. Only for models you trust."
     )
     cache_dir: Optional[str] = Field(None, description="Where hub downloads are cached (default: HF_HOME).")
-    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2", "flash_attention_3"] = Field(
         "auto",
-        description="Attention kernel. auto: flash_attention_2 when installed on a GPU, else sdpa.",
+        description="Attention kernel. auto: flash_attention_2 when installed on a GPU, else sdpa. LLaMA-Factory's "
+        "flash_attn values are accepted too (disabled, sdpa, fa2, fa3).",
     )
     quantization_bit: Optional[Literal[4, 8]] = Field(
         None, description="Load the base model in 4 or 8 bits with bitsandbytes (QLoRA). Needs finetuning_type: lora."
     )
     quantization_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
     double_quantization: bool = Field(True, description="Quantize the 4-bit quantization constants too.")
+    # Model options (issue 15): LLaMA-Factory's names
+    rope_scaling: Optional[Literal["linear", "dynamic", "yarn", "llama3"]] = Field(
+        None,
+        description="Stretch the rotary position embeddings to train on data.cutoff_len tokens beyond the model's "
+        "context (factor: cutoff_len / max_position_embeddings, rounded up).",
+    )
+    upcast_layernorm: bool = Field(False, description="Keep the normalisation layers' weights in float32.")
+    upcast_lmhead_output: bool = Field(False, description="Compute the output head's logits in float32.")
+    moe_aux_loss_coef: Optional[float] = Field(
+        None, ge=0, description="Mixture-of-experts models: weight of the router's load-balancing loss (turns it on)."
+    )
+
+    @field_validator("attn_implementation", mode="before")
+    @classmethod
+    def _flash_attn(cls, value):
+        # LLaMA-Factory's flash_attn spellings name the same kernels: one option, both vocabularies.
+        return FLASH_ATTN.get(value, value) if isinstance(value, str) else value
+
     # Vision-language models (runs whose datasets have an images column)
     image_max_pixels: int = Field(
         768 * 768, ge=1, description="Images larger than this many pixels are scaled down (fewer vision tokens)."
@@ -106,6 +128,20 @@ class MethodSection(Section):
         2,
         description="Number of decoder layers trained: positive counts from the last layer, negative from the first.",
     )
+    loraplus_lr_ratio: Optional[float] = Field(
+        None, gt=0, description="LoRA+: the B matrices learn this many times faster than the A matrices (e.g. 16)."
+    )
+    loraplus_lr_embedding: float = Field(1e-6, gt=0, description="LoRA+: learning rate of embedding-layer adapters.")
+    pissa_init: bool = Field(False, description="PiSSA: start the adapter from the principal singular vectors.")
+    pissa_iter: int = Field(
+        16, ge=-1, description="PiSSA: fast-SVD iterations (-1: an exact SVD, slower on large layers)."
+    )
+    pissa_convert: bool = Field(
+        False, description="PiSSA: also save the adapter converted to a plain LoRA on the original base model."
+    )
+    create_new_adapter: bool = Field(
+        False, description="With model.adapter_name_or_path: merge that adapter and train a new one on top."
+    )
     freeze_trainable_modules: list[str] = Field(
         default_factory=lambda: ["all"],
         description="Modules inside the trainable layers that are trained: 'all' or names such as mlp,self_attn.",
@@ -117,6 +153,11 @@ class MethodSection(Section):
     freeze_vision_tower: bool = Field(True, description="Keep the vision encoder's weights fixed (full/freeze tuning).")
     freeze_multi_modal_projector: bool = Field(
         True, description="Keep the projector from vision features to the language model fixed (full/freeze tuning)."
+    )
+    use_llama_pro: bool = Field(
+        False,
+        description="LLaMA Pro: add freeze_trainable_layers new decoder layers (copies initialised to the identity), "
+        "spread evenly, and train only those.",
     )
     freeze_language_model: bool = Field(False, description="Keep the language model fixed (full/freeze tuning).")
     train_mm_proj_only: bool = Field(
@@ -333,6 +374,55 @@ class DeepSpeedSection(Section):
     )
     offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
     offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
+    use_reentrant_gc: bool = Field(
+        False, description="Reentrant gradient checkpointing (torch's older variant; LLaMA-Factory's default)."
+    )
+    neftune_noise_alpha: Optional[float] = Field(
+        None, gt=0, description="NEFTune: uniform noise of this scale on the input embeddings while training (e.g. 5)."
+    )
+    # Memory-saving optimizers (issue 15): LLaMA-Factory's names; each replaces optim
+    use_galore: bool = Field(False, description="GaLore: project gradients to low rank (full/freeze tuning).")
+    galore_target: list[str] = Field(
+        default_factory=lambda: ["all"], description="GaLore: modules projected, 'all' (every linear layer) or names."
+    )
+    galore_rank: int = Field(16, ge=1, description="GaLore: rank of the gradient projection.")
+    galore_update_interval: int = Field(200, ge=1, description="GaLore: steps between projection updates.")
+    galore_scale: float = Field(2.0, gt=0, description="GaLore: scale of the projected update.")
+    galore_proj_type: Literal["std", "reverse_std", "right", "left", "full"] = Field(
+        "std", description="GaLore: projection side."
+    )
+    galore_layerwise: bool = Field(False, description="GaLore: update layer by layer (less memory; no accumulation).")
+    use_apollo: bool = Field(
+        False, description="APOLLO: SGD-like memory with AdamW-level quality (full/freeze tuning)."
+    )
+    apollo_target: list[str] = Field(
+        default_factory=lambda: ["all"], description="APOLLO: modules it applies to, 'all' or names."
+    )
+    apollo_rank: int = Field(16, ge=1, description="APOLLO: rank of the auxiliary space.")
+    apollo_update_interval: int = Field(200, ge=1, description="APOLLO: steps between projection updates.")
+    apollo_scale: float = Field(32.0, gt=0, description="APOLLO: scale of the update.")
+    apollo_proj: Literal["svd", "random"] = Field("random", description="APOLLO: projection kind.")
+    apollo_proj_type: Literal["std", "right", "left"] = Field("std", description="APOLLO: projection side.")
+    apollo_scale_type: Literal["channel", "tensor"] = Field("channel", description="APOLLO: scaling granularity.")
+    apollo_layerwise: bool = Field(False, description="APOLLO: update layer by layer (less memory; no accumulation).")
+    use_badam: bool = Field(False, description="BAdam: Adam on one block of layers at a time (full tuning).")
+    badam_mode: Literal["layer"] = Field("layer", description="BAdam: blocks are decoder layers.")
+    badam_start_block: Optional[int] = Field(
+        None, ge=0, description="BAdam: first block trained (default: by switch mode)."
+    )
+    badam_switch_mode: Literal["ascending", "descending", "random", "fixed"] = Field(
+        "ascending", description="BAdam: order in which blocks take turns."
+    )
+    badam_switch_interval: int = Field(50, ge=1, description="BAdam: optimizer steps before the next block.")
+    badam_verbose: Literal[0, 1, 2] = Field(0, description="BAdam: 1 prints block switches, 2 also trainable params.")
+    use_adam_mini: bool = Field(
+        False, description="Adam-mini: one learning rate per parameter block (full/freeze tuning)."
+    )
+    use_muon: bool = Field(
+        False, description="Muon (torch.optim.Muon) for 2-D weight matrices, AdamW for the rest (full/freeze tuning)."
+    )
+
+    _split = field_validator("galore_target", "apollo_target", mode="before")(_split_names)
     config_file: Optional[str] = Field(
         None,
         description="A DeepSpeed JSON file of your own, used as the run's ds_config.json instead of the one ffc "
@@ -463,7 +553,7 @@ class ExportSection(Section):
     export_dtype: Literal["float16", "bfloat16", "float32"] = Field(
         "bfloat16", description="Dtype of the exported weights."
     )
-    gguf: list[Literal["f16", "q8_0"]] = Field(
+    gguf: list[Literal["f32", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"]] = Field(
         default_factory=list, description="GGUF files to write next to the merged model (for llama.cpp and Ollama)."
     )
     ollama: bool = Field(False, description="Write an Ollama Modelfile for the GGUF file (needs gguf).")
