@@ -159,7 +159,6 @@ KNOWN_GAPS.update(
         **{
             (name, folder, kind): f"{folder}'s own tool markup is not in ffc yet (see the template's notes)"
             for name, folder in (
-                ("llama4", "llama-4-instruct"),
                 ("gemma4", "gemma-4-it"),
                 ("mistral_v3", "mistral-7b-instruct-v0.3"),
                 ("ministral", "mistral-nemo-instruct-2407"),
@@ -168,6 +167,10 @@ KNOWN_GAPS.update(
             for kind in _TOOL_KINDS
         },
         ("gemma4", "gemma-4-it", "thinking_tool"): "Gemma 4's tool markup is not in ffc yet",
+        ("llama4", "llama-4-instruct", "tools_args_string"): (
+            "Llama 4's template writes arguments given as JSON text as a quoted string (JSON inside JSON); ffc "
+            "trains an arguments object (see the llama4 notes)"
+        ),
         **{
             ("phi4_mini", "phi-4-mini-instruct", kind): (
                 "Phi-4-mini's template renders an assistant's tool calls as an empty turn; ffc refuses tool data "

@@ -57,6 +57,7 @@ from .gemma import ThoughtlessHistoryTemplate
 from .glm import GLM45Template
 from .gpt_oss import HarmonyTemplate
 from .kimi import KimiTemplate
+from .llama import Llama4Template
 
 __all__ = [
     "PROMPT_ROLES",
@@ -67,7 +68,6 @@ __all__ = [
     "NextRoleEndTemplate",
     "ReasoningTemplate",
     "Rendered",
-    "ThoughtlessHistoryTemplate",
     "Segment",
     "fill",
     "get_template",
@@ -76,3 +76,4 @@ __all__ = [
 ]
 # Families with their own renderer (runtime/chat/templates/custom.py).
 __all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]
+__all__ += ["Llama4Template", "ThoughtlessHistoryTemplate"]  # Llama 4, Gemma 4

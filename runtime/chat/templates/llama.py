@@ -1,6 +1,11 @@
 """Llama (Meta): Llama 2, Llama 3.x, Llama 4."""
 
+import json
+from dataclasses import dataclass
+
 from .base import ChatTemplate, register
+from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_str
 
 _LLAMA3_HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
 
@@ -11,6 +16,87 @@ def _llama3(role: str) -> str:
 
 def _llama4(role: str) -> str:
     return f"<|header_start|>{role}<|header_end|>\n\n"
+
+
+LLAMA4_TOOLS = (
+    "Given the following functions, please respond with a JSON for a function call with its proper arguments that "
+    'best answers the given prompt.\n\nRespond in the format {"name": function name, "parameters": dictionary of '
+    "argument name and its value}.Do not use variables.\n\n"
+)
+
+
+@dataclass(frozen=True)
+class Llama4Template(CustomTemplate):
+    """Llama 4: the tools list opens the first user message, calls follow ``<|python_start|><|python_end|>``.
+
+    As the official template: the system prompt (trimmed) gets "Environment: ipython" when there are
+    tools, a response that calls tools writes its text between ``<|python_start|>`` and
+    ``<|python_end|>`` and then each call as ``{"name": ..., "parameters": ...}``, and a tool result is
+    written as a JSON string.
+    """
+
+    def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
+        out.prompt(bos)
+        if system.strip():
+            out.prompt(_llama4("system") + ("Environment: ipython\n" if tools else "") + system.strip() + "<|eot|>")
+        if tools:
+            listed = "".join(json.dumps(t, ensure_ascii=False, indent=4) + "\n\n" for t in tools)
+            first = self._content(messages[0]).strip()
+            out.prompt(_llama4("user") + LLAMA4_TOOLS + listed + first + "<|eot|>")
+            messages = messages[1:]
+        for message in messages:
+            if message["role"] == "user":
+                out.prompt(_llama4("user") + self._content(message) + "<|eot|>")
+            elif message["role"] == "observation":
+                out.prompt(_llama4("ipython") + json.dumps(self._content(message), ensure_ascii=False) + "<|eot|>")
+            elif message["role"] == "assistant":
+                out.prompt(_llama4("assistant"))
+                out.response(self._content(message) + "<|eot|>")
+            else:
+                reasoning, text, calls = split_reasoning(message)
+                if reasoning:  # Llama 4 has no reasoning markup: kept in the text, as for plain responses
+                    text = f"<think>\n{reasoning}\n</think>\n\n{text}"
+                written = "".join(
+                    '{"name": "'
+                    + c["name"]
+                    + '", "parameters": '
+                    + json.dumps(c["arguments"], ensure_ascii=False)
+                    + "}"
+                    for c in calls
+                )
+                out.prompt(_llama4("assistant"))
+                out.response("<|python_start|>" + text + "<|python_end|>" + written + "<|eot|>")
+        if add_generation_prompt:
+            out.prompt(_llama4("assistant"))
+
+    def jinja(self, default_system: str) -> str:
+        system, user, assistant, ipython = (
+            jinja_str(_llama4(role)) for role in ("system", "user", "assistant", "ipython")
+        )
+        return (
+            jinja_head(default_system) + "{{- bos -}}{%- set system = system | trim -%}"
+            f"{{%- if system -%}}{{{{- {system} + ('Environment: ipython\\n' if tools else '') + system + '<|eot|>' -}}}}"
+            "{%- endif -%}"
+            f"{{%- if tools -%}}{{{{- {user} + {jinja_str(LLAMA4_TOOLS)} -}}}}"
+            "{%- for tool in tools -%}"
+            "{%- set entry = tool if tool['function'] is defined else {'type': 'function', 'function': tool} -%}"
+            "{{- entry | tojson(indent=4) + '\\n\\n' -}}{%- endfor -%}"
+            "{{- loop_messages[0]['content'] | trim + '<|eot|>' -}}{%- set loop_messages = loop_messages[1:] -%}"
+            "{%- endif -%}"
+            "{%- for message in loop_messages -%}"
+            f"{{%- if message['role'] == 'user' -%}}{{{{- {user} + message['content'] + '<|eot|>' -}}}}"
+            "{%- elif message['role'] in ['tool', 'observation', 'ipython'] -%}"
+            f"{{{{- {ipython} + (message['content'] | tojson) + '<|eot|>' -}}}}"
+            "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
+            f"{{{{- {assistant} + '<|python_start|>' + (message['content'] or '') + '<|python_end|>' -}}}}"
+            "{%- for tool_call in message['tool_calls'] -%}"
+            + JINJA_CALL
+            + "{{- '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + args + '}' -}}"
+            "{%- endfor -%}{{- '<|eot|>' -}}"
+            f"{{%- else -%}}{{{{- {assistant} + message['content'] + '<|eot|>' -}}}}"
+            "{%- endif -%}{%- endfor -%}"
+            f"{{%- if add_generation_prompt -%}}{{{{- {assistant} -}}}}{{%- endif -%}}"
+        )
 
 
 register(
@@ -40,20 +126,17 @@ register(
             "empty assistant header even without a generation prompt; ffc follows the corrected template."
         ),
     ),
-    ChatTemplate(
+    Llama4Template(
         name="llama4",
-        prefix="{bos}",
-        system=_llama4("system") + "{content}<|eot|>",
-        user=_llama4("user") + "{content}<|eot|>",
-        observation=_llama4("ipython") + "{content}<|eot|>",
-        assistant_prefix=_llama4("assistant"),
+        tool_definitions=True,
         assistant_end="<|eot|>",
-        strip_system=True,
         stop_words=("<|eot|>", "<|eom|>"),
         notes=(
-            "Llama 4 instruct (Scout, Maverick). The official template trims only the system prompt. Tool calls "
-            "are not rendered yet: Llama 4 puts the tool list into the first user message and wraps calls in "
-            "<|python_start|><|python_end|>, which ffc's tool formats cannot express."
+            "Llama 4 instruct (Scout, Maverick). As the official template: only the system prompt is trimmed; the "
+            "tools list (JSON, indented by 4) opens the first user message; a response with calls writes its text "
+            'between <|python_start|> and <|python_end|>, then each call as {"name", "parameters"}; a tool '
+            "result is written as a JSON string. Arguments given as JSON text are trained as an object (the "
+            "official template would quote them); the exported template writes them as given."
         ),
     ),
 )
