@@ -28,6 +28,7 @@ from . import (  # noqa: F401
     internlm,
     kimi,
     llama,
+    llama31,
     minicpm,
     mistral,
     olmo,

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 NAME_PATTERNS = (
     (r"qwen3", "qwen3"),
     (r"qwen", "qwen"),
+    (r"llama[-_ ]?3\.[123]\b", "llama3_1"),  # 3.1-3.3: the date header and Meta's tool format
     (r"llama[-_ ]?3|llama3", "llama3"),
     (r"llama[-_ ]?2", "llama2"),
     (r"vicuna", "vicuna"),
@@ -35,6 +36,7 @@ TEMPLATE_MARKERS = (
     ("reasoning_content", "qwen3"),  # ChatML with Qwen3's <think> handling
     ("You are Qwen, created by Alibaba Cloud", "qwen"),
     ("<|im_start|>", "chatml"),
+    ("Cutting Knowledge Date", "llama3_1"),
     ("<|start_header_id|>", "llama3"),
     ("[INST]", "mistral"),
     ("<start_of_turn>", "gemma"),
