@@ -9,6 +9,7 @@ renders the official template in transformers' environment and compares ffc's Py
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -207,3 +208,44 @@ def test_gpt_oss_tool_schemas_render_as_typescript():
     official = _jinja(template, messages, None, None, wrapped, True)
     assert TEMPLATES["gpt_oss"].render(messages, tools=tools, add_generation_prompt=True).text == official
     assert _jinja(TEMPLATES["gpt_oss"].to_jinja(), messages, None, None, wrapped, True) == official
+
+
+@pytest.mark.parametrize("name", ["deepseekr1", "deepseekr1_0528", "deepseek_v3_1", "glm4_moe", "gpt_oss"])
+@pytest.mark.parametrize("conversation,tools", [(THINKING, None), (THINKING_TOOL, TOOLS)], ids=["thinking", "tool"])
+def test_reasoning_in_every_turn(name, conversation, tools):
+    """reasoning_turns "all" (LLaMA-Factory's way): earlier responses keep their reasoning, Python and Jinja alike."""
+    import dataclasses
+
+    from ffc.runtime.data.convert import sft
+
+    from .test_template_reference import OPENAI
+
+    template = dataclasses.replace(TEMPLATES[name], reasoning_turns="all")
+    if tools and name.startswith("deepseekr1"):
+        tools = None  # R1 has no tool-list format
+    row = sft({"messages": conversation, "tools": json.dumps(tools) if tools else ""}, OPENAI)
+    python = template.render(row["messages"], system=row["system"], tools=row["tools"] or None).text
+    if name == "glm4_moe":
+        python = python.removesuffix("</s>")
+    jinja = _jinja(template.to_jinja(), conversation, "", "</s>" if name == "glm4_moe" else "", tools, False)
+    assert python.replace("</s>", "") == jinja
+    if conversation is THINKING:  # the first response's reasoning: kept with "all", dropped officially
+        assert "The user greets me" in python
+        assert "The user greets me" not in TEMPLATES[name].render(row["messages"]).text
+
+
+@pytest.mark.parametrize("name,ok", [("gpt_oss", True), ("glm4_moe", True), ("kimi_k2", True), ("deepseekr1", False)])
+def test_tool_data_builds_with_a_family_renderer_that_has_a_tool_list(write_spec, tmp_path, name, ok):
+    from ffc.compiler.loader import SpecError, load_spec
+    from ffc.compiler.resolve import resolve
+
+    from .conftest import MINIMAL_SPEC
+    from .test_template_choice import TOOLS_ENTRY, _data
+
+    _data(tmp_path, TOOLS_ENTRY)
+    spec = write_spec(MINIMAL_SPEC.replace("[demo_alpaca]", "[tools_data]").replace("chatml", name))
+    if ok:
+        assert resolve(load_spec(spec)).spec.data.template == name
+    else:
+        with pytest.raises(SpecError, match="has no format for them"):
+            resolve(load_spec(spec))

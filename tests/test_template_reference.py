@@ -112,8 +112,10 @@ REFERENCES.update(
         "glm4_moe": [("glm-4.5", "chat_template.jinja")],
         "gpt_oss": [("gpt-oss", "chat_template.jinja")],
         "kimi_k2": [("kimi-k2-instruct", "chat_template.jinja")],
+        "yi1_5": [("yi-1.5-chat", "chat_template.jinja")],
     }
 )
+REFERENCES["zephyr"].append(("tinyllama-chat", "chat_template.jinja"))  # TinyLlama-1.1B-Chat uses Zephyr's format
 _NO_TOOL_LIST = (
     "the official template ignores the tools list; ffc refuses tool definitions it has no format for rather than "
     "dropping them (calls and outputs: tests/test_template_families.py)"

@@ -52,6 +52,7 @@ class DeepSeekTemplate(CustomTemplate):
 
     version: Literal["r1", "v3.1"] = "r1"
     think_in_prompt: bool = True
+    reasoning_turns: Literal["official", "all"] = "official"  # "all": every response keeps its reasoning
 
     def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
         out.prompt(bos + system + self._tool_prompt(tools))
@@ -65,7 +66,8 @@ class DeepSeekTemplate(CustomTemplate):
                 continue
             reasoning, text, calls = split_reasoning(message)
             after_tool = messages[index - 1]["role"] == "observation"
-            keep = bool(reasoning) and index > last_query and enable_thinking is not False
+            latest = index > last_query or self.reasoning_turns == "all"
+            keep = bool(reasoning) and latest and enable_thinking is not False
             opening, body = self._opening(reasoning if keep else "", bool(calls), after_tool)
             out.prompt(opening)
             out.response(body + text + self._calls(calls) + END)
@@ -165,7 +167,9 @@ class DeepSeekTemplate(CustomTemplate):
             f"{{%- elif message['role'] in ['tool', 'observation'] -%}}{{{{- {output} -}}}}"
             "{%- else -%}"
             + JINJA_SPLIT
-            + "{%- set keep = reasoning and loop.index0 > ns.last_query and mode is not false -%}"
+            + "{%- set keep = reasoning and (loop.index0 > ns.last_query or "
+            + ("true" if self.reasoning_turns == "all" else "false")
+            + ") and mode is not false -%}"
             + opening
             + "{%- set body = body + text -%}"
             "{%- if calls -%}{%- set c = namespace(text='') -%}{%- for tool_call in calls -%}"

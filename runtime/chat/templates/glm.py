@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from .base import NextRoleEndTemplate, Rendered, Segment, register
 from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
@@ -64,6 +65,8 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
     (the official template renders nothing there, so a model could not learn to stop).
     """
 
+    reasoning_turns: Literal["official", "all"] = "official"  # "all": every response keeps its reasoning
+
     def render(self, messages, **kwargs) -> Rendered:
         rendered = super().render(messages, **kwargs)
         out: list[Segment] = []
@@ -94,7 +97,8 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
                 out.prompt("<|observation|>\n<tool_response>\n" + self._content(message) + "\n</tool_response>")
             else:
                 reasoning, text, calls = split_reasoning(message)
-                reasoning = reasoning.strip() if index > last_query and enable_thinking is not False else ""
+                latest = index > last_query or self.reasoning_turns == "all"
+                reasoning = reasoning.strip() if latest and enable_thinking is not False else ""
                 think = "\n<think>" + reasoning + "</think>"
                 body = ("\n" + text.strip() if text.strip() else "") + "".join(map(_glm45_call, calls))
                 if reasoning or enable_thinking is True:
@@ -128,7 +132,9 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
             "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' -}}"
             "{%- else -%}"
             + JINJA_SPLIT
-            + "{%- if not (loop.index0 > ns.last_query and not (enable_thinking is defined and enable_thinking "
+            + "{%- if not ((loop.index0 > ns.last_query or "
+            + ("true" if self.reasoning_turns == "all" else "false")
+            + ") and not (enable_thinking is defined and enable_thinking "
             "is false)) -%}{%- set reasoning = '' -%}{%- endif -%}"
             "{{- '<|assistant|>\\n<think>' + reasoning.strip() + '</think>' -}}"
             "{%- if text.strip() -%}{{- '\\n' + text.strip() -}}{%- endif -%}"

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from .base import ConversationError, register
 from .custom import CustomTemplate, Turns, args_json, jinja_head, split_reasoning
@@ -96,6 +97,7 @@ class HarmonyTemplate(CustomTemplate):
     model_identity: str = "You are ChatGPT, a large language model trained by OpenAI."
     reasoning_effort: str = "medium"
     current_date: str = "2025-01-15"  # fixed, so training text does not change from day to day
+    reasoning_turns: Literal["official", "all"] = "official"  # "all": every response keeps its reasoning
 
     def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
         header = f"{self.model_identity}\nKnowledge cutoff: 2024-06\nCurrent date: {self.current_date}\n\n"
@@ -123,7 +125,8 @@ class HarmonyTemplate(CustomTemplate):
             if calls:
                 if text and reasoning:
                     raise ConversationError("gpt-oss cannot render both text and reasoning beside a tool call")
-                final_later = any(m["role"] == "assistant" for m in messages[index + 1 :])
+                later = any(m["role"] == "assistant" for m in messages[index + 1 :])
+                final_later = later and self.reasoning_turns != "all"
                 analysis = reasoning or text
                 body = (
                     f"<|channel|>analysis<|message|>{analysis}{END}{START}assistant"
@@ -135,19 +138,21 @@ class HarmonyTemplate(CustomTemplate):
                 )
                 last_call = calls[-1]["name"]
                 out.response(body)
-            elif index == len(messages) - 1 and not add_generation_prompt:
-                analysis = f"<|channel|>analysis<|message|>{reasoning}{END}{START}assistant" if reasoning else ""
-                out.response(analysis + "<|channel|>final<|message|>" + text + RETURN)
             else:
-                out.response("<|channel|>final<|message|>" + text + END)
-                last_call = None
+                ending = RETURN if index == len(messages) - 1 and not add_generation_prompt else END
+                keep = reasoning and (ending == RETURN or self.reasoning_turns == "all")
+                analysis = f"<|channel|>analysis<|message|>{reasoning}{END}{START}assistant" if keep else ""
+                out.response(analysis + "<|channel|>final<|message|>" + text + ending)
+                last_call = None if ending == END else last_call
         if add_generation_prompt:
             out.prompt(START + "assistant")
 
     def jinja(self, default_system: str) -> str:
         return jinja_head(default_system) + _JINJA.replace("MODEL_IDENTITY", jinja_str(self.model_identity)).replace(
             "REASONING_EFFORT", jinja_str(self.reasoning_effort)
-        ).replace("CURRENT_DATE", jinja_str(self.current_date))
+        ).replace("CURRENT_DATE", jinja_str(self.current_date)).replace(
+            "KEEP_ALL", "true" if self.reasoning_turns == "all" else "false"
+        )
 
 
 # The Jinja twin of typescript() and namespace(); whitespace is spelled out, never left to the layout.
@@ -235,7 +240,7 @@ _JINJA = (
     "{%- if m['role'] == 'assistant' and not (m['tool_calls'] is defined and m['tool_calls']) -%}"
     "{%- set later.final = true -%}{%- endif -%}{%- endfor -%}"
     "{%- set analysis = reasoning or text -%}"
-    "{%- if analysis and not later.final -%}"
+    "{%- if analysis and not (later.final and not KEEP_ALL) -%}"
     "{{- '<|start|>assistant<|channel|>analysis<|message|>' + analysis + '<|end|>' -}}{%- endif -%}"
     "{%- for tool_call in message['tool_calls'] -%}"
     "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
@@ -243,11 +248,12 @@ _JINJA = (
     "{{- '<|start|>assistant to=functions.' + call['name'] + '<|channel|>commentary json<|message|>' + args + "
     "'<|call|>' -}}{%- set last.call = call['name'] -%}"
     "{%- endfor -%}"
-    "{%- elif loop.last and not add_generation_prompt -%}"
-    "{%- if reasoning -%}{{- '<|start|>assistant<|channel|>analysis<|message|>' + reasoning + '<|end|>' -}}"
-    "{%- endif -%}{{- '<|start|>assistant<|channel|>final<|message|>' + text + '<|return|>' -}}"
-    "{%- else -%}{{- '<|start|>assistant<|channel|>final<|message|>' + text + '<|end|>' -}}"
-    "{%- set last.call = none -%}{%- endif -%}"
+    "{%- else -%}"
+    "{%- set ending = '<|return|>' if (loop.last and not add_generation_prompt) else '<|end|>' -%}"
+    "{%- if reasoning and (ending == '<|return|>' or KEEP_ALL) -%}"
+    "{{- '<|start|>assistant<|channel|>analysis<|message|>' + reasoning + '<|end|>' -}}{%- endif -%}"
+    "{{- '<|start|>assistant<|channel|>final<|message|>' + text + ending -}}"
+    "{%- if ending == '<|end|>' -%}{%- set last.call = none -%}{%- endif -%}{%- endif -%}"
     "{%- endif -%}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|start|>assistant' -}}{%- endif -%}"
 )
