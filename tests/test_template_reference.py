@@ -36,6 +36,8 @@ REFERENCES: dict[str, list[tuple[str, str]]] = {
     "chatml": [("chatml", "chat_template.jinja")],
     "qwen": [("qwen2.5-instruct", "tokenizer_config.json")],
     "qwen3": [("qwen3", "chat_template.trl-latest.jinja")],
+    "qwen3_nothink": [("qwen3-instruct-2507", "chat_template.jinja")],
+    "qwen3_thinking": [("qwen3-thinking-2507", "chat_template.jinja")],
     "yi": [("yi-6b-chat", "tokenizer_config.json")],
     "internlm2": [("internlm2-chat", "chat_template.jinja")],
     "llama2": [("llama-2-chat", "chat_template.jinja")],

@@ -56,3 +56,13 @@ def test_reasoning_in_every_turn_is_an_option():
 
     jinja = ImmutableSandboxedEnvironment().from_string(every.to_jinja()).render(messages=TWO_TURNS)
     assert jinja == text
+
+
+def test_thinking_2507_opens_the_block_in_the_prompt():
+    """Qwen3 thinking-2507's generation prompt writes <think>\\n, so the model is never trained to write it."""
+    template = TEMPLATES["qwen3_thinking"]
+    messages = TWO_TURNS[:3] + [{"role": "assistant", "content": "4", "reasoning_content": "Add."}]
+    prompt, trained = _last_turn(template.render(messages))
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n") and trained == "Add.\n</think>\n\n4<|im_end|>"
+    generation = template.render(TWO_TURNS[:3], add_generation_prompt=True, enable_thinking=False).text
+    assert generation.endswith("<|im_start|>assistant\n<think>\n")

@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 # (pattern on the lower-cased name or model_type, template); the first match wins, so specific before general.
 NAME_PATTERNS = (
+    (r"qwen3.*thinking-2507", "qwen3_thinking"),
+    (r"qwen3.*2507", "qwen3_nothink"),  # instruct-2507
     (r"qwen3", "qwen3"),
     (r"qwen", "qwen"),
     (r"llama[-_ ]?3\.[123]\b", "llama3_1"),  # 3.1-3.3: the date header and Meta's tool format

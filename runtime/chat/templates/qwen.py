@@ -1,7 +1,10 @@
-"""Qwen (Alibaba): Qwen2/2.5, Qwen3."""
+"""Qwen (Alibaba): Qwen2/2.5, Qwen3 (hybrid), Qwen3-2507 instruct (qwen3_nothink) and thinking (qwen3_thinking)."""
+
+from dataclasses import dataclass
 
 from .base import ChatTemplate, ReasoningTemplate, register
 from .generic import CHATML
+from .jinja import generation_opening_jinja, jinja_str
 
 _QWEN_TOOLS = dict(
     observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n",
@@ -54,6 +57,53 @@ register(
         notes=(
             "Qwen3-VL instruct (images), no default system prompt; with tools and no system prompt the official "
             "template starts the system turn with '# Tools', ffc with a blank line before it."
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class OpenThinkTemplate(ReasoningTemplate):
+    """Qwen3 thinking-2507: the generation prompt itself opens ``<think>\n`` (whatever enable_thinking says).
+
+    The model never writes that opening, so in a response carrying a think block it belongs to the
+    prompt (untrained); the rest of the block and the answer are the response.
+    """
+
+    def response_parts(self, content, message, index, count, last_query, enable_thinking):
+        opening, body = super().response_parts(content, message, index, count, last_query, enable_thinking)
+        if not opening and body.startswith(self.think_open):
+            return self.think_open, body[len(self.think_open) :]
+        return opening, body
+
+    def generation_opening(self, enable_thinking) -> str:
+        return self.think_open
+
+
+@generation_opening_jinja.register
+def _(t: OpenThinkTemplate) -> str:
+    return jinja_str(t.think_open)
+
+
+register(
+    ChatTemplate(
+        name="qwen3_nothink",
+        **CHATML,
+        **_QWEN_TOOLS,
+        tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
+        notes=(
+            "Qwen3 instruct-2507 (LLaMA-Factory's qwen3_nothink): ChatML with Qwen3's tool format and no <think> "
+            "blocks; reasoning in the data is not rendered by the official template (use qwen3 or qwen3_thinking)."
+        ),
+    ),
+    OpenThinkTemplate(
+        name="qwen3_thinking",
+        **CHATML,
+        **_QWEN_TOOLS,
+        tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
+        notes=(
+            "Qwen3 thinking-2507: as qwen3, but the generation prompt always opens <think> (thinking cannot be "
+            "turned off), so that opening is prompt, not trained, in responses that carry a think block."
         ),
     ),
 )
