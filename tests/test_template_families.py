@@ -249,3 +249,45 @@ def test_tool_data_builds_with_a_family_renderer_that_has_a_tool_list(write_spec
     else:
         with pytest.raises(SpecError, match="has no format for them"):
             resolve(load_spec(spec))
+
+
+@pytest.mark.parametrize(
+    "model,expected",
+    [
+        ("deepseek-ai/DeepSeek-R1", "deepseekr1"),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "deepseekr1"),
+        ("deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "deepseekr1_0528"),
+        ("deepseek-ai/DeepSeek-V3.1", "deepseek_v3_1"),
+        ("deepseek-ai/DeepSeek-V3", "deepseek3"),
+        ("deepseek-ai/deepseek-coder-6.7b-instruct", "deepseekcoder"),
+        ("zai-org/GLM-4.5-Air", "glm4_moe"),
+        ("THUDM/glm-4-9b-chat", "glm4"),
+        ("openai/gpt-oss-20b", "gpt_oss"),
+        ("moonshotai/Kimi-K2-Instruct", "kimi_k2"),
+        ("01-ai/Yi-1.5-9B-Chat", "yi1_5"),
+        ("01-ai/Yi-6B-Chat", "yi"),
+    ],
+)
+def test_template_auto_knows_the_families_by_name(model, expected):
+    from ffc.runtime.chat.templates.detect import suggest_template
+
+    assert suggest_template(model)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "folder,source,expected",
+    [
+        ("gpt-oss", "chat_template.jinja", "gpt_oss"),
+        ("deepseek-v3.1", "chat_template.jinja", "deepseek_v3_1"),
+        ("deepseek-r1-distill-qwen", "chat_template.latest.jinja", "deepseekr1"),
+        ("glm-4.5", "chat_template.jinja", "glm4_moe"),
+        ("kimi-k2-instruct", "chat_template.jinja", "kimi_k2"),
+    ],
+)
+def test_template_auto_knows_the_families_by_their_chat_template(tmp_path, folder, source, expected):
+    from ffc.runtime.chat.templates.detect import suggest_template
+
+    model = tmp_path / "local-model"
+    model.mkdir()
+    (model / "chat_template.jinja").write_text((REFERENCE / folder / source).read_text(encoding="utf-8"))
+    assert suggest_template(str(model))[0] == expected

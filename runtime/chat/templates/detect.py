@@ -15,6 +15,15 @@ from typing import Callable, Optional
 
 # (pattern on the lower-cased name or model_type, template); the first match wins, so specific before general.
 NAME_PATTERNS = (
+    # Families whose names also carry a base family's (R1-Distill-Qwen, DeepSeek-V3.1, GLM-4.5) come first.
+    (r"deepseek[-_ ]?r1.*0528", "deepseekr1_0528"),
+    (r"deepseek[-_ ]?r1", "deepseekr1"),
+    (r"deepseek[-_ ]?v3[-_.]1", "deepseek_v3_1"),
+    (r"deepseek[-_ ]?coder(?![-_ ]?v2)", "deepseekcoder"),
+    (r"glm[-_ ]?4\.[5-9]|glm4_moe", "glm4_moe"),
+    (r"gpt[-_ ]?oss", "gpt_oss"),
+    (r"kimi[-_ ]?k2", "kimi_k2"),
+    (r"\byi[-_]1\.5", "yi1_5"),
     (r"qwen3.*thinking-2507", "qwen3_thinking"),
     (r"qwen3.*2507", "qwen3_nothink"),  # instruct-2507
     (r"qwen3", "qwen3"),
@@ -35,6 +44,11 @@ NAME_PATTERNS = (
 )
 # Markers of a tokenizer chat template, for local models whose names say nothing.
 TEMPLATE_MARKERS = (
+    ("<|channel|>", "gpt_oss"),
+    ("<｜Assistant｜></think>", "deepseek_v3_1"),
+    ("<｜Assistant｜><think>", "deepseekr1"),
+    ("<arg_key>", "glm4_moe"),
+    ("<|im_middle|>", "kimi_k2"),
     ("reasoning_content", "qwen3"),  # ChatML with Qwen3's <think> handling
     ("You are Qwen, created by Alibaba Cloud", "qwen"),
     ("<|im_start|>", "chatml"),
