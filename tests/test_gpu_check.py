@@ -1,0 +1,33 @@
+"""scripts/gpu_check.sh --dry-run builds every run directory the GPU check would launch (no torch, no GPU)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
+    env = {**os.environ, "PY": sys.executable, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = tmp_path / "runs"
+    expected = {"sft_lora", "sft_lora_padded", "sft_full", "sft_lora_liger", "sft_qlora", "dpo_lora", "grpo_lora"}
+    assert {p.name for p in runs.iterdir()} == expected
+    code = {name: (runs / name / "train.py").read_text() for name in expected}
+    assert "ChunkedLossTrainer(" in code["sft_lora"] and "padding_free=True" in code["sft_lora"]
+    assert "ChunkedLossTrainer" not in code["sft_lora_padded"] and "padding_free" not in code["sft_lora_padded"]
+    assert "LoraConfig" not in code["sft_full"]
+    assert "use_liger_kernel=True" in code["sft_lora_liger"]
+    assert "load_in_4bit=True" in code["sft_qlora"]
+    assert "DPOTrainer" in code["dpo_lora"] and "GRPO" in code["grpo_lora"]
+    assert (runs / "sft_lora" / "serve.py").exists()
+    config = (tmp_path / "qwen2.5-0.5b-shaped" / "config.json").read_text()
+    assert '"vocab_size": 151936' in config and not (tmp_path / "qwen2.5-0.5b-shaped" / "model.safetensors").exists()
