@@ -206,6 +206,8 @@ def _tool_calls(calls: Any, where: str) -> list[dict]:
                 f"{where}: tool call {number} ({name}): the arguments must be a JSON object, got {describe(args)}"
             )
         out.append({"name": name, "arguments": args})
+        if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:
+            out[-1]["id"] = call["id"]  # Mistral's templates write call ids
     return out
 
 

@@ -59,6 +59,7 @@ from .glm import GLM45Template
 from .gpt_oss import HarmonyTemplate
 from .kimi import KimiTemplate
 from .llama import Llama4Template
+from .mistral import MistralTemplate
 from .qwen import OpenThinkTemplate
 
 __all__ = [
@@ -78,5 +79,5 @@ __all__ = [
 ]
 # Families with their own renderer (runtime/chat/templates/custom.py).
 __all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]
-__all__ += ["Llama4Template", "ThoughtlessHistoryTemplate"]  # Llama 4, Gemma 4
+__all__ += ["Llama4Template", "MistralTemplate", "ThoughtlessHistoryTemplate"]  # Llama 4, Mistral, Gemma 4
 __all__ += ["OpenThinkTemplate"]  # Qwen3 thinking-2507

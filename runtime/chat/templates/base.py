@@ -95,6 +95,7 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
     calls = value if isinstance(value, list) else [value]
     out = []
     for call in calls:
+        call_id = call.get("id") if isinstance(call, dict) else None  # kept for families that write call ids
         call = call.get("function", call) if isinstance(call, dict) else call
         if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
             raise ConversationError(f"a function call must be an object with a name, got {call!r}")
@@ -105,6 +106,8 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
             except json.JSONDecodeError as exc:
                 raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
         out.append({"name": call["name"], "arguments": {} if args is None else args})
+        if isinstance(call_id, str) and call_id:
+            out[-1]["id"] = call_id
     if not out:
         raise ConversationError("a function message holds no call")
     return text, reasoning, out
@@ -222,7 +225,12 @@ class ChatTemplate:
     def calls_text(self, calls: list[dict], **values) -> str:
         """The tool calls of one assistant turn, each in ``function``'s format."""
         return self.call_separator.join(
-            fill(self.function, content=json.dumps(call, ensure_ascii=False), **values) for call in calls
+            fill(
+                self.function,
+                content=json.dumps({k: call[k] for k in ("name", "arguments")}, ensure_ascii=False),
+                **values,
+            )
+            for call in calls
         )
 
     @staticmethod
