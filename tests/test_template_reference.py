@@ -40,6 +40,8 @@ REFERENCES: dict[str, list[tuple[str, str]]] = {
     "qwen3_thinking": [("qwen3-thinking-2507", "chat_template.jinja")],
     "qwen3_5": [("qwen3.5", "chat_template.think-default.jinja")],
     "qwen3_6": [("qwen3.6", "chat_template.jinja")],
+    "qwen3_5": [("qwen3.5", "chat_template.think-default.jinja")],
+    "qwen3_6": [("qwen3.6", "chat_template.jinja")],
     "yi": [("yi-6b-chat", "tokenizer_config.json")],
     "internlm2": [("internlm2-chat", "chat_template.jinja")],
     "llama2": [("llama-2-chat", "chat_template.jinja")],

@@ -60,7 +60,7 @@ from .gpt_oss import HarmonyTemplate
 from .kimi import KimiTemplate
 from .llama import Llama4Template
 from .mistral import MistralTemplate
-from .qwen import OpenThinkTemplate
+from .qwen import OpenThinkTemplate, Qwen35Template
 
 __all__ = [
     "PROMPT_ROLES",
@@ -80,4 +80,4 @@ __all__ = [
 # Families with their own renderer (runtime/chat/templates/custom.py).
 __all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]
 __all__ += ["Llama4Template", "MistralTemplate", "ThoughtlessHistoryTemplate"]  # Llama 4, Mistral, Gemma 4
-__all__ += ["OpenThinkTemplate"]  # Qwen3 thinking-2507
+__all__ += ["OpenThinkTemplate", "Qwen35Template"]  # Qwen3 thinking-2507, Qwen3.5/3.6

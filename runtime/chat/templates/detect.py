@@ -24,6 +24,8 @@ NAME_PATTERNS = (
     (r"gpt[-_ ]?oss", "gpt_oss"),
     (r"kimi[-_ ]?k2", "kimi_k2"),
     (r"\byi[-_]1\.5", "yi1_5"),
+    (r"qwen3\.5", "qwen3_5"),
+    (r"qwen3\.6", "qwen3_6"),
     (r"qwen3.*thinking-2507", "qwen3_thinking"),
     (r"qwen3.*2507", "qwen3_nothink"),  # instruct-2507
     (r"qwen3", "qwen3"),
