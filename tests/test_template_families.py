@@ -291,3 +291,33 @@ def test_template_auto_knows_the_families_by_their_chat_template(tmp_path, folde
     model.mkdir()
     (model / "chat_template.jinja").write_text((REFERENCE / folder / source).read_text(encoding="utf-8"))
     assert suggest_template(str(model))[0] == expected
+
+
+REASONING_FAMILIES = ["deepseekr1", "deepseekr1_0528", "deepseek_v3_1", "glm4_moe", "gpt_oss"]
+
+
+@pytest.mark.parametrize("name", REASONING_FAMILIES)
+@pytest.mark.parametrize("enable_thinking", [True, False])
+@pytest.mark.parametrize("conversation", [PLAIN, THINKING], ids=["no_reasoning", "reasoning"])
+def test_thinking_modes_train_what_generation_continues(name, enable_thinking, conversation):
+    """With thinking on or off, the generation prompt is a prefix of the training text of the last response
+    (so the model is trained on what it continues at inference), and the exported Jinja renders both alike."""
+    from ffc.runtime.data.convert import sft
+
+    from .test_template_reference import OPENAI
+
+    template = TEMPLATES[name]
+    messages = sft({"messages": conversation, "tools": ""}, OPENAI)["messages"]
+    full = template.render(messages, enable_thinking=enable_thinking)
+    prompt = template.render(messages[:-1], add_generation_prompt=True, enable_thinking=enable_thinking).text
+    assert full.text.startswith(prompt)
+    trained = "".join(s.text for s in full.segments if s.kind == "response" and s.turn == full.num_turns - 1)
+    assert full.text.removesuffix("</s>").endswith(trained.removesuffix("</s>"))
+    if not enable_thinking:
+        assert "2 plus 2" not in full.text
+    elif conversation is THINKING and name != "gpt_oss":
+        assert "2 plus 2 equals 4." in trained
+    system = conversation[0]["content"]
+    kwargs = {"enable_thinking": enable_thinking}
+    jinja = _jinja(template.to_jinja(), conversation[:-1], "", "", None, True, **kwargs)
+    assert jinja == template.render(messages[:-1], system=system, add_generation_prompt=True, **kwargs).text

@@ -24,6 +24,7 @@ CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end
 CALL_BEGIN, CALL_SEP, CALL_END = "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>"
 OUTPUT = ("<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>")
 OUTPUTS = ("<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>")
+CLOSED = "<think>\n\n</think>\n\n"  # R1 with thinking turned off
 
 # DeepSeek-V3.1's model card: the tool list follows the system prompt (its chat template ignores ``tools``).
 V31_TOOLS_HEAD = "\n\n## Tools\nYou have access to the following tools:\n\n"
@@ -67,26 +68,30 @@ class DeepSeekTemplate(CustomTemplate):
             reasoning, text, calls = split_reasoning(message)
             after_tool = messages[index - 1]["role"] == "observation"
             latest = index > last_query or self.reasoning_turns == "all"
-            keep = bool(reasoning) and latest and enable_thinking is not False
-            opening, body = self._opening(reasoning if keep else "", bool(calls), after_tool)
+            # A think block: the reasoning, or an empty one where enable_thinking=True asks for one.
+            think = latest and enable_thinking is not False and (bool(reasoning) or enable_thinking is True)
+            opening, body = self._opening(reasoning if think else "", think, bool(calls), after_tool)
+            if enable_thinking is False and latest and not after_tool and self.version == "r1":
+                opening += CLOSED  # thinking off: a closed, empty block in the prompt
             out.prompt(opening)
             out.response(body + text + self._calls(calls) + END)
         if add_generation_prompt and messages[-1]["role"] != "observation":
             if self.version == "v3.1":
                 out.prompt(ASSISTANT + ("<think>" if enable_thinking is True else "</think>"))
             else:
-                out.prompt(ASSISTANT + ("<think>\n" if self.think_in_prompt else ""))
+                opening = CLOSED if enable_thinking is False else "<think>\n" if self.think_in_prompt else ""
+                out.prompt(ASSISTANT + opening)
 
-    def _opening(self, reasoning: str, calls: bool, after_tool: bool) -> tuple[str, str]:
+    def _opening(self, reasoning: str, think: bool, calls: bool, after_tool: bool) -> tuple[str, str]:
         """(untrained opening, start of the trained body) of a response."""
         if self.version == "v3.1":  # V3.1 calls tools in non-thinking mode only
             if after_tool:
                 return "", ""
-            if reasoning and not calls:
+            if think and not calls:
                 return ASSISTANT + "<think>", reasoning + "</think>"
             return ASSISTANT + "</think>", ""
         opening = "" if after_tool else ASSISTANT
-        if not reasoning:
+        if not think:
             return opening, ""
         if self.think_in_prompt and not after_tool:
             return opening + "<think>\n", reasoning + "\n</think>\n\n"
@@ -135,7 +140,7 @@ class DeepSeekTemplate(CustomTemplate):
             )
             opening = (
                 "{%- if after_tool -%}{%- set opening = '' -%}{%- set body = '' -%}"
-                f"{{%- elif keep and not calls -%}}{{%- set opening = {s(ASSISTANT + '<think>')} -%}}"
+                f"{{%- elif think and not calls -%}}{{%- set opening = {s(ASSISTANT + '<think>')} -%}}"
                 "{%- set body = reasoning + '</think>' -%}"
                 f"{{%- else -%}}{{%- set opening = {s(ASSISTANT + '</think>')} -%}}{{%- set body = '' -%}}{{%- endif -%}}"
             )
@@ -147,16 +152,19 @@ class DeepSeekTemplate(CustomTemplate):
             think = "'<think>\\n'" if self.think_in_prompt else "''"
             opening = (
                 f"{{%- set opening = '' if after_tool else {s(ASSISTANT)} -%}}{{%- set body = '' -%}}"
-                "{%- if keep and " + ("true" if self.think_in_prompt else "false") + " and not after_tool -%}"
+                "{%- if think and " + ("true" if self.think_in_prompt else "false") + " and not after_tool -%}"
                 "{%- set opening = opening + '<think>\\n' -%}{%- set body = reasoning + '\\n</think>\\n\\n' -%}"
-                "{%- elif keep -%}{%- set body = '<think>\\n' + reasoning + '\\n</think>\\n\\n' -%}{%- endif -%}"
+                "{%- elif think -%}{%- set body = '<think>\\n' + reasoning + '\\n</think>\\n\\n' -%}{%- endif -%}"
+                "{%- if mode is false and (loop.index0 > ns.last_query or "
+                + ("true" if self.reasoning_turns == "all" else "false")
+                + ") and not after_tool -%}{%- set opening = opening + '<think>\\n\\n</think>\\n\\n' -%}{%- endif -%}"
             )
             call = (
                 f"{s(CALL_BEGIN + 'function' + CALL_SEP)} + call['name'] + '\\n```json\\n' + args + '\\n```' + "
                 f"{s(CALL_END)}"
             )
             output = f"{s(OUTPUTS[0] + OUTPUT[0])} + message['content'] + {s(OUTPUT[1] + OUTPUTS[1])}"
-            generation = f"{s(ASSISTANT)} + {think}"
+            generation = f"{s(ASSISTANT)} + ('<think>\\n\\n</think>\\n\\n' if mode is false else {think})"
         separator = "''" if v31 else "'\\n'"
         return (
             jinja_head(default_system)
@@ -167,9 +175,9 @@ class DeepSeekTemplate(CustomTemplate):
             f"{{%- elif message['role'] in ['tool', 'observation'] -%}}{{{{- {output} -}}}}"
             "{%- else -%}"
             + JINJA_SPLIT
-            + "{%- set keep = reasoning and (loop.index0 > ns.last_query or "
+            + "{%- set think = (loop.index0 > ns.last_query or "
             + ("true" if self.reasoning_turns == "all" else "false")
-            + ") and mode is not false -%}"
+            + ") and mode is not false and (reasoning or mode is true) -%}"
             + opening
             + "{%- set body = body + text -%}"
             "{%- if calls -%}{%- set c = namespace(text='') -%}{%- for tool_call in calls -%}"
