@@ -202,7 +202,8 @@ register(
             "newlines (the official template keeps them when the reasoning is inline). Tool definitions have no "
             "official format (refused); calls and outputs use R1's tokens, and the outputs markers are written for "
             "every tool round (the official template writes <｜tool▁outputs▁begin｜> only in the first). "
-            "enable_thinking=False drops all reasoning (R1 always thinks; there is no official off mode)."
+            "enable_thinking=False drops all reasoning and closes an empty think block in the prompt (R1 has no "
+            "official off mode)."
         ),
     ),
     DeepSeekTemplate(
@@ -219,7 +220,8 @@ register(
         tool_definitions=True,
         notes=(
             "DeepSeek-V3.1 (no LLaMA-Factory name): responses open </think> (non-thinking) or, when the response "
-            "after the last user query has reasoning, <think>reasoning</think>; the generation prompt thinks only "
+            "after the last user query has reasoning, <think>reasoning</think> (with enable_thinking=True an empty "
+            "<think></think> where it has none); the generation prompt thinks only "
             "with enable_thinking=True (the official `thinking` kwarg; its default is non-thinking), and the "
             "exported Jinja reads both. Tool calls are non-thinking, so reasoning before a call is dropped, as "
             "officially. Tool definitions follow the model card's '## Tools' system-prompt text; the official "
