@@ -396,8 +396,9 @@ def templates(
         _check_template(check, template)
         return
     for name, template in TEMPLATES.items():
-        typer.echo(f"{name:10} {template.notes}")
-    typer.echo(f"{'tokenizer':10} The chat template saved with the model's tokenizer.")
+        typer.echo(f"{name:15} {template.notes}")
+    typer.echo(f"{'tokenizer':15} The chat template saved with the model's tokenizer.")
+    typer.echo(f"{'auto':15} Chosen at build from the model's config.json, name or tokenizer chat template.")
 
 
 def _check_template(model_dir: Path, name: Optional[str]) -> None:

@@ -64,7 +64,7 @@ def _widget(field: form.FormField, value: Any, lang: str):
     if field.path == "data.template":
         from ffc.runtime.chat.templates import TEMPLATES
 
-        choices = [""] + list(TEMPLATES) + ["tokenizer"]
+        choices = [""] + list(TEMPLATES) + ["tokenizer", "auto"]
         return gr.Dropdown(choices=choices, value=value or "", allow_custom_value=True, **common)
     if field.kind == "bool":
         return gr.Checkbox(value=bool(value), **common)
