@@ -339,6 +339,12 @@ class TrainingSection(Section):
         None, ge=1, description="Evaluate every this many steps (default: save_steps; unused without evaluation)."
     )
     seed: int = Field(42, description="Random seed of model initialisation, dropout and data order.")
+    full_determinism: bool = Field(
+        False,
+        description="Identical GPU runs for the same seed: deterministic algorithms, cuDNN without autotuning and "
+        "a fixed cuBLAS workspace (transformers' enable_full_determinism). Slower; an operation with no "
+        "deterministic version then stops training with an error.",
+    )
     resume_from_checkpoint: Optional[str] = Field(
         None, description="A checkpoint directory to resume from, or 'last' for the newest in output_dir."
     )

@@ -239,6 +239,7 @@ ZH_HELP = {
     "training.eval_strategy": "何时评估。默认：有评估数据时按步评估，否则不评估。",
     "training.eval_steps": "每隔多少步评估一次（默认：save_steps）。",
     "training.seed": "模型初始化、dropout 与数据顺序的随机种子。",
+    "training.full_determinism": "同一种子下 GPU 训练结果完全一致：确定性算法、关闭 cuDNN 自动调优、固定 cuBLAS 工作区（transformers 的 enable_full_determinism）。更慢；没有确定性实现的算子会报错停止训练。",
     "training.resume_from_checkpoint": "从该检查点目录恢复训练，或 last 表示 output_dir 中最新的检查点。",
     "training.dataloader_num_workers": "数据加载的工作进程数。",
     "training.include_num_input_tokens_seen": "统计训练过的非填充 token 数（记录为 num_input_tokens_seen）。",
