@@ -54,7 +54,7 @@ from .base import (
 )
 from .custom import CustomTemplate
 from .deepseek import DeepSeekTemplate
-from .gemma import ThoughtlessHistoryTemplate
+from .gemma import Gemma4Template
 from .glm import GLM45Template
 from .gpt_oss import HarmonyTemplate
 from .kimi import KimiTemplate
@@ -79,5 +79,5 @@ __all__ = [
 ]
 # Families with their own renderer (runtime/chat/templates/custom.py).
 __all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]
-__all__ += ["Llama4Template", "MistralTemplate", "ThoughtlessHistoryTemplate"]  # Llama 4, Mistral, Gemma 4
+__all__ += ["Llama4Template", "MistralTemplate", "Gemma4Template"]  # Llama 4, Mistral, Gemma 4
 __all__ += ["OpenThinkTemplate", "Qwen35Template"]  # Qwen3 thinking-2507, Qwen3.5/3.6
