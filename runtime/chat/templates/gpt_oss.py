@@ -262,7 +262,7 @@ register(
     HarmonyTemplate(
         name="gpt_oss",
         tool_definitions=True,
-        stop_words=(RETURN, CALL, END),
+        stop_words=(RETURN, CALL),  # as gpt-oss generates: <|end|> closes an analysis message, not the turn
         notes=(
             "gpt-oss (harmony). The system header's date is fixed (current_date, 2025-01-15) so training text is "
             "reproducible; the official template writes today's date (the exported Jinja takes date_string). Only the "
