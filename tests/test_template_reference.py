@@ -69,6 +69,10 @@ REFERENCES: dict[str, list[tuple[str, str]]] = {
     "olmo2": [("olmo-2-instruct", "chat_template.jinja")],
 }
 REFERENCES["internlm2"].append(("internlm3-instruct", "chat_template.jinja"))  # LLaMA-Factory's intern2 covers both
+REFERENCES["llama3_1"] += [
+    ("llama-3.2-instruct", "tokenizer_config.json"),
+    ("llama-3.3-instruct", "chat_template.jinja"),
+]
 
 # (ffc template, folder, kind) -> why it does not match yet. strict: a fix shows up as XPASS.
 KNOWN_GAPS: dict[tuple[str, str, str], str] = {
@@ -189,6 +193,16 @@ KNOWN_GAPS.update(
             "Llama 4's template writes arguments given as JSON text as a quoted string (JSON inside JSON); ffc "
             "trains an arguments object (see the llama4 notes)"
         ),
+        ("llama3_1", "llama-3.3-instruct", "tools_args_string"): KNOWN_GAPS[
+            ("llama3_1", "llama-3.1-instruct", "tools_args_string")
+        ],
+        **{
+            ("llama3_1", "llama-3.2-instruct", kind): (
+                "Llama 3.2's template writes today's date (strftime_now) into every system turn; ffc writes the "
+                "template's default date, 26 Jul 2024, so that the training text does not depend on the build day"
+            )
+            for kind in ("plain_no_system", "prompt", "tools", "tools_args_string", "tools_prompt")
+        },
         **{
             ("phi4_mini", "phi-4-mini-instruct", kind): (
                 "Phi-4-mini's template renders an assistant's tool calls as an empty turn; ffc refuses tool data "
