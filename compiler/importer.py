@@ -120,6 +120,8 @@ def _field_sections() -> dict[str, list[str]]:
 
 
 FIELD_SECTIONS = _field_sections()
+# A feature that ffc has gained is no longer missing: its key is moved like any other.
+MISSING = {key: feature for key, feature in MISSING.items() if key not in FIELD_SECTIONS}
 
 
 def section_of(key: str, stage: str = "sft") -> Optional[str]:

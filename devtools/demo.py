@@ -13,6 +13,8 @@ import json
 import random
 from pathlib import Path
 
+from .smollm2 import identity_rows
+
 COLORS = ["red", "blue", "green", "yellow", "black", "white", "orange", "purple"]
 THINGS = {
     "grass": "green", "sky": "blue", "snow": "white", "coal": "black", "sun": "yellow",
@@ -169,6 +171,7 @@ DATASET_INFO = {
         "columns": {"messages": "messages", "kto_tag": "label"},
         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
     },
+    "identity": {"file_name": "identity.json"},  # who the assistant is (the quickstart's SmolLM2 run)
 }
 
 
@@ -182,6 +185,7 @@ def write_demo_data(folder: str | Path, size: int = 600) -> Path:
     (folder / "demo_text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_rows(size)))
     (folder / "demo_pairs.json").write_text(json.dumps(preference_rows(size), indent=1) + "\n")
     (folder / "demo_kto.json").write_text(json.dumps(kto_rows(size), indent=1) + "\n")
+    (folder / "identity.json").write_text(json.dumps(identity_rows(), indent=1) + "\n")
     (folder / "dataset_info.json").write_text(json.dumps(DATASET_INFO, indent=2) + "\n")
     return folder
 
