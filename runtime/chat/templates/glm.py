@@ -140,7 +140,10 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
             "{%- if text.strip() -%}{{- '\\n' + text.strip() -}}{%- endif -%}"
             "{%- for tool_call in calls -%}"
             + JINJA_CALL
-            + "{%- set args = call['arguments'] if call['arguments'] is mapping else {} -%}"
+            # Jinja cannot parse JSON text: arguments must be an object here (the official template fails too).
+            + "{%- if call['arguments'] is not mapping -%}"
+            "{{- raise_exception('GLM-4.5 writes each argument of a call: pass the arguments as an object') -}}"
+            "{%- endif -%}{%- set args = call['arguments'] -%}"
             "{{- '\\n<tool_call>' + call['name'] + '\\n' -}}"
             "{%- for k, v in args.items() -%}"
             "{{- '<arg_key>' + k + '</arg_key>\\n<arg_value>' + (v if v is string else (v | tojson)) + "
