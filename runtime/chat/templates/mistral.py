@@ -8,9 +8,14 @@ from .base import ChatTemplate, ConversationError, register
 from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_str
 
-# Mistral's call ids are 9 alphanumerics; a call without one (LLaMA-Factory's data has none) gets
-# "call" + its 1-based number in the conversation, in the Python renderer and the exported Jinja alike.
+# Mistral's call ids are 9 alphanumerics (Nemo's and Small's templates refuse others); a call without
+# such an id (LLaMA-Factory's data has none, OpenAI's are longer) gets "call" + its 1-based number in
+# the conversation, in the Python renderer and the exported Jinja alike.
 _CALL_ID = "call{:05d}"
+
+
+def _mistral_id(value) -> bool:
+    return isinstance(value, str) and len(value) == 9 and value.isalnum()
 
 
 def _v3_tool(tool: dict) -> str:
@@ -88,7 +93,7 @@ class MistralTemplate(CustomTemplate):
                 ids = []
                 for call in calls:
                     numbered += 1
-                    ids.append(call.get("id") or _CALL_ID.format(numbered))
+                    ids.append(call["id"] if _mistral_id(call.get("id")) else _CALL_ID.format(numbered))
                 args = [json.dumps(c["arguments"], ensure_ascii=False) for c in calls]
                 names = [json.dumps(c["name"], ensure_ascii=False) for c in calls]
                 if v7:
@@ -157,12 +162,14 @@ class MistralTemplate(CustomTemplate):
             "{%- if tools and loop.index0 == ns.last_query -%}" + tools_list + "{%- endif -%}"
             f"{{{{- {inst} -}}}}"
             "{%- elif message['role'] in ['tool', 'observation'] -%}"
-            "{%- set id = message['tool_call_id'] if message['tool_call_id'] is string else ids.last -%}"
+            "{%- set given = message['tool_call_id'] if message['tool_call_id'] is string else '' -%}"
+            "{%- set id = given if given | length == 9 and given.isalnum() else ids.last -%}"
             f"{{{{- {result} -}}}}"
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {calls_open} -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}" + JINJA_CALL + "{%- set ids.n = ids.n + 1 -%}"
-            f"{{%- set id = tool_call['id'] if tool_call['id'] is string else {s(_CALL_ID.split('{')[0])} + "
+            "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
+            f"{{%- set id = given if given | length == 9 and given.isalnum() else {s(_CALL_ID.split('{')[0])} + "
             "('%05d' | format(ids.n)) -%}{%- set ids.last = id -%}"
             f"{{{{- ({s(', ')} if not loop.first and {str(not v7).lower()} else '') + {call} -}}}}"
             "{%- endfor -%}"
