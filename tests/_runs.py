@@ -2,16 +2,23 @@
 built from a spec beside a private copy of the demo data, and the CLI run in-process."""
 
 import shutil
+from pathlib import Path
 
 from ffc.compiler import cli
 
-STAGES = {  # stage -> (dataset, template line)
-    "sft": ("demo_alpaca", "  template: chatml\n"),
-    "pt": ("demo_text", ""),
-    "dpo": ("demo_pairs", "  template: chatml\n"),
-    "kto": ("demo_kto", "  template: chatml\n"),
-    "rm": ("demo_pairs", "  template: chatml\n"),
+CHATML = "  template: chatml\n"
+STAGES = {  # stage -> (dataset, template line, method lines)
+    "sft": ("demo_alpaca", CHATML, ""),
+    "pt": ("demo_text", "", ""),
+    "rm": ("demo_pairs", CHATML, ""),
+    "dpo": ("demo_pairs", CHATML, ""),
+    "kto": ("demo_kto", CHATML, ""),
+    "orpo": ("demo_pairs", CHATML, ""),
+    "simpo": ("demo_pairs", CHATML, ""),
+    "ppo": ("demo_alpaca", CHATML, "  reward_funcs: rewards.py\n"),
+    "grpo": ("demo_alpaca", CHATML, "  reward_funcs: rewards.py\n  num_generations: 2\n"),
 }
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 SPEC = """\
 name: {stage}
@@ -20,7 +27,7 @@ model:
 method:
   stage: {stage}
   finetuning_type: lora
-data:
+{method}data:
   dataset: [{dataset}]
   dataset_dir: data
 {template}  cutoff_len: 64
@@ -40,9 +47,13 @@ def write_spec(demo, folder, stage="sft", steps=2, name="spec.yaml"):
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "data").exists():
         shutil.copytree(demo / "data", folder / "data")
-    dataset, template = STAGES[stage]
+    dataset, template, method = STAGES[stage]
+    if method:
+        shutil.copy(EXAMPLES / "rewards.py", folder / "rewards.py")
     spec = folder / name
-    text = SPEC.format(stage=stage, model=demo / "tiny-model", dataset=dataset, template=template, steps=steps)
+    text = SPEC.format(
+        stage=stage, model=demo / "tiny-model", dataset=dataset, template=template, method=method, steps=steps
+    )
     spec.write_text(text)
     return spec
 

@@ -132,7 +132,8 @@ class Killed(BaseException):
 
 def test_update_killed_at_each_operation_then_run_again(demo, tmp_path, capsys, monkeypatch):
     """A kill anywhere in an update's writing leaves a run that the next update completes: the user's
-    edit and the spec change both end up in train.py, with no conflict markers."""
+    edit and the spec change both end up in train.py, with no conflict markers (in the run's files and
+    in the pristine copies written after them)."""
     import os
 
     lock_versions(monkeypatch)
@@ -166,5 +167,5 @@ def test_update_killed_at_each_operation_then_run_again(demo, tmp_path, capsys, 
         assert not result.conflicts, (at, result.conflicts)
         train = (run / "train.py").read_text()
         assert MY_LINE in train and "learning_rate=0.003" in train and "<<<<<<<" not in train, at
-        at += 1
-    assert at > 10
+        at += 7  # every 7th operation: test_writer.py kills the writer at each one already
+    assert at > 30

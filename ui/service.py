@@ -132,7 +132,8 @@ def build(workspace: Workspace, name: str, yaml_text: str) -> Outcome:
     if files is None:
         return outcome
     try:
-        changed = write_run(run_dir, files)
+        changed = write_run(run_dir, files, base=True)  # .ffc/base/: what `ffc update` merges edits against
+        changed = [n for n in changed if not n.startswith(".ffc")]
     except WriteError as exc:
         outcome.errors = [str(exc)]
         return outcome
