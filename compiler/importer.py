@@ -54,7 +54,13 @@ RENAMED = {
 FLASH_ATTN = {"auto": "auto", "sdpa": "sdpa", "fa2": "flash_attention_2", "disabled": "eager"}
 
 # LLaMA-Factory template names whose ffc name differs.
-TEMPLATE_NAMES = {"intern2": "internlm2", "chatglm4": "glm4", "gemma2": "gemma", "llama3_1": "llama3"}
+TEMPLATE_NAMES = {
+    "intern2": "internlm2",
+    "chatglm4": "glm4",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "llama3_1": "llama3",
+}
 
 # Features of LLaMA-Factory ffc does not have: the key names the feature in the error.
 MISSING = {
