@@ -214,6 +214,7 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
                 raise ConversationError(f"messages[{index}]: a system message must come first")
             system = message.text()
         elif message.role == "assistant" and message.tool_calls:
+            calls = []
             for call in message.tool_calls:
                 try:
                     arguments = json.loads(call.function.arguments or "{}")
@@ -221,12 +222,12 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
                     raise ConversationError(
                         f"messages[{index}]: tool call arguments are not JSON ({exc}): send them as a JSON string"
                     ) from None
-                out.append(
-                    {
-                        "role": "function",
-                        "content": json.dumps({"name": call.function.name, "arguments": arguments}, ensure_ascii=False),
-                    }
-                )
+                calls.append({"name": call.function.name, "arguments": arguments})
+            # One turn with all its calls and the text beside them (the form of ffc's data converter).
+            value = calls[0] if len(calls) == 1 else calls
+            if message.text():
+                value = {"content": message.text(), "tool_calls": calls}
+            out.append({"role": "function", "content": json.dumps(value, ensure_ascii=False)})
         elif message.role == "tool":
             if out and out[-1]["role"] == "observation":
                 out[-1]["content"] += "\n" + message.text()

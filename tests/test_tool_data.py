@@ -94,3 +94,45 @@ def test_qwen3_renders_the_converted_turn_as_the_official_template_does():
         + "\n</tool_call>\n"
         "<tool_call>\n" + json.dumps(CALL2) + "\n</tool_call><|im_end|>\n"
     )
+
+
+def test_server_keeps_a_turns_calls_and_text_together():
+    from ffc.runtime.server import ChatRequest, to_conversation
+
+    calls = [
+        {
+            "id": "a",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": json.dumps(CALL["arguments"])},
+        },
+        {"id": "b", "type": "function", "function": {"name": "get_time", "arguments": json.dumps(CALL2["arguments"])}},
+    ]
+    request = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "?"},
+                {"role": "assistant", "content": "Checking.", "tool_calls": calls},
+                {"role": "tool", "content": "18"},
+            ],
+        }
+    )
+    _, messages = to_conversation(request.messages)
+    assert [m["role"] for m in messages] == ["user", "function", "observation"]
+    assert _calls(messages[1]) == {"content": "Checking.", "tool_calls": [CALL, CALL2]}
+
+
+def test_tokenizer_templates_get_openai_calls_back():
+    from ffc.runtime.chat.hf import TokenizerTemplate
+
+    message = {
+        "role": "function",
+        "content": json.dumps({"content": "Hm.", "reasoning_content": "R", "tool_calls": [CALL]}),
+    }
+    hub = TokenizerTemplate._hub_role(message)
+    assert hub == {
+        "role": "assistant",
+        "content": "Hm.",
+        "tool_calls": [{"type": "function", "function": CALL}],
+        "reasoning_content": "R",
+    }

@@ -11,6 +11,7 @@ masked wrongly.
 from __future__ import annotations
 
 from .templates import ConversationError, Rendered, Segment
+from .templates.base import tool_calls_of
 
 
 class TokenizerTemplate:
@@ -67,11 +68,14 @@ class TokenizerTemplate:
         role = message["role"]
         if role == "observation":
             return {"role": "tool", "content": message["content"]}
-        if role == "function":
-            import json
-
-            call = json.loads(message["content"])
-            return {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}
+        if role == "function":  # one turn's calls, with the text and reasoning written beside them
+            text, reasoning, calls = tool_calls_of(message["content"])
+            hub = {
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [{"type": "function", "function": c} for c in calls],
+            }
+            return {**hub, "reasoning_content": reasoning} if reasoning else hub
         return message
 
     @staticmethod
