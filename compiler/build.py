@@ -192,6 +192,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         backend=resolved.backend,
         lora=spec.method.finetuning_type == "lora",
         freeze=spec.method.finetuning_type == "freeze",
+        oft=spec.method.finetuning_type == "oft",
+        adapter=resolved.finetuning.trains_adapter,  # train.py saves a PEFT adapter (LoRA or OFT)
         quantized=bool(model.quantization_bit),
         deepspeed=spec.distributed.backend == "deepspeed",
         model_path=model_path,

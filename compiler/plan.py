@@ -121,7 +121,7 @@ class Setup:
         method = (
             f"QLoRA {self.quant_bits}-bit"
             if self.quant_bits
-            else {"full": "full", "freeze": "freeze", "lora": "LoRA"}[self.method]
+            else {"full": "full", "freeze": "freeze", "lora": "LoRA", "oft": "OFT"}[self.method]
         )
         parts = [
             method,
@@ -157,7 +157,7 @@ def estimate(shape: Shape, setup: Setup) -> Estimate:
         weights = linear * (1 + 4 / 4096) + other * width
     else:
         weights = shape.params * width
-    if setup.method == "lora":
+    if setup.method in ("lora", "oft"):  # OFT: setup_from_spec gives the LoRA rank of as many parameters
         trainable = shape.lora_params(setup.lora_rank, list(setup.lora_targets))
         trainable_width = 4  # PEFT keeps adapters in fp32
     elif setup.method == "freeze":
@@ -165,7 +165,7 @@ def estimate(shape: Shape, setup: Setup) -> Estimate:
         trainable_width = 4
     else:
         trainable, trainable_width = shape.params, width
-    adapter_weights = trainable * trainable_width if setup.method == "lora" else 0
+    adapter_weights = trainable * trainable_width if setup.method in ("lora", "oft") else 0
     gradients = trainable * trainable_width
     optimizer = trainable * 2 * trainable_width  # torch AdamW: two moments in the parameter's dtype
     if setup.deepspeed and setup.method == "full" and width == 2:
@@ -223,8 +223,9 @@ def setup_from_spec(spec) -> Setup:
         zero=zero,
         offload_optimizer=bool(deepspeed_offload or fsdp_offload),
         offload_params=bool((dist.backend == "deepspeed" and dist.deepspeed.offload_param) or fsdp_offload),
-        lora_rank=method.lora_rank,
-        lora_targets=tuple(method.lora_target),
+        # An OFT block of width b on a d x d layer trains about d*b/2 values, LoRA of rank r 2*d*r: r = b/4.
+        lora_rank=max(1, method.oft_block_size // 4) if method.finetuning_type == "oft" else method.lora_rank,
+        lora_targets=tuple(method.oft_target if method.finetuning_type == "oft" else method.lora_target),
         freeze_layers=abs(method.freeze_trainable_layers),
         deepspeed=dist.backend == "deepspeed",
     )

@@ -26,6 +26,7 @@ _METHODS = (
          "loraplus_lr_ratio", "loraplus_lr_embedding", "pissa_init", "pissa_iter", "pissa_convert", "create_new_adapter"),
         trains_adapter=True,
     ),
+    FinetuningMethod("oft", "OFT", ("oft_rank", "oft_block_size", "oft_target"), trains_adapter=True),
     FinetuningMethod("full", "Full-parameter"),
     FinetuningMethod("freeze", "Partially frozen", ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules", "use_llama_pro")),
 )  # fmt: skip

@@ -107,7 +107,9 @@ class MethodSection(Section):
         ),
     )
     finetuning_type: MethodName = Field(
-        "lora", description="lora: train low-rank adapters. full: train every weight. freeze: train only some layers."
+        "lora",
+        description="lora: train low-rank adapters. oft: train orthogonal adapters. full: train every weight. "
+        "freeze: train only some layers.",
     )
     # LoRA (finetuning_type: lora)
     lora_rank: int = Field(8, ge=1, le=4096, description="Rank of the LoRA matrices.")
@@ -142,6 +144,17 @@ class MethodSection(Section):
     create_new_adapter: bool = Field(
         False, description="With model.adapter_name_or_path: merge that adapter and train a new one on top."
     )
+    # OFT (finetuning_type: oft): orthogonal fine-tuning, PEFT's OFTConfig
+    oft_rank: int = Field(0, ge=0, description="OFT: number of orthogonal blocks per layer (0: set by oft_block_size).")
+    oft_block_size: int = Field(
+        32,
+        ge=0,
+        description="OFT: size of each orthogonal block (0: set by oft_rank); divides the layers' input width.",
+    )
+    oft_target: list[str] = Field(
+        default_factory=lambda: ["all"], description="OFT: modules adapted, 'all' (every linear layer) or names."
+    )
+    _split_oft = field_validator("oft_target", mode="before")(_split_names)
     freeze_trainable_modules: list[str] = Field(
         default_factory=lambda: ["all"],
         description="Modules inside the trainable layers that are trained: 'all' or names such as mlp,self_attn.",

@@ -107,3 +107,20 @@ def model_options(spec):
         if used:
             section, name = used[0].split(".")
             yield Problem((section, name), f"{', '.join(used)} is not generated for stage ppo: remove it or use grpo.")
+
+
+@rule
+def oft(spec):
+    method = spec.method
+    if method.finetuning_type != "oft":
+        return
+    if (method.oft_rank == 0) == (method.oft_block_size == 0):
+        yield Problem(
+            ("method", "oft_block_size"),
+            "OFT takes its block layout from exactly one of oft_rank (blocks per layer) and oft_block_size "
+            "(block width): set the other to 0.",
+        )
+    if spec.inference.infer_backend == "vllm":
+        yield Problem(
+            ("inference", "infer_backend"), "vLLM serves LoRA adapters only: use infer_backend: huggingface for OFT."
+        )

@@ -22,6 +22,7 @@ METHODS = {
     "full": ["method.finetuning_type=full"],
     "freeze": ["method.finetuning_type=freeze"],
     "qlora": ["method.finetuning_type=lora", "model.quantization_bit=4"],
+    "oft": ["method.finetuning_type=oft"],
 }
 BACKENDS = {
     "none": [],
