@@ -74,6 +74,17 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
             )
         if spec.data.streaming:
             problems.append(f"{said}: streaming is not supported with images; set data.streaming: false")
+        if spec.inference.infer_backend != "huggingface":
+            problems.append(
+                f"{said}: chat.py and serve.py generate with images through transformers only so far; "
+                "set inference.infer_backend: huggingface"
+            )
+        if spec.export.gguf or spec.export.ollama:
+            problems.append(
+                f"{said}: GGUF export of a vision-language model is refused (ffc's GGUF writer covers the language "
+                "model only and would lose the vision tower); set export.gguf: [] and convert the exported folder "
+                "with llama.cpp's convert_hf_to_gguf.py and its --mmproj option"
+            )
         if _model_has_vision(loaded, spec.model.model_name_or_path) is False:
             problems.append(
                 f"{said}, but model {spec.model.model_name_or_path} has no vision input (its config.json has no "

@@ -166,6 +166,10 @@ class HFEngine:
     def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
         return prompt_ids(self.tokenizer, self.template, messages, system=system or self.default_system, tools=tools)
 
+    def model_inputs(self, messages, input_ids) -> dict:
+        """Inputs besides the token ids (a vision-language engine adds the pixels of the messages' images)."""
+        return {}
+
     def _generate_kwargs(self, options: GenerationOptions) -> dict:
         stop_ids = [self.tokenizer.convert_tokens_to_ids(s) for s in options.stop if s in self.tokenizer.get_vocab()]
         kwargs = dict(
@@ -210,6 +214,7 @@ class HFEngine:
         kwargs["max_new_tokens"] = room_for_answer(len(ids), options.max_new_tokens, self.context_length)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         inputs = torch.tensor([ids], device=self.model.device)
+        extra = self.model_inputs(messages, inputs)
         scanner, pieces = _StopScanner(options.stop), []
         abandoned = threading.Event()
         # A stop string already seen, a reader gone, or the caller's reason: each token generated after is waste.
@@ -224,6 +229,7 @@ class HFEngine:
                         attention_mask=torch.ones_like(inputs),
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([interrupt]),
+                        **extra,
                         **kwargs,
                     )
             except BaseException as exc:  # re-raised in the reader's thread below

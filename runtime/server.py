@@ -34,7 +34,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -80,6 +80,30 @@ class Message(BaseModel):
     content: Optional[str] = None
     tool_calls: Optional[list[ToolCall]] = None
     tool_call_id: Optional[str] = None
+    image_urls: list[str] = Field(default_factory=list, exclude=True)  # set from image_url parts, never by clients
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_parts(cls, data, info: ValidationInfo):
+        """For a vision-language engine, each image_url part of a user message becomes an <image> mark in the
+        text (where the picture stood) and its URL is kept; text engines refuse image parts (below)."""
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if key != "image_urls"}
+        content = data.get("content")
+        if not (info.context or {}).get("images") or data.get("role") != "user" or not isinstance(content, list):
+            return data
+        parts, urls = [], []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, dict) else url
+                if not isinstance(url, str):
+                    raise ValueError('an image_url part needs {"image_url": {"url": "data:image/png;base64,..."}}')
+                urls.append(url)
+                part = {"type": "text", "text": "<image>"}
+            parts.append(part)
+        return {**data, "content": parts, "image_urls": urls}
 
     @field_validator("content", mode="before")
     @classmethod
@@ -178,8 +202,9 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_request(raw: bytes) -> ChatRequest:
-    """The request body -> ChatRequest, or InvalidRequest saying what to fix."""
+def parse_request(raw: bytes, images: bool = False) -> ChatRequest:
+    """The request body -> ChatRequest, or InvalidRequest saying what to fix. ``images``: the engine reads
+    image_url parts (a vision-language run); otherwise they are refused."""
     try:
         data = json.loads(raw, parse_constant=_no_constants)
     except RecursionError:
@@ -197,7 +222,7 @@ def parse_request(raw: bytes) -> ChatRequest:
             param=where,
         )
     try:
-        return ChatRequest.model_validate(data)
+        return ChatRequest.model_validate(data, context={"images": images})
     except ValidationError as exc:
         first = exc.errors()[0]
         param = _param(first["loc"])
@@ -235,6 +260,8 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
                 out.append({"role": "observation", "content": message.text()})
         else:
             out.append({"role": message.role, "content": message.text()})
+            if message.image_urls:
+                out[-1]["image_urls"] = message.image_urls  # the vision engine opens them (data: URLs, no paths)
     return system, out
 
 
@@ -438,7 +465,7 @@ def create_app(engine, model_name: str, api_key: Optional[str] = None, max_reque
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         arrived = time.monotonic()
-        body = parse_request(await request.body())
+        body = parse_request(await request.body(), images=getattr(engine, "reads_images", False))
         arguments = await anyio.to_thread.run_sync(
             prepare, engine, body, defaults, max_new_tokens_limit, limiter=preparing
         )

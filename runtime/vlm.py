@@ -24,14 +24,13 @@ PARTS = {
 }  # fmt: skip
 
 
-def load_image_processor(model_path: str, *, max_pixels: int, min_pixels: int, **kwargs):
-    """The model's image processor with the run's pixel bounds. The PIL backend: the same pixels and token
-    counts with or without torchvision installed (the torchvision one resizes slightly differently)."""
+def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixels: Optional[int], **kwargs):
+    """The model's image processor with the run's pixel bounds (None: as saved). The PIL backend: the same
+    pixels and token counts with or without torchvision installed (the torchvision one resizes differently)."""
     from transformers import AutoImageProcessor
 
-    return AutoImageProcessor.from_pretrained(
-        model_path, backend="pil", min_pixels=min_pixels, max_pixels=max_pixels, **kwargs
-    )
+    bounds = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value}
+    return AutoImageProcessor.from_pretrained(model_path, backend="pil", **bounds, **kwargs)
 
 
 def _part(model, path: str):
@@ -101,3 +100,41 @@ def lora_targets(model, names: Optional[list[str]] = None) -> list[str]:
     if not targets:
         raise UserError(f"no linear layer of the language model matches method.lora_target {names}; check the names")
     return targets
+
+
+def merge_and_save_vlm(
+    model_path: str,
+    adapter_path: Optional[str],
+    export_dir,
+    *,
+    processor_dir: str,
+    dtype: str = "bfloat16",
+    shard_gb: float = 5,
+):
+    """Base (+ adapter, merged) -> ``export_dir``, with the tokenizer and the image processor the run
+    trained with, so that ``AutoProcessor`` and ``AutoModelForImageTextToText`` (and vLLM) load it.
+
+    The chat template saved is the model's own processor template, which renders image content parts
+    (``{"type": "image"}``) as the processor expects; for qwen2_vl its text rendering is the one ffc
+    trains with (tests/test_vision.py checks both against the official template)."""
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch.float32)
+    if adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    model = model.to(getattr(torch, dtype))
+    tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
+    official = AutoTokenizer.from_pretrained(model_path).chat_template
+    if official:
+        tokenizer.chat_template = official
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB")
+    tokenizer.save_pretrained(export_dir)
+    load_image_processor(processor_dir, max_pixels=None, min_pixels=None).save_pretrained(export_dir)
+    return model, tokenizer

@@ -529,6 +529,12 @@ class ServeSection(Section):
     )
     model_name: Optional[str] = derived("Model id the API reports (default: the run's name).")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="Larger request bodies are refused with 413.")
+    fetch_image_urls: bool = Field(
+        False,
+        description="Vision-language runs: download http(s) image_url parts. Off by default because the server "
+        "would fetch any address a client names, including internal ones only it can reach (server-side request "
+        "forgery); data: URLs always work.",
+    )
     max_new_tokens_limit: int = Field(
         4096,
         ge=1,

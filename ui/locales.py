@@ -275,6 +275,7 @@ ZH_HELP = {
     "serve.api_key_env": "保存 API 密钥的环境变量名，客户端需以 Bearer 发送。不设置：无需密钥。",
     "serve.model_name": "API 报告的模型 id（默认：运行名）。",
     "serve.max_request_bytes": "超过此大小的请求体以 413 拒绝。",
+    "serve.fetch_image_urls": "视觉语言模型：下载 http(s) 的 image_url。默认关闭：服务器会访问客户端给出的任何地址（包括只有它能访问的内网地址，即服务端请求伪造）；data: URL 始终可用。",
     "eval.task_dir": "MMLU/CMMLU/C-Eval 格式的多选题基准目录（见 README）。",
     "eval.split": "评分的基准划分（task_dir 的子目录）。",
     "eval.n_shot": "每道题前给出的开发集示例数。",

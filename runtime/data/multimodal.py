@@ -26,9 +26,10 @@ def image_size(path: str) -> tuple[int, int]:
         return image.height, image.width
 
 
-def image_tokens(image_processor, path: str) -> int:
-    """Vision tokens the model sees for one image: its patches, merged ``merge_size`` x ``merge_size``."""
-    height, width = image_size(path)
+def image_tokens(image_processor, image) -> int:
+    """Vision tokens the model sees for one image (a path or a PIL image): its patches, merged
+    ``merge_size`` x ``merge_size``."""
+    height, width = (image.height, image.width) if hasattr(image, "height") else image_size(image)
     merge = getattr(image_processor, "merge_size", 1) or 1
     return image_processor.get_number_of_image_patches(height, width, {}) // (merge * merge)
 

@@ -1,0 +1,142 @@
+"""Generation with images: the HF engine of chat.py and serve.py for vision-language runs.
+
+A user message may carry ``images`` (file paths or PIL images) next to its text, which holds one
+``<image>`` per picture where it belongs (chat.py puts them in front of the text, as datasets do).
+The prompt is rendered with the run's chat template, each ``<image>`` expanded to the processor's
+vision tokens, and the pixels go to ``generate`` with the ids.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .chat.templates import ChatTemplate
+from .chat.vision import VisionPlugin
+from .data.multimodal import image_tokens
+from .errors import UserError
+from .inference import GenerationOptions, HFEngine
+
+
+class ImageError(UserError, ValueError):
+    """An image that cannot be used (a file that is not there or not an image, a bad data: URL)."""
+
+
+def open_image(source, name: Optional[str] = None):
+    """A PIL RGB image from a path, a file object or an image; ImageError with the reason otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    name = name or f"image {source}"
+    try:
+        with Image.open(source) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"{name}: not found") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image PIL can read") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+
+
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+
+
+def open_url(url: str, fetch: bool = False):
+    """A PIL image from an image_url of the API: a data: URL, or http(s) when ``fetch`` allows it. Never a
+    local path: a client must not make the server read its files."""
+    import base64
+    import binascii
+    import io
+
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        if ";base64" not in header:
+            raise ImageError("a data: URL image must be base64 (data:image/png;base64,...)")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageError("the data: URL is not valid base64") from None
+        return open_image(io.BytesIO(data), "the data: URL image")
+    if url.startswith(("http://", "https://")):
+        if not fetch:
+            raise ImageError(
+                "this server does not download images (serve.fetch_image_urls is off): send the image as a data: URL"
+            )
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (http(s) only, checked above)
+            data = response.read(MAX_IMAGE_BYTES + 1)
+        if len(data) > MAX_IMAGE_BYTES:
+            raise ImageError(f"the image at {url} is larger than {MAX_IMAGE_BYTES >> 20} MB")
+        return open_image(io.BytesIO(data), url)
+    raise ImageError("an image_url must be a data: URL (data:image/png;base64,...) or, where enabled, http(s)")
+
+
+def load_vision_model(model_path: str, adapter_path: Optional[str] = None, dtype: str = "auto"):
+    """(model, tokenizer) of a vision-language model for generation, the adapter merged."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
+    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=torch_dtype).to(device)
+    if adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+class VisionHFEngine(HFEngine):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        template: ChatTemplate,
+        defaults: GenerationOptions,
+        image_processor,
+        plugin: VisionPlugin,
+        default_system: Optional[str] = None,
+    ):
+        super().__init__(model, tokenizer, template, defaults, default_system=default_system)
+        self.image_processor, self.plugin = image_processor, plugin
+        self.image_token_id = tokenizer.convert_tokens_to_ids(plugin.image_token)
+
+    reads_images = True  # serve.py keeps image_url parts for this engine
+    fetch_urls = False  # serve.fetch_image_urls
+
+    def _images(self, messages) -> list:
+        """The messages' images in order: ``images`` (paths, from chat.py) and ``image_urls`` (from the API)."""
+        out = []
+        for message in messages:
+            out += [open_image(source) for source in message.get("images") or []]
+            out += [open_url(url, self.fetch_urls) for url in message.get("image_urls") or []]
+        return out
+
+    def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
+        from ffc.runtime.chat.vision import MediaError
+
+        rendered = self.template.render(
+            messages, bos=self.tokenizer.bos_token or "", eos=self.tokenizer.eos_token or "",
+            system=system or self.default_system, tools=tools, add_generation_prompt=True,
+        )  # fmt: skip
+        try:
+            text = self.plugin.expand(rendered, [image_tokens(self.image_processor, i) for i in self._images(messages)])
+        except MediaError as exc:
+            raise ImageError(str(exc)) from None
+        ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]
+        if self.template.add_bos_token and self.tokenizer.bos_token_id is not None:
+            ids = [self.tokenizer.bos_token_id] + ids
+        return ids
+
+    def model_inputs(self, messages, input_ids) -> dict:
+        images = self._images(messages)
+        extra = {"mm_token_type_ids": (input_ids == self.image_token_id).long()}
+        if images:
+            pixels = self.image_processor(images=images, return_tensors="pt")
+            extra.update({key: value.to(self.model.device) for key, value in pixels.items()})
+        return extra
