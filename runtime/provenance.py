@@ -63,12 +63,23 @@ def data_hashes(dataset_dir: Path, registry: dict, names: list) -> dict:
     return hashes
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; platform.processor() is often empty there)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> dict:
     """CPU and accelerator names and counts of this machine (torch only if train.py imported it)."""
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpus": [],
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -88,7 +99,10 @@ def record_provenance(output_dir: Path, dataset_dir: Path, registry: dict, datas
     record = {
         "library_versions": installed_versions(),
         "hardware": hardware(),
-        "data": {"dataset_dir": str(dataset_dir), "sha256": data_hashes(dataset_dir, registry, datasets)},
+        "data": {
+            "dataset_dir": os.path.normpath(os.path.abspath(dataset_dir)),
+            "sha256": data_hashes(dataset_dir, registry, datasets),
+        },
     }
     path = Path(output_dir) / FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

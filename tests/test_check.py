@@ -2,6 +2,7 @@
 versions, a damaged lock or manifest and a training that read other data are each reported."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,7 +112,8 @@ def test_provenance_of_training_is_compared_with_the_lock(demo, tmp_path, capsys
     # What train.py does once its data is loaded (the generated call is checked below).
     written = record_provenance(run / "output", data, read_registry(data), ["demo_alpaca"])
     record = json.loads(written.read_text())
-    assert record["hardware"]["cpu_count"] and "gpus" in record["hardware"]
+    assert record["hardware"]["cpu"] and record["hardware"]["cpu_count"] and "gpus" in record["hardware"]
+    assert ".." not in Path(record["data"]["dataset_dir"]).parts
     assert set(record["data"]["sha256"]) == {"demo_alpaca.json"}
     assert ffc(capsys, "check", run)[0] == 0
     assert 'record_provenance(OUTPUT_DIR, DATASET_DIR, registry, ["demo_alpaca"])' in (run / "train.py").read_text()
