@@ -169,3 +169,18 @@ def test_update_killed_at_each_operation_then_run_again(demo, tmp_path, capsys, 
         assert MY_LINE in train and "learning_rate=0.003" in train and "<<<<<<<" not in train, at
         at += 7  # every 7th operation: test_writer.py kills the writer at each one already
     assert at > 30
+
+
+def test_vendored_run_stays_vendored_and_diff_ignores_the_copies(demo, tmp_path, capsys, monkeypatch):
+    lock_versions(monkeypatch)
+    spec = write_spec(demo, tmp_path, "sft")
+    run = tmp_path / "runs" / "a"
+    ffc(capsys, "build", spec, "-o", run, "--vendor")
+    _edit(run, EDIT_ANCHOR, EDIT_ANCHOR + MY_LINE)
+    _change_lr(spec, "3.0e-3")
+    assert ffc(capsys, "update", run)[0] == 0
+    assert (run / "ffc/runtime/provenance.py").is_file() and (run / ".ffc/base/ffc/runtime/provenance.py").is_file()
+    assert MY_LINE in (run / "train.py").read_text()
+    ffc(capsys, "build", spec, "-o", tmp_path / "runs" / "b", "--vendor")
+    code, out, _ = ffc(capsys, "diff", run, tmp_path / "runs" / "b")
+    assert code == 0 and "my own line" in out and ".ffc/" not in out
