@@ -40,6 +40,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from .chat.templates import ConversationError
+from .chat.templates.base import tool_results_of
 from .inference import GenerationOptions, PromptTooLong, room_for_answer
 
 log = logging.getLogger("ffc.serve")
@@ -254,8 +255,9 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
                 value = {"content": message.text(), "tool_calls": calls}
             out.append({"role": "function", "content": json.dumps(value, ensure_ascii=False)})
         elif message.role == "tool":
-            if out and out[-1]["role"] == "observation":
-                out[-1]["content"] += "\n" + message.text()
+            if out and out[-1]["role"] == "observation":  # the results of one turn's calls: one turn
+                results = tool_results_of(out[-1]["content"]) + [message.text()]
+                out[-1]["content"] = json.dumps({"tool_results": results}, ensure_ascii=False)
             else:
                 out.append({"role": "observation", "content": message.text()})
         else:

@@ -92,6 +92,26 @@ KNOWN_GAPS: dict[tuple[str, str, str], str] = {
         for kind in ("tools", "tools_args_string", "tools_several_with_text", "tools_prompt")
     },
     **{
+        (name, folder, "tool_results_several"): (
+            "several results of one turn are joined with a newline (ChatTemplate.tool_result_separator's default); "
+            "this family writes each in its own block or turn: set its tool_result_separator or split "
+            "tool_results_of() in its turns()"
+        )
+        for name, folder in (
+            ("llama4", "llama-4-instruct"),
+            ("gemma4", "gemma-4-it"),
+            ("mistral_v3", "mistral-7b-instruct-v0.3"),
+            ("ministral", "mistral-nemo-instruct-2407"),
+            ("mistral_small", "mistral-small-3.2-2506"),
+            ("phi4_mini", "phi-4-mini-instruct"),
+            ("glm4_moe", "glm-4.5"),
+            ("gpt_oss", "gpt-oss"),
+            ("kimi_k2", "kimi-k2-instruct"),
+        )
+    },
+    ("deepseek3", "deepseek-v3", "tool_results_several"): "DeepSeek-V3's tool-call tokens are not in deepseek3 yet",
+    ("glm4", "glm-4-9b-chat", "tool_results_several"): "GLM-4-9B-chat's Jinja template drops assistant tool calls",
+    **{
         ("glm4", "glm-4-9b-chat", kind): (
             "GLM-4-9B-chat's Jinja template reads tools from a message's 'tools' key and drops assistant tool calls "
             "(its real tool format lives in tokenization_chatglm.py, not in ../shared): there is no official "
@@ -294,6 +314,18 @@ TOOL_CALLS_WITH_TEXT = [
     {"role": "tool", "tool_call_id": "abc123def", "name": "get_weather", "content": '{"temperature": 18}'},
     {"role": "assistant", "content": "Paris: 18 °C."},
 ]
+TOOL_RESULTS = [  # a turn's two calls and their two results
+    SYSTEM,
+    {"role": "user", "content": "Weather in Paris and in Rome?"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [_call("get_weather", "Paris", "abc123def"), _call("get_weather", "Rome", "ghi456jkl")],
+    },
+    {"role": "tool", "tool_call_id": "abc123def", "name": "get_weather", "content": '{"temperature": 18}'},
+    {"role": "tool", "tool_call_id": "ghi456jkl", "name": "get_weather", "content": '{"temperature": 24}'},
+    {"role": "assistant", "content": "Paris: 18 °C, Rome: 24 °C."},
+]
 THINKING = [
     SYSTEM,
     {"role": "user", "content": "Hi"},
@@ -332,6 +364,7 @@ KINDS: dict[str, tuple] = {
     "tools_args_string": (_string_arguments(TOOL_CALL), TOOLS, False, {}, "tools"),
     "tools_several_with_text": (TOOL_CALLS_WITH_TEXT, TOOLS, False, {}, "tools"),
     "tools_prompt": (TOOL_CALL[:4], TOOLS, True, {}, "tools"),
+    "tool_results_several": (TOOL_RESULTS, TOOLS, False, {}, "tools"),
     "thinking": (THINKING, None, False, {}, "reasoning_content"),
     "thinking_tool": (THINKING_TOOL, TOOLS, False, {}, "reasoning_content"),
     "prompt_thinking_off": (PLAIN[:4], None, True, {"enable_thinking": False}, "enable_thinking"),

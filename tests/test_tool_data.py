@@ -136,3 +136,23 @@ def test_tokenizer_templates_get_openai_calls_back():
         "tool_calls": [{"type": "function", "function": CALL}],
         "reasoning_content": "R",
     }
+
+
+def test_several_results_stay_apart_until_the_template_joins_them():
+    row = {
+        "messages": [
+            {"role": "user", "content": "?"},
+            {"role": "assistant", "tool_calls": [{"function": CALL}, {"function": CALL2}]},
+            {"role": "tool", "content": "18"},
+            {"role": "tool", "content": "noon"},
+            {"role": "assistant", "content": "18 at noon."},
+        ]
+    }
+    messages = sft(row, OPENAI)["messages"]
+    assert json.loads(messages[2]["content"]) == {"tool_results": ["18", "noon"]}
+    qwen = TEMPLATES["qwen"].render(messages).text
+    assert (
+        "<|im_start|>user\n<tool_response>\n18\n</tool_response>\n<tool_response>\nnoon\n</tool_response><|im_end|>"
+        in qwen
+    )
+    assert "<|im_start|>user\n18\nnoon<|im_end|>" in TEMPLATES["chatml"].render(messages).text  # the default: a newline

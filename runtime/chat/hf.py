@@ -11,7 +11,7 @@ masked wrongly.
 from __future__ import annotations
 
 from .templates import ConversationError, Rendered, Segment
-from .templates.base import tool_calls_of
+from .templates.base import tool_calls_of, tool_results_of
 
 
 class TokenizerTemplate:
@@ -34,7 +34,12 @@ class TokenizerTemplate:
         messages = [dict(m) for m in messages]
         if system and messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system})
-        messages = [self._hub_role(m) for m in messages]
+        # several results of one turn's calls (ffc keeps them as one observation): one tool message each
+        messages = [
+            {"role": "tool", "content": result} if m["role"] == "observation" else self._hub_role(m)
+            for m in messages
+            for result in (tool_results_of(m["content"]) if m["role"] == "observation" else [None])
+        ]
         tools = self._tools(tools)
         extra = {"enable_thinking": enable_thinking}
         if add_generation_prompt:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from ..chat.templates.base import ConversationError, tool_calls_of
+from ..chat.templates.base import ConversationError, tool_calls_of, tool_results_of
 from ..errors import UserError
 from .registry import DatasetAttr
 
@@ -238,8 +238,9 @@ def _sharegpt_parts(row: dict, attr: DatasetAttr, tags: _Tags) -> tuple[list[dic
                 raise RowError(f"{where} is a system message after the conversation started; move it to the start")
             system = message["content"]
         elif messages and messages[-1]["role"] == message["role"] == "observation":
-            # Several tool results after one call are one observation turn for the template.
-            messages[-1] = {"role": "observation", "content": messages[-1]["content"] + "\n" + message["content"]}
+            # The results of one turn's calls are one observation turn; each template joins them its way.
+            results = tool_results_of(messages[-1]["content"]) + [message["content"]]
+            messages[-1] = {"role": "observation", "content": json.dumps({"tool_results": results}, ensure_ascii=False)}
         else:
             messages.append(message)
     if not messages:

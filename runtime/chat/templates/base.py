@@ -77,6 +77,20 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
 
 
+def tool_results_of(content: str) -> list[str]:
+    """The results in an ``observation`` message: several (one per call of the turn) are kept as
+    ``{"tool_results": [...]}`` by ffc's converter; anything else is one result."""
+    if content.startswith('{"tool_results": '):
+        try:
+            value = json.loads(content)
+        except json.JSONDecodeError:
+            return [content]
+        results = value.get("tool_results") if isinstance(value, dict) and len(value) == 1 else None
+        if isinstance(results, list) and all(isinstance(r, str) for r in results):
+            return results
+    return [content]
+
+
 def tool_calls_of(content) -> tuple[str, str, list[dict]]:
     """(text beside the calls, reasoning, calls) of a ``function`` message.
 
@@ -131,6 +145,7 @@ class ChatTemplate:
     function: str = "{content}"  # one assistant tool call; {content} is its JSON {"name", "arguments"}
     call_separator: str = "\n"  # between the calls of one turn
     call_text_separator: str = "\n"  # between the text an assistant writes beside its calls and the calls
+    tool_result_separator: str = "\n"  # between the results of one turn's calls, inside ``observation``
     tools: Optional[str] = None  # how tool definitions join the system prompt: "{system}...{content}"
     tools_without_system: Optional[str] = None  # the same when there is no system prompt (default: ``tools``)
     tool_separator: str = "\n"  # between tool definitions in ``tools``
@@ -187,6 +202,8 @@ class ChatTemplate:
                 message = {"role": "function", "content": content, "reasoning_content": reasoning}
             else:
                 content = self._content(message)
+            if message["role"] == "observation":
+                content = self.tool_result_separator.join(tool_results_of(content))
             if message["role"] in PROMPT_ROLES:
                 merged_turn = last_query if self.system_in_last_user else 0
                 merge = index == merged_turn and system and self.system_in_first_user is not None

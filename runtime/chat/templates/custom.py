@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from .base import ChatTemplate, ConversationError, Rendered, Segment, SegmentKind, tool_calls_of
+from .base import ChatTemplate, ConversationError, Rendered, Segment, SegmentKind, tool_calls_of, tool_results_of
 
 
 def split_reasoning(message: dict) -> tuple[str, str, list[dict]]:
@@ -86,6 +86,12 @@ class CustomTemplate(ChatTemplate):
         elif system is None:
             system = self.default_system
         self._check_order(messages, add_generation_prompt)
+        messages = [  # several results of one turn's calls, joined as this family writes them
+            {**m, "content": self.tool_result_separator.join(tool_results_of(m["content"]))}
+            if m["role"] == "observation"
+            else m
+            for m in messages
+        ]
         out = Turns()
         self.turns(
             out,

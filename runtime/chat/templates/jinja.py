@@ -69,6 +69,16 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
     strip_user = "| trim" if t.strip_messages else ""
     user_expr = jinja_expr(t.user, content="content")
     observation_expr = jinja_expr(t.observation or t.user, content="content")
+    observation_fmt = t.observation or t.user
+    if observation_fmt.count("{content}") == 1:  # consecutive tool messages: one turn, as ffc joins them
+        before, _, after = observation_fmt.partition("{content}")
+        observation_expr = (
+            f"({jinja_str(t.tool_result_separator)} if not loop.first and "
+            "loop_messages[loop.index0 - 1]['role'] in ['observation', 'tool'] "
+            f"else {jinja_expr(before)}) + content + ('' if not loop.last and "
+            "loop_messages[loop.index0 + 1]['role'] in ['observation', 'tool'] "
+            f"else {jinja_expr(after)})"
+        )
     merged = ""
     if merge:
         pre = "content" if t.strip_after_merge else f"(message['content'] {strip_user})"

@@ -12,6 +12,7 @@ from .jinja import generation_opening_jinja, jinja_str
 _QWEN_TOOLS = dict(
     observation="<|im_start|>user\n<tool_response>\n{content}\n</tool_response><|im_end|>\n",
     function="<tool_call>\n{content}\n</tool_call>",
+    tool_result_separator="\n</tool_response>\n<tool_response>\n",  # each result in its own block
     tools=(
         "{system}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
         "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{content}\n</tools>\n\n"
@@ -266,6 +267,7 @@ register(
         assistant_prefix="<|im_start|>assistant\n",
         assistant_end="<|im_end|>",
         tool_definitions=True,
+        tool_result_separator="\n</tool_response>\n<tool_response>\n",
         json_values=False,
         stop_words=("<|im_end|>",),
         notes=(
@@ -281,6 +283,7 @@ register(
         assistant_prefix="<|im_start|>assistant\n",
         assistant_end="<|im_end|>",
         tool_definitions=True,
+        tool_result_separator="\n</tool_response>\n<tool_response>\n",
         stop_words=("<|im_end|>",),
         notes=(
             "Qwen3.6: as qwen3_5, with non-text argument values as JSON; the template's preserve_thinking (reasoning "
