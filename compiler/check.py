@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ._version import __version__
-from .writer import BASE_DIR, JOURNAL, MANIFEST
+from .writer import BASE_DIR, JOURNAL, MANIFEST, _safe_name
 
 LOCK = "ffc.lock.json"
 PROVENANCE = "output/ffc_provenance.json"
@@ -61,6 +61,13 @@ def spec_hash(text: str, overrides: list) -> str:
     return LoadedSpec(spec=None, path=Path("spec.yaml"), text=text, overrides=list(overrides)).sha256
 
 
+def _table(node, *keys) -> dict:
+    """``node[k1][k2]...`` when each is a JSON object, else {}: a hand-edited lock must not crash the check."""
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else {}
+
+
 def _base_version(version: Optional[str]) -> Optional[str]:
     """2.13.0+cpu -> 2.13.0: a local build tag is the same release."""
     return version.split("+", 1)[0] if version else version
@@ -75,8 +82,8 @@ def _pinned_names(run_dir: Path, lock: dict) -> list:
             if name and name != "ffc":
                 names.append(name)
     except OSError:
-        names += list(lock.get("library_versions", {}))
-    return list(dict.fromkeys(n for n in names if n in lock.get("library_versions", {})))
+        names += list(_table(lock, "library_versions"))
+    return list(dict.fromkeys(n for n in names if n in _table(lock, "library_versions")))
 
 
 def _check_files(run_dir: Path, findings: list) -> Optional[dict]:
@@ -93,6 +100,9 @@ def _check_files(run_dir: Path, findings: list) -> Optional[dict]:
     if os.path.lexists(run_dir / JOURNAL):
         findings.append(Finding("damaged", JOURNAL, "a build was interrupted: build again to complete it"))
     for name, digest in sorted(manifest["files"].items()):
+        if not _safe_name(name):
+            findings.append(Finding("damaged", MANIFEST, f"names {name!r}, outside the run directory"))
+            continue
         path = run_dir / name
         is_base = name.startswith(BASE_DIR + "/")
         if not os.path.lexists(path):
@@ -107,8 +117,8 @@ def _check_files(run_dir: Path, findings: list) -> Optional[dict]:
 
 
 def _check_spec(run_dir: Path, lock: dict, findings: list) -> Optional[Path]:
-    relative = lock.get("run_paths", {}).get("spec")
-    if not relative:
+    relative = _table(lock, "run_paths").get("spec")
+    if not isinstance(relative, str) or not relative:
         findings.append(Finding("spec", "spec", "the lock does not say where the spec is (built by an older ffc)"))
         return None
     path = run_dir / relative
@@ -123,8 +133,9 @@ def _check_spec(run_dir: Path, lock: dict, findings: list) -> Optional[Path]:
 
 
 def _check_inputs(run_dir: Path, lock: dict, spec_path: Optional[Path], findings: list) -> None:
-    inputs = lock.get("inputs", {}).get("sha256", {})
-    dataset_dir = lock.get("run_paths", {}).get("dataset_dir")
+    inputs = _table(lock, "inputs", "sha256")
+    dataset_dir = _table(lock, "run_paths").get("dataset_dir")
+    dataset_dir = dataset_dir if isinstance(dataset_dir, str) else None
     for name, digest in sorted(inputs.items()):
         if name.startswith("reward_funcs:"):  # hashed from the spec's reward_funcs path
             if spec_path is None:
@@ -166,7 +177,10 @@ def _check_provenance(run_dir: Path, lock: dict, findings: list) -> None:
         return
     if record is None:
         return  # not trained yet
-    versions = record.get("library_versions", {})
+    if not isinstance(record, dict):
+        findings.append(Finding("damaged", PROVENANCE, "not a JSON object"))
+        return
+    versions = _table(record, "library_versions")
     for name in _pinned_names(run_dir, lock):
         wanted, had = lock["library_versions"][name], versions.get(name)
         if _base_version(had) != _base_version(wanted):
@@ -175,8 +189,8 @@ def _check_provenance(run_dir: Path, lock: dict, findings: list) -> None:
         findings.append(
             Finding("trained", "ffc", f"trained with {versions['ffc']}, built by {lock.get('ffc_version')}")
         )
-    read = record.get("data", {}).get("sha256", {})
-    locked = {k: v for k, v in lock.get("inputs", {}).get("sha256", {}).items() if not k.startswith("reward_funcs:")}
+    read = _table(record, "data", "sha256")
+    locked = {k: v for k, v in _table(lock, "inputs", "sha256").items() if not k.startswith("reward_funcs:")}
     for name in sorted(set(read) | set(locked)):
         if name not in read:
             findings.append(Finding("trained", name, "in the lock, but training did not read it"))
@@ -204,6 +218,9 @@ def check_run(run_dir: Path) -> list[Finding]:
         return findings  # the manifest check reported it missing
     if not isinstance(lock.get("library_versions"), dict) or not isinstance(lock.get("inputs", {}), dict):
         findings.append(Finding("damaged", LOCK, "has no library_versions or inputs table"))
+        return findings
+    if not isinstance(lock.get("overrides", []), list):
+        findings.append(Finding("damaged", LOCK, "its overrides are not a list"))
         return findings
     spec_path = _check_spec(run_dir, lock, findings)
     _check_inputs(run_dir, lock, spec_path, findings)

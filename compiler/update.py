@@ -70,8 +70,9 @@ def merge3(base: bytes, yours: bytes, new: bytes, name: str) -> tuple[Optional[b
 def _spec_path(run_dir: Path, lock: Optional[dict], spec: Optional[Path]) -> Path:
     if spec is not None:
         return spec
-    relative = (lock or {}).get("run_paths", {}).get("spec") if isinstance(lock, dict) else None
-    if not relative:
+    run_paths = (lock or {}).get("run_paths")
+    relative = run_paths.get("spec") if isinstance(run_paths, dict) else None
+    if not isinstance(relative, str) or not relative:
         raise UpdateError(f"{run_dir / LOCK} does not say where the spec is: pass --spec SPEC")
     path = Path(os.path.normpath(run_dir / relative))
     if not path.is_file():

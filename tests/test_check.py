@@ -93,6 +93,18 @@ def test_damaged_lock_manifest_and_journal(demo, tmp_path, capsys, monkeypatch):
     assert "damaged  ffc.lock.json" in out and "edited   ffc.lock.json" in out
     (run / "ffc.lock.json").write_text("[1, 2]")
     assert "not a JSON object" in ffc(capsys, "check", run)[1]
+    for odd in ({"run_paths": "x", "inputs": {"sha256": [1]}}, {"overrides": "x"}, {"run_paths": {"spec": 3}}):
+        (run / "ffc.lock.json").write_text(json.dumps({"library_versions": {}, **odd}))
+        code, out, err = ffc(capsys, "check", run)  # hand-edited tables of the wrong type: findings, no crash
+        assert code == 1 and not err, err
+    (run / "output").mkdir()
+    (run / "output" / "ffc_provenance.json").write_text("[]")
+    (run / "ffc.lock.json").write_text(json.dumps({"library_versions": {}}))
+    assert "not a JSON object" in ffc(capsys, "check", run)[1]
+    manifest = json.loads((run / ".ffc-manifest.json").read_text())
+    manifest["files"]["../outside.py"] = "0" * 64
+    (run / ".ffc-manifest.json").write_text(json.dumps(manifest))
+    assert "outside the run directory" in ffc(capsys, "check", run)[1]
     (run / ".ffc-manifest.json").write_text("{")
     (run / ".ffc-pending.json").write_text("{}")
     code, out, _ = ffc(capsys, "check", run)
