@@ -92,8 +92,6 @@ def build(
         typer.echo(f"note: {resolved.registry_note}")
     if resolved.template_note:
         typer.echo(f"note: {resolved.template_note}")
-    if resolved.template_note:
-        typer.echo(f"note: {resolved.template_note}")
     typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
 
 

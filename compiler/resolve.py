@@ -259,6 +259,8 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     spec, template_note = choose_template(loaded, _with_defaults(loaded))
     upstream = dict(UPSTREAM)
     upstream["torch_dtype"] = "bfloat16" if spec.training.bf16 else "float16" if spec.training.fp16 else "float32"
+    if spec.training.use_reentrant_gc:  # LLaMA-Factory's use_reentrant_gc: torch's older checkpointing
+        upstream["activation_checkpointing_kwargs"] = {"use_reentrant": True}
     if spec.model.quantization_bit:
         upstream["bnb_compute_dtype"] = upstream["torch_dtype"]
 
@@ -275,8 +277,6 @@ def resolve(loaded: LoadedSpec) -> Resolved:
     if deepspeed_config is not None:
         inputs["deepspeed:" + spec.distributed.deepspeed.config_file] = inputs_ds
     return Resolved(
-    if spec.training.use_reentrant_gc:  # LLaMA-Factory's use_reentrant_gc: torch's older checkpointing
-        upstream["activation_checkpointing_kwargs"] = {"use_reentrant": True}
         loaded=loaded,
         spec=spec,
         upstream=MappingProxyType(upstream),
