@@ -30,8 +30,8 @@ from ffc.schemas.methods import (
 from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
-from .template_check import check_tool_data, choose_template
 from .media_check import check_media
+from .template_check import check_tool_data, choose_template
 
 # Library versions ffc is tested with; requirements.txt pins these.
 TESTED_VERSIONS = {
