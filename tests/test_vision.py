@@ -93,12 +93,33 @@ def test_text_only_dataset_mixes_with_media(media_dir):
 
 
 @needs_shared(DEMO_DATA / "mllm_demo.json")
-def test_mllm_demo_loads():
+def test_mllm_demo_loads_and_tokenises(demo):
+    from transformers import AutoTokenizer
+
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.loading import tokenize_dataset
+    from ffc.runtime.data.multimodal import VisionConversationEncoder, image_tokens
+    from ffc.runtime.data.tokenize import IGNORE_INDEX, MaskOptions
+    from ffc.runtime.vlm import load_image_processor
+
     folder = DEMO_DATA
     registry = json.loads((folder / "dataset_info.json").read_text())
     data = load_datasets(folder, registry, ["mllm_demo"], "conversations", media=True)
     assert len(data) >= 3 and all(row["images"] for row in data)
     assert all(path.startswith(str(folder)) for row in data for path in row["images"])
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
+    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=224 * 224, min_pixels=32 * 32)
+    plugin = vision_plugin("qwen2_vl")
+    encoder = VisionConversationEncoder(
+        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=4096), plugin, processor
+    )
+    tokens, stats = tokenize_dataset(data, encoder)
+    assert stats.kept == len(data) and stats.truncated == 0
+    pad = tokenizer.convert_tokens_to_ids(plugin.image_token)
+    for raw, row in zip(data, tokens):
+        assert row["input_ids"].count(pad) == sum(image_tokens(processor, path) for path in raw["images"])
+        assert all(label == IGNORE_INDEX for token, label in zip(row["input_ids"], row["labels"]) if token == pad)
 
 
 # --- templates: parity with the official processor templates -------------------------------------------------
@@ -420,3 +441,41 @@ def test_lora_sft_on_images_trains_exports_chats_and_serves(demo, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_cutoff_never_cuts_through_an_image(demo):
+    from transformers import AutoTokenizer
+
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.multimodal import VisionConversationEncoder
+    from ffc.runtime.data.tokenize import MaskOptions
+    from ffc.runtime.vlm import load_image_processor
+
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
+    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=112 * 112, min_pixels=112 * 112)  # 16 tokens
+    picture = str(demo / "data" / "demo_vision" / "circle_red_0.png")
+    turns = [
+        {"role": "user", "content": "<image>What shape?"},
+        {"role": "assistant", "content": "A circle."},
+        {"role": "user", "content": "<image>And this one?"},
+        {"role": "assistant", "content": "A circle."},
+    ]
+    batch = {"messages": [turns], "system": [""], "tools": [""], "images": [[picture, picture]], "videos": [[]]}
+
+    def encode(cutoff):
+        opts = MaskOptions(cutoff_len=cutoff)
+        encoder = VisionConversationEncoder(
+            tokenizer, get_template("qwen2_vl"), opts, vision_plugin("qwen2_vl"), processor
+        )
+        return encoder.encode_batch(batch)
+
+    full = encode(4096)
+    assert full["input_ids"][0].count(tokenizer.convert_tokens_to_ids("<|image_pad|>")) == 32
+    cut = encode(len(full["input_ids"][0]) - 5)  # the second turn no longer fits: dropped whole, with its image
+    assert cut["_truncated"] == [True] and cut["images"][0] == [picture]
+    assert cut["input_ids"][0].count(tokenizer.convert_tokens_to_ids("<|image_pad|>")) == 16
+    kept = cut["input_ids"][0]
+    assert kept == full["input_ids"][0][: len(kept)] and kept[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    dropped = encode(20)  # not even the first image fits: the sample is dropped with the reason
+    assert dropped["input_ids"] == [[]] and "longer than cutoff_len" in dropped["_drop"][0]
