@@ -134,6 +134,15 @@ def _deepspeed(spec) -> dict:
     }
 
 
+# The packages the optimizer switches import (Muon and LoRA+ come with torch and PEFT).
+OPTIMIZER_PACKAGES = {
+    "use_galore": "galore-torch",
+    "use_apollo": "apollo-torch",
+    "use_badam": "badam",
+    "use_adam_mini": "adam-mini",
+}
+
+
 def _requirements(spec, vendored: bool) -> dict:
     """Pinned distributions the generated code imports: ffc itself (its runtime) unless vendored."""
     names = ["transformers", "peft", "trl", "accelerate", "datasets", "tokenizers"]
@@ -147,6 +156,11 @@ def _requirements(spec, vendored: bool) -> dict:
         names.append("deepspeed")
     if spec.model.enable_liger_kernel:
         names.append("liger-kernel")
+    for switch, package in OPTIMIZER_PACKAGES.items():
+        if getattr(spec.training, switch):
+            names.append(package)
+    if spec.export.onnx:
+        names += ["onnx", "onnxruntime"]
     pins = {} if vendored else {"ffc": __version__}
     pins.update({name: TESTED_VERSIONS[name] for name in names})
     return pins

@@ -46,6 +46,13 @@ TESTED_VERSIONS = {
     "tensorboard": "2.20.0",
     "bitsandbytes": "0.50.2",
     "deepspeed": "0.19.8",
+    # optimizers (training.use_*) and export.onnx
+    "galore-torch": "1.0",
+    "apollo-torch": "1.0.3",
+    "badam": "1.4",
+    "adam-mini": "1.1.1",
+    "onnx": "1.23.2",
+    "onnxruntime": "1.32.0",
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
 }
 

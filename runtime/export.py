@@ -255,6 +255,40 @@ def write_gguf(model, tokenizer, path: Path, kind: str = "f16", add_bos: bool = 
     return path
 
 
+# -- ONNX ------------------------------------------------------------------------------------------------
+
+
+def write_onnx(model, path: Path, opset: int = 17) -> Path:
+    """The merged model as one ONNX graph (input_ids, attention_mask -> logits; batch and length dynamic), in
+    float32 (CPU runtimes lack bfloat16 kernels). torch's own exporter, so no further package is needed;
+    generation with a KV cache is for optimum/onnxruntime-genai, which rebuild the graph themselves."""
+    import torch
+
+    class Logits(torch.nn.Module):  # no KV cache in or out: the graph plain ONNX runtimes run
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    model = model.float().eval()
+    ids = torch.ones((1, 8), dtype=torch.long)
+    dynamic = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(model),
+            (ids, torch.ones_like(ids)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "logits": dynamic},
+            opset_version=opset,
+            dynamo=False,  # the TorchScript exporter handles transformers' masks without onnxscript
+        )
+    return path
+
+
 # -- Ollama ----------------------------------------------------------------------------------------------
 
 

@@ -582,6 +582,9 @@ class ExportSection(Section):
         default_factory=list, description="GGUF files to write next to the merged model (for llama.cpp and Ollama)."
     )
     ollama: bool = Field(False, description="Write an Ollama Modelfile for the GGUF file (needs gguf).")
+    onnx: bool = Field(
+        False, description="Also write model.onnx: input_ids and attention_mask to logits, float32 (onnxruntime)."
+    )
 
     _split = field_validator("gguf", mode="before")(_split_names)
 

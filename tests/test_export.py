@@ -302,3 +302,28 @@ def test_gguf_llama_cpp_quantizations_read_back_and_generate(exported, tmp_path,
         if len(generated) == 4:
             break
     assert len(generated) == 4
+
+
+def test_onnx_export_matches_transformers_logits(exported, tmp_path):
+    """model.onnx runs in onnxruntime with the merged model's logits, at other batch sizes and lengths than
+    traced and with left padding."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from transformers import AutoModelForCausalLM
+
+    from ffc.runtime.export import write_onnx
+
+    out, model, _ = exported
+    path = write_onnx(AutoModelForCausalLM.from_pretrained(out), tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path))
+    reference = AutoModelForCausalLM.from_pretrained(out).eval()
+    torch.manual_seed(0)
+    for shape in ((2, 20), (1, 1)):
+        ids = torch.randint(5, 200, shape)
+        mask = torch.ones_like(ids)
+        if shape[1] > 5:
+            mask[0, :5] = 0  # left padding
+        got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        with torch.no_grad():
+            expected = reference(input_ids=ids, attention_mask=mask).logits.numpy()
+        keep = mask.numpy().astype(bool)
+        assert np.abs(got - expected)[keep].max() < 1e-4

@@ -74,6 +74,16 @@ def test_code_only_when_used(demo, tmp_path):
     assert 'optim_args="rank=16,update_proj_gap=200,scale=2.0,proj_type=std"' in galore
 
 
+def test_requirements_name_the_packages_used(demo, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(MINIMAL_SPEC.replace("./model", str(demo / "tiny-model")).replace("./data", str(demo / "data")))
+    overrides = ["method.finetuning_type=full", "training.use_badam=true", "export.onnx=true"]
+    _, files = build_files(load_spec(spec, overrides), tmp_path / "run")
+    requirements = files["requirements.txt"].decode()
+    assert "badam==1.4" in requirements and "onnxruntime==" in requirements and "galore" not in requirements
+    assert "write_onnx(model" in files["export.py"].decode()
+
+
 @pytest.mark.slow
 def test_lora_plus_pissa_neftune_upcast_train_and_load_with_peft(demo, tmp_path):
     import torch

@@ -330,6 +330,7 @@ def text(key: str, lang: str, **values):
     "training.use_badam": "BAdam：每次只对一块解码层做 Adam 更新（全参数微调）。",
     "training.badam_mode": "BAdam：按解码层划分块。",
     "training.badam_start_block": "BAdam：最先训练的块（默认由切换方式决定）。",
+    "export.onnx": "另写出 model.onnx：input_ids 与 attention_mask 到 logits，float32（供 onnxruntime 使用）。",
     "method.oft_rank": "OFT：每层正交块的个数（0 表示由 oft_block_size 决定）。",
     "method.oft_block_size": "OFT：每个正交块的大小（0 表示由 oft_rank 决定）；需整除层的输入宽度。",
     "method.oft_target": "OFT：适配的模块，all（所有线性层）或模块名。",
