@@ -34,10 +34,11 @@ def test_tool_data_with_a_template_without_tool_format_is_refused_at_build(write
     assert "qwen" in message and "spec.yaml:" in message
 
 
-def test_tool_data_with_a_tool_template_builds(write_spec, tmp_path):
+@pytest.mark.parametrize("template", ["qwen", "qwen3_6", "llama3_1"])  # format strings and custom renderers
+def test_tool_data_with_a_tool_template_builds(write_spec, tmp_path, template):
     _data(tmp_path, TOOLS_ENTRY)
-    spec = write_spec(MINIMAL_SPEC.replace("[demo_alpaca]", "[tools_data]").replace("chatml", "qwen"))
-    assert resolve(load_spec(spec)).spec.data.template == "qwen"
+    spec = write_spec(MINIMAL_SPEC.replace("[demo_alpaca]", "[tools_data]").replace("chatml", template))
+    assert resolve(load_spec(spec)).spec.data.template == template
 
 
 def test_auto_picks_the_family_from_config_json_and_says_so(write_spec, tmp_path, capsys):
