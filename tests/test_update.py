@@ -184,3 +184,14 @@ def test_vendored_run_stays_vendored_and_diff_ignores_the_copies(demo, tmp_path,
     ffc(capsys, "build", spec, "-o", tmp_path / "runs" / "b", "--vendor")
     code, out, _ = ffc(capsys, "diff", run, tmp_path / "runs" / "b")
     assert code == 0 and "my own line" in out and ".ffc/" not in out
+
+
+def test_a_spec_that_no_longer_validates_changes_nothing(demo, tmp_path, capsys, monkeypatch):
+    lock_versions(monkeypatch)
+    spec, run = _built(demo, tmp_path, capsys, "orpo")
+    _edit(run, EDIT_ANCHOR, EDIT_ANCHOR + MY_LINE)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    _change_lr(spec, "-1")
+    code, _, err = ffc(capsys, "update", run)
+    assert code == 1 and "training.learning_rate" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
