@@ -15,7 +15,7 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/ex
 rm -rf .whl && mkdir -p .whl
 
 # The order is the priority: the last ones are dropped first when the budget is short.
-PACKAGES=(trl datasets dill multiprocess transformers pydantic pydantic-core annotated-types typing-inspection
+PACKAGES=(trl datasets dill multiprocess transformers huggingface-hub tokenizers pydantic pydantic-core annotated-types typing-inspection
           ruamel.yaml ruff fastapi starlette uvicorn liger-kernel bitsandbytes)
 PLATFORMS=()
 for n in 28 27 24 17 5; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
