@@ -156,3 +156,16 @@ def test_several_results_stay_apart_until_the_template_joins_them():
         in qwen
     )
     assert "<|im_start|>user\n18\nnoon<|im_end|>" in TEMPLATES["chatml"].render(messages).text  # the default: a newline
+
+
+def test_preference_responses_keep_their_reasoning():
+    from ffc.runtime.data.convert import pairs
+
+    attr = parse_entry(None, "p", {"file_name": "p.json", "formatting": "openai", "ranking": True})
+    row = {
+        "messages": [{"role": "user", "content": "2+2?"}],
+        "chosen": {"role": "assistant", "content": "4", "reasoning_content": "Add."},
+        "rejected": {"role": "assistant", "content": "5"},
+    }
+    converted = pairs(row, attr)
+    assert converted["chosen"] == "<think>\nAdd.\n</think>\n\n4" and converted["rejected"] == "5"

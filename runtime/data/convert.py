@@ -311,7 +311,10 @@ def _response_text(value: Any, tags: _Tags, name: str) -> str:
     if value is None:
         raise RowError(f"column {name!r} is missing or null: preference rows need a chosen and a rejected response")
     if isinstance(value, dict):  # sharegpt keeps a response as a message
-        value = _sharegpt_turn(value, tags, f"the {name!r} message")["content"]
+        turn = _sharegpt_turn(value, tags, f"the {name!r} message")
+        if turn["tool_calls"]:
+            raise RowError(f"the {name!r} response makes tool calls: preference pairs need text responses")
+        value = _with_reasoning(turn["content"], turn["reasoning"])
     text = _text(value, repr(name))
     if not text:
         raise RowError(f"the {name!r} response is empty")
