@@ -195,3 +195,24 @@ def test_a_spec_that_no_longer_validates_changes_nothing(demo, tmp_path, capsys,
     code, _, err = ffc(capsys, "update", run)
     assert code == 1 and "training.learning_rate" in err and "Traceback" not in err
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_ffc_upgrade_with_the_same_spec_is_merged_too(demo, tmp_path, capsys, monkeypatch):
+    """A new ffc that generates different code (simulated: a changed template line) reaches edited runs."""
+    from ffc.compiler import build
+
+    lock_versions(monkeypatch)
+    spec, run = _built(demo, tmp_path, capsys, "simpo")
+    _edit(run, EDIT_ANCHOR, EDIT_ANCHOR + MY_LINE)
+    real = build.build_files
+
+    def upgraded(*args, **kwargs):
+        resolved, files = real(*args, **kwargs)
+        files["train.py"] = files["train.py"].replace(b"def main() -> None:", b"def main() -> None:  # new ffc")
+        return resolved, files
+
+    monkeypatch.setattr(build, "build_files", upgraded)
+    code, out, _ = ffc(capsys, "update", run)
+    assert code == 0 and "merged    train.py" in out
+    train = (run / "train.py").read_text()
+    assert MY_LINE in train and "def main() -> None:  # new ffc" in train
