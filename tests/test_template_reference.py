@@ -98,12 +98,6 @@ KNOWN_GAPS: dict[tuple[str, str, str], str] = {
             "tool_results_of() in its turns()"
         )
         for name, folder in (
-            ("llama4", "llama-4-instruct"),
-            ("gemma4", "gemma-4-it"),
-            ("mistral_v3", "mistral-7b-instruct-v0.3"),
-            ("ministral", "mistral-nemo-instruct-2407"),
-            ("mistral_small", "mistral-small-3.2-2506"),
-            ("phi4_mini", "phi-4-mini-instruct"),
             ("glm4_moe", "glm-4.5"),
             ("gpt_oss", "gpt-oss"),
             ("kimi_k2", "kimi-k2-instruct"),
@@ -228,20 +222,20 @@ KNOWN_GAPS.update(
                 "Phi-4-mini's template renders an assistant's tool calls as an empty turn; ffc refuses tool data "
                 "for it rather than train on that"
             )
-            for kind in _TOOL_KINDS
+            for kind in (*_TOOL_KINDS, "tool_results_several")
         },
         **{
             ("mistral_v3", "mistral-7b-instruct-v0.3", kind): (
                 "v0.3's template drops the system message; ffc keeps it in the first [INST] block"
             )
-            for kind in ("plain", "prompt", "tools", "tools_prompt")
+            for kind in ("plain", "prompt", "tools", "tools_prompt", "tool_results_several")
         },
         **{
             ("ministral", "mistral-nemo-instruct-2407", kind): (
                 "Nemo's template writes the system prompt only when the last message is a user's, so a finished "
                 "conversation loses it; ffc keeps it in the last [INST] block, where generation puts it"
             )
-            for kind in ("plain", "tools", "tools_prompt")
+            for kind in ("plain", "tools", "tools_prompt", "tool_results_several")
         },
         ("mistral_small", "mistral-small-3.2-2506", "plain_no_system"): (
             "3.2's template adds a default system prompt holding the current date; ffc adds none"

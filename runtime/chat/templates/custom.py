@@ -88,7 +88,7 @@ class CustomTemplate(ChatTemplate):
         self._check_order(messages, add_generation_prompt)
         messages = [  # several results of one turn's calls, joined as this family writes them
             {**m, "content": self.tool_result_separator.join(tool_results_of(m["content"]))}
-            if m["role"] == "observation"
+            if m["role"] == "observation" and self.tool_result_separator is not None  # None: turns() splits them
             else m
             for m in messages
         ]

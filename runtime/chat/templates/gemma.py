@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, register
+from .base import ChatTemplate, ConversationError, register, tool_results_of
 from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
 
 _GEMMA3 = dict(
@@ -140,19 +140,21 @@ class Gemma4Template(CustomTemplate):
                 out.prompt("<|turn>user\n" + self._content(message).strip() + "<turn|>\n")
             elif role == "observation":
                 calls, text = pending or ([], "")
-                names = {call["name"] for call in calls}
-                if len(names) != 1:
+                results = tool_results_of(self._content(message))
+                if len(results) <= len(calls):  # a result answers the call at its position
+                    names = [call["name"] for call in calls[: len(results)]]
+                elif len({call["name"] for call in calls}) == 1:
+                    names = [calls[0]["name"]] * len(results)
+                else:
                     raise ConversationError(
                         f"template {self.name!r} writes a tool result under its call's name, but the turn before "
-                        f"called {len(names)} different tools and their results are one observation; give each "
-                        "call its own turn"
+                        f"made {len(calls)} calls for {len(results)} results"
                     )
                 out.prompt(
-                    "<|tool_response>response:"
-                    + calls[0]["name"]
-                    + "{value:"
-                    + _value(self._content(message), False)
-                    + "}<tool_response|>"
+                    "".join(
+                        "<|tool_response>response:" + name + "{value:" + _value(result, False) + "}<tool_response|>"
+                        for name, result in zip(names, results)
+                    )
                 )
                 if text:  # the official template writes a calling turn's own text after its results
                     out.response(text + "<turn|>")
@@ -271,18 +273,20 @@ class Gemma4Template(CustomTemplate):
             + "{%- if tools -%}"
             + declarations
             + "{%- endif -%}{{- '<turn|>\\n' -}}{%- endif -%}"
-            "{%- set st = namespace(calls=[], text='') -%}"
+            "{%- set st = namespace(calls=[], text='', r=0) -%}"
             "{%- for message in loop_messages -%}"
             "{%- if message['role'] == 'user' -%}{{- '<|turn>user\\n' + (message['content'] | trim) + '<turn|>\\n' -}}"
             "{%- elif message['role'] in ['tool', 'observation'] -%}"
             "{%- set found = namespace(name=message['name'] if message['name'] is string else 'unknown') -%}"
             "{%- for tool_call in st.calls -%}"
             "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
-            "{%- if loop.first and message['name'] is not string -%}{%- set found.name = call['name'] -%}{%- endif -%}"
+            # without a name or id, a result answers the call at its position (as the Python renderer)
+            "{%- if loop.index0 == st.r and message['name'] is not string -%}{%- set found.name = call['name'] -%}"
+            "{%- endif -%}"
             "{%- if tool_call['id'] is defined and tool_call['id'] == message['tool_call_id'] -%}"
             "{%- set found.name = call['name'] -%}{%- endif -%}{%- endfor -%}"
             "{{- '<|tool_response>response:' + found.name + '{value:' + g4v(message['content'], false) "
-            "+ '}<tool_response|>' -}}"
+            "+ '}<tool_response|>' -}}{%- set st.r = st.r + 1 -%}"
             "{%- if st.text and not (loop.nextitem is defined and loop.nextitem['role'] in ['tool', 'observation']) -%}"
             "{{- st.text + '<turn|>\\n' -}}{%- set st.text = '' -%}{%- endif -%}"
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
@@ -294,7 +298,7 @@ class Gemma4Template(CustomTemplate):
             "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
             "{{- '<|tool_call>call:' + call['name'] + (g4v(call['arguments'], false) if call['arguments'] is mapping "
             "else '{' + (call['arguments'] if call['arguments'] is string else '') + '}') + '<tool_call|>' -}}"
-            "{%- endfor -%}{%- set st.calls = calls -%}"
+            "{%- endfor -%}{%- set st.calls = calls -%}{%- set st.r = 0 -%}"
             "{%- if loop.nextitem is defined and loop.nextitem['role'] in ['tool', 'observation'] -%}"
             "{%- set st.text = g4s(text) -%}"
             "{%- else -%}{{- g4s(text) + '<|tool_response>' -}}{%- endif -%}"
@@ -323,6 +327,7 @@ register(
     ),
     Gemma4Template(
         name="gemma4",
+        tool_result_separator=None,  # each result in its own block (turns() splits them)
         tool_definitions=True,
         assistant_end="<turn|>",
         stop_words=("<turn|>",),
@@ -333,8 +338,7 @@ register(
             "reasoning (reasoning_content and <think> blocks are removed, so not trained) except the thought "
             "channel before calls after the last user message; enable_thinking true adds <|think|> to the system "
             "turn. Arguments given as JSON text are trained as an object (the official template writes the text). "
-            "ffc joins the results of one turn's calls into one observation: written as one result block under "
-            "the tools' name, and a row error when the calls name different tools."
+            "A tool result answers the call at its position (ffc's data keeps no tool_call_id)."
         ),
     ),
 )

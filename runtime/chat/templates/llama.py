@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, register
+from .base import ChatTemplate, register, tool_results_of
 from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_str
 
@@ -48,7 +48,8 @@ class Llama4Template(CustomTemplate):
             if message["role"] == "user":
                 out.prompt(_llama4("user") + self._content(message) + "<|eot|>")
             elif message["role"] == "observation":
-                out.prompt(_llama4("ipython") + json.dumps(self._content(message), ensure_ascii=False) + "<|eot|>")
+                for result in tool_results_of(self._content(message)):  # each result in a turn of its own
+                    out.prompt(_llama4("ipython") + json.dumps(result, ensure_ascii=False) + "<|eot|>")
             elif message["role"] == "assistant":
                 out.prompt(_llama4("assistant"))
                 out.response(self._content(message) + "<|eot|>")
@@ -128,6 +129,7 @@ register(
     ),
     Llama4Template(
         name="llama4",
+        tool_result_separator=None,  # each result in its own block (turns() splits them)
         tool_definitions=True,
         assistant_end="<|eot|>",
         stop_words=("<|eot|>", "<|eom|>"),

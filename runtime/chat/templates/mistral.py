@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ChatTemplate, ConversationError, register
+from .base import ChatTemplate, ConversationError, register, tool_results_of
 from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_str
 
@@ -67,20 +67,23 @@ class MistralTemplate(CustomTemplate):
                         out.prompt(" [/AVAILABLE_TOOLS]" if v3 else "[/AVAILABLE_TOOLS]")
                 out.prompt(" [INST] " + content + " [/INST]" if v3 else "[INST]" + content + "[/INST]")
             elif role == "observation":
-                if len(ids) != 1:
+                results = tool_results_of(self._content(message))
+                if len(results) > len(ids):
                     raise ConversationError(
                         f"template {self.name!r} writes each tool result with the id of its call, but the turn before "
-                        f"made {len(ids)} calls and their results are one observation; give each call its own turn"
+                        f"made {len(ids)} calls for {len(results)} results"
                     )
-                result = self._content(message)
-                if v3:
-                    out.prompt(
-                        ' [TOOL_RESULTS] {"call_id": "' + ids[0] + '", "content": ' + result + "} [/TOOL_RESULTS] "
-                    )
-                elif v7:
-                    out.prompt("[TOOL_RESULTS]" + ids[0] + "[TOOL_CONTENT]" + result + "[/TOOL_RESULTS]")
-                else:
-                    out.prompt('[TOOL_RESULTS]{"content": ' + result + ', "call_id": "' + ids[0] + '"}[/TOOL_RESULTS]')
+                for call_id, result in zip(ids, results):  # a result answers the call at its position
+                    if v3:
+                        out.prompt(
+                            ' [TOOL_RESULTS] {"call_id": "' + call_id + '", "content": ' + result + "} [/TOOL_RESULTS] "
+                        )
+                    elif v7:
+                        out.prompt("[TOOL_RESULTS]" + call_id + "[TOOL_CONTENT]" + result + "[/TOOL_RESULTS]")
+                    else:
+                        out.prompt(
+                            '[TOOL_RESULTS]{"content": ' + result + ', "call_id": "' + call_id + '"}[/TOOL_RESULTS]'
+                        )
             elif role == "assistant":
                 out.response((" " + self._content(message) + " " if v3 else self._content(message)) + eos)
             else:
@@ -148,7 +151,7 @@ class MistralTemplate(CustomTemplate):
                 calls_open, calls_close = "'[TOOL_CALLS]['", "']'"
         answer = "' ' + message['content'] + ' ' + eos" if v3 else "message['content'] + eos"
         return (
-            jinja_head(default_system) + "{%- set ids = namespace(n=0, last='') -%}"
+            jinja_head(default_system) + "{%- set ids = namespace(n=0, last='', list=[], r=0) -%}"
             "{%- set ns.first_user = -1 -%}{%- for m in loop_messages -%}"
             "{%- if m['role'] == 'user' and ns.first_user < 0 -%}{%- set ns.first_user = loop.index0 -%}{%- endif -%}"
             "{%- endfor -%}"
@@ -163,14 +166,16 @@ class MistralTemplate(CustomTemplate):
             f"{{{{- {inst} -}}}}"
             "{%- elif message['role'] in ['tool', 'observation'] -%}"
             "{%- set given = message['tool_call_id'] if message['tool_call_id'] is string else '' -%}"
-            "{%- set id = given if given | length == 9 and given.isalnum() else ids.last -%}"
+            "{%- set id = given if given | length == 9 and given.isalnum() else (ids.list[ids.r] if ids.r < ids.list "
+            "| length else ids.last) -%}{%- set ids.r = ids.r + 1 -%}"
             f"{{{{- {result} -}}}}"
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {calls_open} -}}}}"
+            "{%- set ids.list = [] -%}{%- set ids.r = 0 -%}"
             "{%- for tool_call in message['tool_calls'] -%}" + JINJA_CALL + "{%- set ids.n = ids.n + 1 -%}"
             "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
             f"{{%- set id = given if given | length == 9 and given.isalnum() else {s(_CALL_ID.split('{')[0])} + "
-            "('%05d' | format(ids.n)) -%}{%- set ids.last = id -%}"
+            "('%05d' | format(ids.n)) -%}{%- set ids.last = id -%}{%- set ids.list = ids.list + [id] -%}"
             f"{{{{- ({s(', ')} if not loop.first and {str(not v7).lower()} else '') + {call} -}}}}"
             "{%- endfor -%}"
             f"{{{{- {calls_close} + eos -}}}}"
@@ -192,6 +197,7 @@ register(
     ),
     MistralTemplate(
         name="mistral_v3",
+        tool_result_separator=None,  # each result in its own block (turns() splits them)
         flavour="v3",
         tool_definitions=True,
         notes=(
@@ -202,6 +208,7 @@ register(
     ),
     MistralTemplate(
         name="ministral",
+        tool_result_separator=None,  # each result in its own block (turns() splits them)
         flavour="tekken",
         tool_definitions=True,
         notes=(
@@ -214,6 +221,7 @@ register(
     ),
     MistralTemplate(
         name="mistral_small",
+        tool_result_separator=None,  # each result in its own block (turns() splits them)
         flavour="v7",
         tool_definitions=True,
         notes=(
