@@ -43,7 +43,7 @@ TESTED_VERSIONS = {
     "datasets": "5.2.0",
     "tokenizers": "0.23.3",
     "matplotlib": "3.11.2",
-    "tensorboard": "2.20.0",
+    "tensorboard": "2.21.0",
     "bitsandbytes": "0.50.2",
     "deepspeed": "0.19.8",
     # optimizers (training.use_*) and export.onnx
@@ -195,8 +195,8 @@ def _check_host_memory(loaded: LoadedSpec, spec: Spec) -> None:
         "deepspeed": dist.deepspeed.offload_optimizer or dist.deepspeed.offload_param,
         "fsdp": dist.fsdp.offload_params,
     }.get(dist.backend, False)
-    if not (dist.host_memory_gb and offloading):
-        return
+    if not (dist.host_memory_gb and offloading and dist.num_processes):
+        return  # with num_processes unset the processes per machine are known at launch only
     try:
         shape = plan.Shape.from_config(plan.load_config(spec.model.model_name_or_path, loaded.base_dir))
     except (FileNotFoundError, ValueError):
@@ -240,6 +240,11 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         report_to = [r for r in report_to if r != "none"]
     logging_ = _fill(spec.logging.model_copy(update={"report_to": report_to}), run_name=name)
     dist = spec.distributed
+    if dist.num_processes is None and dist.backend == "none":
+        dist = dist.model_copy(update={"num_processes": 1})
+    elif dist.num_processes is None and dist.slurm is not None and dist.slurm.gpus_per_node:
+        dist = dist.model_copy(update={"num_processes": dist.slurm.gpus_per_node * dist.num_machines})
+    # Still unset: one process per GPU each machine has, counted by launch.sh (as LLaMA-Factory does).
     if dist.slurm is not None:
         dist = dist.model_copy(
             update={"slurm": _fill(dist.slurm, gpus_per_node=dist.num_processes // dist.num_machines)}
