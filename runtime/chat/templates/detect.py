@@ -77,11 +77,16 @@ TEMPLATE_MARKERS = (
 
 
 def _by_name(text: str) -> Optional[str]:
+    return _match(text)[1]
+
+
+def _match(text: str) -> tuple[int, Optional[str]]:
+    """(index of the first pattern that matches, its template); (len, None) when none does."""
     lowered = text.lower()
-    for pattern, template in NAME_PATTERNS:
+    for index, (pattern, template) in enumerate(NAME_PATTERNS):
         if re.search(pattern, lowered):
-            return template
-    return None
+            return index, template
+    return len(NAME_PATTERNS), None
 
 
 def suggest_template(
@@ -99,11 +104,12 @@ def suggest_template(
     if local.is_dir():
         config = _read_json(local / "config.json")
         model_type = str(config.get("model_type", "")) if config else ""
-        if model_type and _by_name(model_type):
-            return _by_name(model_type), f"config.json model_type {model_type!r}"
-        found = _by_name(local.name)
-        if found:
-            return found, "the directory name"
+        by_type, by_dir = _match(model_type) if model_type else (len(NAME_PATTERNS), None), _match(local.name)
+        # The more specific match wins: Mistral Nemo's and Small's model_type is "mistral", Phi-4-mini's "phi3".
+        if by_dir[1] and by_dir[0] < by_type[0]:
+            return by_dir[1], "the directory name"
+        if by_type[1]:
+            return by_type[1], f"config.json model_type {model_type!r}"
         tokenizer_config = _read_json(local / "tokenizer_config.json") or {}
         chat_template = tokenizer_config.get("chat_template") or ""
         if not chat_template and (local / "chat_template.jinja").is_file():
