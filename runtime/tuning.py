@@ -127,6 +127,30 @@ def expand_layers(model, num_new: int) -> list[int]:
     return new_indices
 
 
+# -- LoftQ ----------------------------------------------------------------------------------------------
+
+
+def loftq(model, source: str, revision: str = "main") -> None:
+    """LoftQ for QLoRA: each adapter starts as the low-rank part of its layer's 4-bit quantization error, read
+    against the full-precision safetensors (PEFT's replace_lora_weights_loftq, which computes on CUDA only)."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TuningError(
+            "method.loftq_init: PEFT computes the LoftQ initialisation on a CUDA GPU and this machine has none: "
+            "run on a GPU machine, or remove loftq_init (the adapter then starts at zero, as in plain QLoRA)."
+        )
+    from peft import replace_lora_weights_loftq
+
+    if not os.path.isdir(source):
+        from huggingface_hub import snapshot_download
+
+        source = snapshot_download(source, revision=revision, allow_patterns=["*.safetensors", "*.json"])
+    replace_lora_weights_loftq(model, model_path=source)
+
+
 # -- PiSSA ----------------------------------------------------------------------------------------------
 
 

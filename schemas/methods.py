@@ -23,7 +23,7 @@ _METHODS = (
     FinetuningMethod(
         "lora", "LoRA",
         ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "use_dora", "use_rslora",
-         "loraplus_lr_ratio", "loraplus_lr_embedding", "pissa_init", "pissa_iter", "pissa_convert", "create_new_adapter"),
+         "loraplus_lr_ratio", "loraplus_lr_embedding", "pissa_init", "pissa_iter", "pissa_convert", "create_new_adapter", "loftq_init"),
         trains_adapter=True,
     ),
     FinetuningMethod("oft", "OFT", ("oft_rank", "oft_block_size", "oft_target"), trains_adapter=True),

@@ -144,6 +144,11 @@ class MethodSection(Section):
     create_new_adapter: bool = Field(
         False, description="With model.adapter_name_or_path: merge that adapter and train a new one on top."
     )
+    loftq_init: bool = Field(
+        False,
+        description="QLoRA (quantization_bit: 4): LoftQ starts the adapter from the low-rank part of the quantization "
+        "error (PEFT; needs a CUDA GPU).",
+    )
     # OFT (finetuning_type: oft): orthogonal fine-tuning, PEFT's OFTConfig
     oft_rank: int = Field(0, ge=0, description="OFT: number of orthogonal blocks per layer (0: set by oft_block_size).")
     oft_block_size: int = Field(

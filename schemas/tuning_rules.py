@@ -75,6 +75,15 @@ def adapter_initialisation(spec):
             f"PiSSA starts from the singular vectors of full-precision weights, which {model.quantization_bit}-bit "
             "quantization (model.quantization_bit) does not keep: remove one of them.",
         )
+    if method.loftq_init and model.quantization_bit != 4:
+        yield Problem(
+            ("method", "loftq_init"),
+            "LoftQ initialises adapters against 4-bit quantization: set model.quantization_bit: 4, or remove loftq_init.",
+        )
+    if method.loftq_init and (method.pissa_init or method.use_dora):
+        yield Problem(
+            ("method", "loftq_init"), "LoftQ initialises plain LoRA matrices itself: remove pissa_init and use_dora."
+        )
     if method.pissa_init and method.use_dora:
         yield Problem(("method", "pissa_init"), "PiSSA initialises plain LoRA matrices: remove use_dora or pissa_init.")
     if method.create_new_adapter and not getattr(model, "adapter_name_or_path", None):

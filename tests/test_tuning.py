@@ -31,6 +31,8 @@ def errors(path, overrides):
         (["method.pissa_convert=true"], "pissa_convert is an option of PiSSA"),
         (["method.pissa_init=true", "model.quantization_bit=8"], "PiSSA starts from the singular vectors"),
         (["method.pissa_init=true", "method.use_dora=true"], "remove use_dora or pissa_init"),
+        (["method.loftq_init=true"], "set model.quantization_bit: 4"),
+        (["method.loftq_init=true", "model.quantization_bit=4", "method.pissa_init=true"], "remove pissa_init"),
         (["method.create_new_adapter=true"], "set model.adapter_name_or_path"),
         (["method.finetuning_type=full", "method.use_llama_pro=true"], "use_llama_pro only applies to finetuning_type: freeze"),
         (["method.finetuning_type=freeze", "method.use_llama_pro=true", "method.freeze_trainable_layers=-1"], "give a positive number"),
@@ -72,6 +74,19 @@ def test_code_only_when_used(demo, tmp_path):
     galore = _train_py(demo, tmp_path, ["method.finetuning_type=full", "training.use_galore=true"])
     assert 'optim="galore_adamw"' in galore and 'optim_target_modules="all-linear"' in galore
     assert 'optim_args="rank=16,update_proj_gap=200,scale=2.0,proj_type=std"' in galore
+
+
+def test_loftq_is_generated_and_refused_without_a_gpu(demo, tmp_path, monkeypatch):
+    import torch
+
+    from ffc.runtime.errors import UserError
+    from ffc.runtime.tuning import loftq
+
+    code = _train_py(demo, tmp_path, ["method.loftq_init=true", "model.quantization_bit=4"])
+    assert 'loftq(model, MODEL, revision="main")' in code
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="on a CUDA GPU and this machine has none"):
+        loftq(None, str(demo / "tiny-model"))
 
 
 def test_requirements_name_the_packages_used(demo, tmp_path):
