@@ -586,7 +586,13 @@ def preview(dataset, tokenizer, count: int = 3, stats: Optional[Stats] = None) -
         lines.append(stats.summary())
     if {"input_ids", "chosen_ids", "completion_ids"} & set(dataset.column_names):  # prompts have no trained tokens
         lines.append("«...» marks the tokens the loss is computed on.")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if "images" in dataset.column_names:  # hundreds of vision tokens per picture: shown as one token x count
+        text = _RUNS.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}", text)
+    return text
+
+
+_RUNS = re.compile(r"(<\|[a-z_]+\|>)\1{2,}")  # a special token repeated (vision tokens)
 
 
 def load_registry(path: str | Path) -> dict:
