@@ -54,7 +54,7 @@ def test_bad_media_rows_name_file_and_row(media_dir, bad, message):
 
 def test_text_run_refuses_media_dataset(media_dir):
     (media_dir / "mm.json").write_text(json.dumps([_row()]))
-    with pytest.raises(DataError, match="dataset 'mm' has images, but this run was built for text only"):
+    with pytest.raises(DataError, match="dataset 'mm' has images, which this script cannot use"):
         load_datasets(media_dir, {"mm": {"file_name": "mm.json", **OPENAI_MM}}, ["mm"], "conversations")
 
 

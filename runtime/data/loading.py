@@ -387,9 +387,10 @@ def load_datasets(
             )
         if media_columns(attr) and not media:
             raise DataError(
-                f"dataset {name!r} has {' and '.join(media_columns(attr))}, but this run was built for text only "
-                "(its dataset_info.json had no media columns at build time). Rebuild the run (ffc build) with "
-                "a vision-language chat template such as qwen2_vl."
+                f"dataset {name!r} has {' and '.join(media_columns(attr))}, which this script cannot use: either the "
+                "run was built for text only (rebuild it with ffc build once its dataset_info.json names the column, "
+                "with a vision-language template such as qwen2_vl), or it is eval.py's generation scoring, which "
+                "takes no images yet. Nothing is trained or scored on the text without its pictures."
             )
         parts.append(load_one(attr, dataset_dir, kind, seed=seed, **kwargs))
     skipped = sum((_skipped_of(part) for part in parts), Counter())
