@@ -241,8 +241,11 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         warmup=spec.training.warmup_steps or spec.training.warmup_ratio,
         data_summary=_data_summary(resolved),
         has_template=has_template,
-        processes_per_machine=spec.distributed.num_processes // spec.distributed.num_machines,
-        uses_nccl=spec.distributed.backend != "none" or spec.distributed.num_processes > 1,
+        # None: one process per visible GPU, counted by launch.sh
+        processes_per_machine=(
+            spec.distributed.num_processes // spec.distributed.num_machines if spec.distributed.num_processes else None
+        ),
+        uses_nccl=spec.distributed.backend != "none" or (spec.distributed.num_processes or 1) > 1,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
         # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.
         multimodal=multimodal(resolved.registry, [*data.dataset, *data.eval_dataset]),

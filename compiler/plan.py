@@ -219,7 +219,7 @@ def setup_from_spec(spec) -> Setup:
         checkpointing=training.gradient_checkpointing,
         batch=training.per_device_train_batch_size,
         seq=spec.data.cutoff_len,
-        devices=dist.num_processes,
+        devices=dist.num_processes or dist.num_machines,  # unset: every GPU; assume one per machine here
         zero=zero,
         offload_optimizer=bool(deepspeed_offload or fsdp_offload),
         offload_params=bool((dist.backend == "deepspeed" and dist.deepspeed.offload_param) or fsdp_offload),

@@ -165,7 +165,7 @@ def evaluation(spec: Spec):
 @rule
 def distributed(spec: Spec):
     dist = spec.distributed
-    if dist.backend == "none" and dist.num_processes > 1:
+    if dist.backend == "none" and (dist.num_processes or 1) > 1:
         yield Problem(
             ("distributed", "num_processes"),
             "several processes need a backend: set distributed.backend to ddp, deepspeed or fsdp.",
@@ -180,7 +180,7 @@ def distributed(spec: Spec):
         yield Problem(("distributed", "deepspeed"), "deepspeed options need distributed.backend: deepspeed.")
     if "fsdp" in dist.model_fields_set and dist.backend != "fsdp":
         yield Problem(("distributed", "fsdp"), "fsdp options need distributed.backend: fsdp.")
-    if dist.num_processes % dist.num_machines:
+    if dist.num_processes and dist.num_processes % dist.num_machines:
         yield Problem(
             ("distributed", "num_processes"),
             f"{dist.num_processes} processes do not split evenly over {dist.num_machines} machines: "
@@ -199,6 +199,11 @@ def distributed(spec: Spec):
     if dist.backend == "fsdp" and spec.training.fp16:
         yield Problem(
             ("training", "fp16"), "FSDP training here uses bf16 or fp32: fp16 needs a sharded grad scaler; use bf16."
+        )
+    if dist.slurm is not None and dist.num_processes is None and dist.slurm.gpus_per_node is None:
+        yield Problem(
+            ("distributed", "num_processes"),
+            "a SLURM job asks for its GPUs up front: set distributed.num_processes or distributed.slurm.gpus_per_node.",
         )
     if dist.slurm is not None and dist.backend == "none":
         yield Problem(

@@ -476,7 +476,12 @@ class DistributedSection(Section):
     backend: BackendName = Field(
         "none", description="none: one process. ddp: data parallel. deepspeed: ZeRO. fsdp: fully sharded data parallel."
     )
-    num_processes: int = Field(1, ge=1, description="Processes in total (usually one per GPU, over all machines).")
+    num_processes: Optional[int] = Field(
+        None,
+        ge=1,
+        description="Processes in total (usually one per GPU, over all machines). Unset: one with backend none, "
+        "else one per GPU visible on each machine when launch.sh starts (as LLaMA-Factory does).",
+    )
     num_machines: int = Field(1, ge=1, description="Machines (nodes).")
     main_process_ip: Optional[str] = Field(None, description="Address of the rank-0 machine (multi-node).")
     main_process_port: int = Field(29500, ge=1, le=65535, description="Port of the rank-0 machine.")

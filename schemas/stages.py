@@ -83,9 +83,9 @@ def _ppo_one_reward(spec) -> Iterator[Problem]:
 
 def _grpo_groups(spec) -> Iterator[Problem]:
     training, groups = spec.training, spec.method.num_generations
-    rollouts = (
-        training.per_device_train_batch_size * training.gradient_accumulation_steps * spec.distributed.num_processes
-    )
+    # Unset num_processes is every visible GPU, known at launch only: then one process's share must divide.
+    processes = spec.distributed.num_processes or 1
+    rollouts = training.per_device_train_batch_size * training.gradient_accumulation_steps * processes
     if rollouts % groups:
         yield Problem(
             ("method", "num_generations"),

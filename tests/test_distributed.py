@@ -58,7 +58,7 @@ def test_torchrun_launcher(write_spec, tmp_path):
             ],
             "do not split evenly",
         ),
-        (["distributed.backend=ddp"], "ddp with one process"),
+        (["distributed.backend=ddp", "distributed.num_processes=1"], "ddp with one process"),
         (
             ["distributed.backend=fsdp", "distributed.num_processes=2", "model.quantization_bit=4"],
             "FSDP with bitsandbytes",
@@ -238,3 +238,27 @@ def test_deepspeed_trains_on_cpu_and_saves_a_normal_model(demo, tmp_path, zero, 
     }
     moved = sum(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
     assert moved > 10
+
+
+def test_unset_num_processes_means_every_visible_gpu(write_spec, tmp_path):
+    """As in LLaMA-Factory: a backend without num_processes runs one process per GPU that launch.sh finds."""
+    from ffc.compiler.loader import SpecError
+
+    spec = write_spec(MINIMAL_SPEC + "distributed:\n  backend: ddp\n")
+    resolved, files = build_files(load_spec(spec), tmp_path / "run")
+    assert resolved.spec.distributed.num_processes is None
+    launch = files["launch.sh"].decode()
+    assert '--num_processes "$((NPROC_PER_NODE * NUM_MACHINES))"' in launch
+    # The count launch.sh computes: NPROC_PER_NODE wins, else torch's visible GPUs (at least one).
+    snippet = next(line for line in launch.splitlines() if line.startswith("NPROC_PER_NODE="))
+    shown = subprocess.run(["bash", "-c", f"{snippet}; echo $NPROC_PER_NODE"], capture_output=True, text=True,
+                           env={"PATH": os.environ["PATH"], "NPROC_PER_NODE": "3"})  # fmt: skip
+    assert shown.stdout.strip() == "3"
+    assert "one process per visible GPU" in files["README.md"].decode()
+    resolved, _ = build_files(load_spec(write_spec(MINIMAL_SPEC)), tmp_path / "run1")
+    assert resolved.spec.distributed.num_processes == 1  # backend none: one process
+    slurm = MINIMAL_SPEC + "distributed:\n  backend: ddp\n  slurm:\n    partition: gpu\n"
+    with pytest.raises(SpecError, match="set distributed.num_processes or distributed.slurm.gpus_per_node"):
+        load_spec(write_spec(slurm))
+    resolved, _ = build_files(load_spec(write_spec(slurm + "    gpus_per_node: 4\n")), tmp_path / "run2")
+    assert resolved.spec.distributed.num_processes == 4

@@ -159,7 +159,7 @@ ZH_HELP = {
     "training.gradient_checkpointing": "以重新计算换取显存：更省显存，稍慢。",
     "training.logging_steps": "每隔多少步记录一次损失。",
     "distributed.backend": "none 单进程；ddp 数据并行；deepspeed ZeRO；fsdp 全分片数据并行。",
-    "distributed.num_processes": "所有机器上的进程总数（通常每块 GPU 一个）。",
+    "distributed.num_processes": "所有机器上的进程总数（通常每块 GPU 一个）。未设置时：backend 为 none 则为 1，否则为 launch.sh 启动时每台机器可见的每块 GPU 一个（与 LLaMA-Factory 相同）。",
     "inference.temperature": "采样温度：越高越随机，0 为贪心解码。",
     "inference.max_new_tokens": "每次回答最多生成的 token 数。",
     "name": "运行名（默认取配置文件名）。",
