@@ -97,3 +97,23 @@ def test_each_result_of_a_turn_answers_the_call_at_its_position(name):
         results = python[python.index("[TOOL_RESULTS]" if name != "gemma4" else "<|tool_response>") :]
         assert [results.count(x) for x in label] == [1, 1]
         assert results.index(label[0]) < results.index(label[1])
+
+
+@pytest.mark.parametrize("enable_thinking,kept", [(None, True), (True, True), (False, False)])
+def test_gemma4_thought_before_calls_follows_enable_thinking(enable_thinking, kept):
+    messages = _conversation()
+    messages[1] = {**messages[1], "reasoning_content": "I need the weather tool."}
+    converted = sft({"messages": messages, "tools": json.dumps(TOOLS)}, OPENAI)
+    python = (
+        TEMPLATES["gemma4"]
+        .render(converted["messages"], bos="<s>", tools=converted["tools"], enable_thinking=enable_thinking)
+        .text
+    )
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda x, **kw: json.dumps(x, ensure_ascii=False, **kw)
+    options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+    exported = env.from_string(TEMPLATES["gemma4"].to_jinja()).render(
+        messages=messages, tools=TOOLS, bos_token="<s>", **options
+    )
+    assert python == exported
+    assert ("<|channel>thought\nI need the weather tool.\n<channel|>" in python) is kept

@@ -167,7 +167,8 @@ class Gemma4Template(CustomTemplate):
                 out.prompt("\n")
             else:
                 reasoning, text, calls = split_reasoning(message)
-                thought = "<|channel>thought\n" + reasoning + "\n<channel|>" if reasoning and index > last_query else ""
+                keep = reasoning and index > last_query and enable_thinking is not False  # False drops all reasoning
+                thought = "<|channel>thought\n" + reasoning + "\n<channel|>" if keep else ""
                 written = "".join(
                     "<|tool_call>call:" + c["name"] + _value(c["arguments"], False) + "<tool_call|>"
                     if isinstance(c["arguments"], dict)
@@ -292,7 +293,8 @@ class Gemma4Template(CustomTemplate):
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             + JINJA_SPLIT
             + "{{- '<|turn>model\\n' -}}"
-            "{%- if reasoning and loop.index0 > ns.last_query -%}"
+            "{%- if reasoning and loop.index0 > ns.last_query and not (enable_thinking is defined and enable_thinking "
+            "is false) -%}"
             "{{- '<|channel>thought\\n' + reasoning + '\\n<channel|>' -}}{%- endif -%}"
             "{%- for tool_call in calls -%}"
             "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
@@ -336,8 +338,8 @@ register(
             "turn, calls as <|tool_call>call:name{...}<tool_call|>, results as <|tool_response>...<tool_response|> "
             "inside the calling model turn, and the response after them continuing that turn. Responses keep no "
             "reasoning (reasoning_content and <think> blocks are removed, so not trained) except the thought "
-            "channel before calls after the last user message; enable_thinking true adds <|think|> to the system "
-            "turn. Arguments given as JSON text are trained as an object (the official template writes the text). "
+            "channel before calls after the last user message (dropped with enable_thinking false, which the official "
+            "template ignores); enable_thinking true adds <|think|> to the system turn. Arguments given as JSON text are trained as an object (the official template writes the text). "
             "A tool result answers the call at its position (ffc's data keeps no tool_call_id)."
         ),
     ),
