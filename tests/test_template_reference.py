@@ -226,7 +226,7 @@ KNOWN_GAPS.update(
         },
         **{
             ("mistral_v3", "mistral-7b-instruct-v0.3", kind): (
-                "v0.3's template drops the system message; ffc keeps it in the first [INST] block"
+                "v0.3's template drops the system message; ffc keeps it in the last [INST] block (as mistral-common)"
             )
             for kind in ("plain", "prompt", "tools", "tools_prompt", "tool_results_several")
         },

@@ -33,7 +33,7 @@ class MistralTemplate(CustomTemplate):
     """Mistral's instruct formats with their tool calls, as the official templates write them.
 
     ``flavour``: ``v3`` (Mistral-7B-Instruct v0.3: spaces around every control token), ``tekken``
-    (Nemo: no spaces, the system prompt opens the last [INST] block) or ``v7`` (Small 3.x:
+    (Nemo: no spaces) or ``v7`` (Small 3.x:
     [SYSTEM_PROMPT], calls as ``[TOOL_CALLS]name[CALL_ID]id[ARGS]{...}``). The tools list sits
     right before the last user message. A tool result carries the id of the call it answers (the
     call at its position); Mistral's format has no place for text or reasoning beside calls, so such
@@ -48,7 +48,7 @@ class MistralTemplate(CustomTemplate):
         if v7 and system:
             out.prompt("[SYSTEM_PROMPT]" + system + "[/SYSTEM_PROMPT]")
         users = [i for i, m in enumerate(messages) if m["role"] == "user"]
-        system_turn = (users[0] if v3 else users[-1]) if users and system and not v7 else None
+        system_turn = users[-1] if users and system and not v7 else None  # as mistral-common places it
         ids: list[str] = []
         numbered = 0
         for index, message in enumerate(messages):
@@ -135,7 +135,7 @@ class MistralTemplate(CustomTemplate):
                 "{{- '}}' -}}{%- if not loop.last -%}{{- ', ' -}}{%- endif -%}{%- endfor -%}"
                 f"{{{{- {s('] [/AVAILABLE_TOOLS]' if v3 else '][/AVAILABLE_TOOLS]')} -}}}}"
             )
-        system_turn = "-1" if v7 else ("ns.first_user" if v3 else "ns.last_query")
+        system_turn = "-1" if v7 else "ns.last_query"
         inst = "' [INST] ' + content + ' [/INST]'" if v3 else "'[INST]' + content + '[/INST]'"
         if v7:
             result = "'[TOOL_RESULTS]' + id + '[TOOL_CONTENT]' + message['content'] + '[/TOOL_RESULTS]'"
@@ -152,9 +152,6 @@ class MistralTemplate(CustomTemplate):
         answer = "' ' + message['content'] + ' ' + eos" if v3 else "message['content'] + eos"
         return (
             jinja_head(default_system) + "{%- set ids = namespace(n=0, last='', list=[], r=0) -%}"
-            "{%- set ns.first_user = -1 -%}{%- for m in loop_messages -%}"
-            "{%- if m['role'] == 'user' and ns.first_user < 0 -%}{%- set ns.first_user = loop.index0 -%}{%- endif -%}"
-            "{%- endfor -%}"
             "{{- bos -}}"
             + ("{%- if system -%}{{- '[SYSTEM_PROMPT]' + system + '[/SYSTEM_PROMPT]' -}}{%- endif -%}" if v7 else "")
             + "{%- for message in loop_messages -%}"
@@ -203,7 +200,8 @@ register(
         notes=(
             "Mistral-7B-Instruct v0.3 (LLaMA-Factory's `mistral`; ffc's `mistral` keeps v0.1/v0.2's spacing), with "
             "[AVAILABLE_TOOLS] before the last user message, [TOOL_CALLS] with call ids and [TOOL_RESULTS]. Its "
-            "official template silently drops a system message; ffc puts it at the start of the first [INST] block."
+            "official template silently drops a system message; ffc opens the last [INST] block with it, where "
+            "mistral-common (Mistral's own tokenizer library) and Nemo's template put it."
         ),
     ),
     MistralTemplate(
