@@ -11,7 +11,16 @@ text; the data), then measures, alternating the two tools run by run:
 2. data preparation: templating and tokenising alpaca_en_demo repeated to --rows rows, same template
    (qwen) and cutoff: rows/s and peak memory;
 3. training: LoRA and full SFT, same model, data, cutoff, batch, learning rate, steps and seed: wall time,
-   trained (non-padding) tokens/s, peak memory, loss curves; then ffc with packing.
+   trained (non-padding) tokens/s, peak memory, loss curves; then ffc with packing;
+4. training with a realistic vocabulary: a Qwen2.5-shaped model scaled down to run here (151,936-token
+   vocabulary, tied embeddings) at --big-cutoff (>= 1024), LoRA SFT, both tools' defaults (ffc:
+   padding-free batches and the chunked loss; LLaMA-Factory: padded batches and full logits).
+
+comparison.json's top-level keys sum it up: startup_ratio (LLaMA-Factory ÷ ffc time), data_speed_ratio
+(ffc ÷ LLaMA-Factory rows/s), train_speed_ratio (ffc ÷ LLaMA-Factory trained tokens/s) and
+train_memory_ratio (ffc ÷ LLaMA-Factory peak memory), both from the realistic-vocabulary run, and
+loss_agreement (mean and largest absolute per-step loss difference of that run). Timings need a quiet
+machine: other processes on the same cores make every ratio noisy.
 
 Results: bench/results/comparison.json and .md, and the loss curves as loss_curves.png.
 Needs ../shared/data/llamafactory-demo (the demo data is read by path, never copied).
@@ -98,6 +107,28 @@ def make_model(folder: Path) -> None:
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+# Qwen2.5's vocabulary and layout (tied embeddings, grouped KV heads, QKV bias) at a width and depth this
+# machine trains: the logits (batch x sequence x 151,936) dominate memory as they do in real fine-tuning.
+QWEN_VOCAB_SHAPE = dict(vocab_size=151936, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                        max_position_embeddings=4096)  # fmt: skip
+
+
+def make_big_vocab_model(folder: Path, small: Path) -> None:
+    """The Qwen2.5-shaped model; its tokenizer is the small model's (ids below 8000: the vocabulary's
+    other rows cost what they cost a real model, in the embedding, the head and the logits)."""
+    if (folder / "config.json").exists():
+        return
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(small)
+    config = Qwen2Config(**QWEN_VOCAB_SHAPE, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
 
@@ -293,11 +324,11 @@ def read_training(output: Path) -> dict:
     }
 
 
-def training(model: Path, steps: int, cutoff: int, repeats: int) -> dict:
+def training(model: Path, steps: int, cutoff: int, repeats: int, methods=("lora", "full"), packed: bool = True) -> dict:
     data = make_data(WORK / "data_train", 4 * steps * 2)
     out: dict = {}
     lf_cli = str(LF_VENV / "bin" / "llamafactory-cli")
-    for method in ("lora", "full"):
+    for method in methods:
         runs = {"ffc": [], "llamafactory": []}
         for i in range(repeats):
             spec = ffc_spec(WORK / f"train_{method}.yaml", model, data, method=method, steps=steps, cutoff=cutoff)
@@ -316,6 +347,8 @@ def training(model: Path, steps: int, cutoff: int, repeats: int) -> dict:
             log(f"{method} {i + 1}/{repeats}: ffc {runs['ffc'][-1]['tokens_per_s']:.0f} tok/s, {runs['ffc'][-1]['peak_mb']:.0f} MB; "
                 f"LLaMA-Factory {runs['llamafactory'][-1]['tokens_per_s']:.0f} tok/s, {runs['llamafactory'][-1]['peak_mb']:.0f} MB")  # fmt: skip
         out[method] = summarize(runs)
+    if not packed:
+        return out
     # ffc with packing, for the record
     spec = ffc_spec(WORK / "train_packed.yaml", model, data, method="lora", steps=steps, cutoff=cutoff, packing=True)
     run_dir = WORK / "ffc_packed"
@@ -340,7 +373,27 @@ def summarize(runs: dict) -> dict:
     result["losses"] = {tool: runs[tool][0]["losses"] for tool in runs}
     a, b = result["losses"]["ffc"], result["losses"]["llamafactory"]
     result["mean_abs_loss_difference"] = sum(abs(x - y) for x, y in zip(a, b)) / max(1, min(len(a), len(b)))
+    result["max_abs_loss_difference"] = max((abs(x - y) for x, y in zip(a, b)), default=0.0)
     return result
+
+
+def headline(results: dict) -> dict:
+    """The four ratios of issue 16 and the loss-curve agreement, from the parts measured so far."""
+    out = {}
+    if "startup" in results:
+        out["startup_ratio"] = results["startup"]["ratio_median"]
+    if "data" in results:
+        out["data_speed_ratio"] = results["data"]["rows_per_s"]["ratio_median"]
+    big = results.get("training_qwen_vocab", {}).get("lora")
+    if big:
+        out["train_speed_ratio"] = big["tokens_per_s_ratio"]
+        out["train_memory_ratio"] = big["peak_mb_ratio"]
+        out["loss_agreement"] = {
+            "mean_abs_loss_difference": big["mean_abs_loss_difference"],
+            "max_abs_loss_difference": big["max_abs_loss_difference"],
+            "steps": min(len(v) for v in big["losses"].values()),
+        }
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------------------
@@ -369,6 +422,14 @@ def report(results: dict) -> str:
             f"| {method} SFT: train runtime / process wall (s) | {r['ffc']['train_runtime_s']:.1f} / {r['ffc']['wall_s']:.1f} | {r['llamafactory']['train_runtime_s']:.1f} / {r['llamafactory']['wall_s']:.1f} | |",
             f"| {method} SFT: peak memory (MB) | {r['ffc']['peak_mb']:.0f} | {r['llamafactory']['peak_mb']:.0f} | {r['peak_mb_ratio']:.2f} |",
             f"| {method} SFT: mean abs. loss difference per step | {r['mean_abs_loss_difference']:.3f} | | |",
+        ]
+    big = results.get("training_qwen_vocab", {}).get("lora")
+    if big:
+        cutoff = results["training_qwen_vocab"]["cutoff"]
+        lines += [
+            f"| 151,936-token vocabulary (Qwen2.5-shaped, cutoff {cutoff}), LoRA SFT: trained tokens/s | {big['ffc']['tokens_per_s']:.0f} | {big['llamafactory']['tokens_per_s']:.0f} | {big['tokens_per_s_ratio']:.2f}x |",
+            f"| 151,936-token vocabulary, LoRA SFT: peak memory (MB) | {big['ffc']['peak_mb']:.0f} | {big['llamafactory']['peak_mb']:.0f} | {big['peak_mb_ratio']:.2f} |",
+            f"| 151,936-token vocabulary, LoRA SFT: mean / max abs. loss difference per step | {big['mean_abs_loss_difference']:.3f} / {big['max_abs_loss_difference']:.3f} | | |",
         ]
     p = t["lora_packed_ffc"]
     lines += [
@@ -401,32 +462,39 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="start-up runs per tool")
     parser.add_argument("--data-repeats", type=int, default=3)
     parser.add_argument("--train-repeats", type=int, default=1)
+    parser.add_argument("--big-cutoff", type=int, default=1024, help="cutoff of the realistic-vocabulary run")
     parser.add_argument(
-        "--only", choices=["startup", "data", "training"], help="re-measure one part; keep the others' last results"
+        "--only",
+        choices=["startup", "data", "training", "vocab"],
+        help="re-measure one part; keep the others' last results",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="where comparison.json/.md go (a trial run: elsewhere)"
     )
     parser.add_argument(
         "--report", action="store_true", help="rewrite the report from the last results, measuring nothing"
     )
     args = parser.parse_args()
+    results_dir = args.results
     if args.report:
-        results = json.loads((RESULTS / "comparison.json").read_text())
-        (RESULTS / "comparison.md").write_text(report(results))
+        results = json.loads((results_dir / "comparison.json").read_text())
+        (results_dir / "comparison.md").write_text(report(results))
         return print(report(results))
     if not DEMO.exists():
         sys.exit(f"{DEMO} not found: the benchmark reads LLaMA-Factory's demo data from ../shared")
     random.seed(0)
     WORK.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
     setup_llamafactory()
     model = WORK / "model"
     make_model(model)
-    previous = RESULTS / "comparison.json"
+    previous = results_dir / "comparison.json"
     results = json.loads(previous.read_text()) if args.only and previous.exists() else {}
     results.update(machine=f"{os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
     command = "python bench/compare_llamafactory.py " + " ".join(sys.argv[1:])
     results.pop("command", None)
     commands = results.setdefault("commands", {})
-    for part in ("startup", "data", "training"):
+    for part in ("startup", "data", "training", "vocab"):
         if args.only in (None, part):
             commands[part] = command.strip()
     if args.only in (None, "startup"):
@@ -435,9 +503,15 @@ def main() -> None:
         results["data"] = data_prep(model, args.rows, args.data_repeats, args.cutoff)
     if args.only in (None, "training"):
         results["training"] = training(model, args.steps, args.cutoff, args.train_repeats)
-    (RESULTS / "comparison.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "comparison.md").write_text(report(results))
-    plot(results, RESULTS / "loss_curves.png")
+    if args.only in (None, "vocab"):
+        big = WORK / "model_qwen_vocab"
+        make_big_vocab_model(big, model)
+        vocab_run = training(big, args.steps, args.big_cutoff, args.train_repeats, methods=("lora",), packed=False)
+        results["training_qwen_vocab"] = {"cutoff": args.big_cutoff, "shape": QWEN_VOCAB_SHAPE, **vocab_run}
+    results.update(headline(results))
+    (results_dir / "comparison.json").write_text(json.dumps(results, indent=2) + "\n")
+    (results_dir / "comparison.md").write_text(report(results))
+    plot(results, results_dir / "loss_curves.png")
     print(report(results))
 
 
