@@ -23,6 +23,7 @@ from .test_template_reference import (
     TOOL_CALL,
     TOOL_CALLS_WITH_TEXT,
     TOOLS,
+    _env,
     _ffc_python,
     _jinja,
     _official,
@@ -321,3 +322,87 @@ def test_thinking_modes_train_what_generation_continues(name, enable_thinking, c
     kwargs = {"enable_thinking": enable_thinking}
     jinja = _jinja(template.to_jinja(), conversation[:-1], "", "", None, True, **kwargs)
     assert jinja == template.render(messages[:-1], system=system, add_generation_prompt=True, **kwargs).text
+
+
+# -- seeded random conversations against the official templates ------------------------------------------
+RANDOM_FOLDERS = {
+    "deepseekr1": "deepseek-r1",
+    "deepseekr1_0528": "deepseek-r1-0528-qwen3-8b",
+    "deepseek_v3_1": "deepseek-v3.1",
+    "glm4_moe": "glm-4.5",
+    "gpt_oss": "gpt-oss",
+    "kimi_k2": "kimi-k2-instruct",
+}
+WORDS = ["Hi", "What is 2+2?", "Paris", "  spaced  ", "multi\nline", "你好"]
+
+
+def _random_conversation(name: str, rng) -> tuple[list[dict], bool]:
+    """A conversation of 1-3 user turns, tool rounds (one call, or two with text beside them) and reasoning,
+    outside the documented differences (see each template's notes): DeepSeek keeps the reasoning it trains
+    after the last user message, Kimi-K2 has none, R1's template breaks from its second tool round on,
+    gpt-oss renders one call per turn and no text beside reasoning."""
+    messages = [{"role": "system", "content": rng.choice(["You are helpful.", "Be brief."])}] * (rng.random() < 0.7)
+    for turn in range(rng.randint(1, 3)):
+        messages.append({"role": "user", "content": rng.choice(WORDS)})
+        for round_ in range(rng.choice([0, 0, 1, 2] if name != "deepseekr1" or turn else [0, 1])):
+            calls = [
+                {
+                    "id": f"c{turn}{round_}{i}",
+                    "type": "function",
+                    "function": {"name": rng.choice(["get_weather", "f"]), "arguments": {"city": rng.choice(WORDS)}},
+                }
+                for i in range(1 if name == "gpt_oss" else rng.choice([1, 1, 2]))
+            ]
+            call = {"role": "assistant", "content": "" if name == "gpt_oss" else rng.choice(["", "Let me check."])}
+            if rng.random() < 0.4:
+                call["reasoning_content"] = "think " + rng.choice(WORDS)
+            messages.append({**call, "tool_calls": calls})
+            name0 = calls[0]["function"]["name"]
+            result = rng.choice(['{"t": 1}', "plain"])
+            messages.append({"role": "tool", "tool_call_id": f"functions.{name0}:0", "name": name0, "content": result})
+        answer = {"role": "assistant", "content": rng.choice(WORDS)}
+        if rng.random() < 0.5:
+            answer["reasoning_content"] = "reason " + rng.choice(WORDS)
+        messages.append(answer)
+    if name == "deepseekr1" and sum(1 for m in messages if m.get("tool_calls")) > 1:
+        return _random_conversation(name, rng)
+    generation = rng.random() < 0.3
+    if generation:
+        messages = messages[:-1]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    for index, message in enumerate(messages):
+        if name == "kimi_k2" or (name.startswith("deepseek") and index > last_user):
+            message.pop("reasoning_content", None)
+    return messages, generation
+
+
+def _official_form(name: str, messages: list[dict]) -> list[dict]:
+    out = _string_arguments(messages) if name.startswith("deepseek") else copy.deepcopy(messages)
+    return _thinking_key(out) if name == "gpt_oss" else out
+
+
+@pytest.mark.parametrize("name", list(RANDOM_FOLDERS))
+def test_random_conversations_render_as_official(name):
+    import random
+
+    rng = random.Random(13)
+    template, meta = _official(RANDOM_FOLDERS[name], "chat_template.jinja")
+    bos, eos = meta["bos_token"], meta["eos_token"]
+    tools = None if name.startswith("deepseek") else TOOLS
+    official_template = _env().from_string(template)  # compiled once: the test renders many conversations
+    ffc_template = _env().from_string(TEMPLATES[name].to_jinja())
+
+    def render(compiled, messages, generation):
+        return compiled.render(
+            messages=messages, tools=tools, bos_token=bos, eos_token=eos, add_generation_prompt=generation
+        )
+
+    for _ in range(40):
+        messages, generation = _random_conversation(name, rng)
+        official = render(official_template, _official_form(name, messages), generation)
+        python = _ffc_python(name, messages, tools, generation, bos, eos)
+        jinja = render(ffc_template, messages, generation)
+        if name == "glm4_moe" and not generation:
+            jinja = jinja.removesuffix(eos)
+        assert python == official, messages
+        assert jinja == official, messages
