@@ -479,3 +479,23 @@ def test_cutoff_never_cuts_through_an_image(demo):
     assert kept == full["input_ids"][0][: len(kept)] and kept[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")
     dropped = encode(20)  # not even the first image fits: the sample is dropped with the reason
     assert dropped["input_ids"] == [[]] and "longer than cutoff_len" in dropped["_drop"][0]
+
+
+def test_lora_all_and_freezing_leave_the_vision_tower_alone(demo):
+    from transformers import AutoModelForImageTextToText
+
+    from ffc.runtime.vlm import freeze_parts, lora_targets
+
+    model = AutoModelForImageTextToText.from_pretrained(demo / "tiny-vlm")
+    targets = lora_targets(model)
+    assert targets and all(name.startswith("model.language_model.") for name in targets)
+    assert lora_targets(model, ["q_proj"]) == [name for name in targets if name.endswith("q_proj")]
+
+    def trainable(prefix):
+        return {p.requires_grad for name, p in model.named_parameters() if name.startswith(prefix)}
+
+    freeze_parts(model)  # the defaults: vision tower and projector fixed, language model trained
+    assert trainable("model.visual.") == {False} and trainable("model.language_model.") == {True}
+    freeze_parts(model, train_mm_proj_only=True)
+    assert trainable("model.visual.merger.") == {True} and trainable("model.visual.blocks.") == {False}
+    assert trainable("model.language_model.") == {False} and trainable("lm_head.") == {False}
