@@ -134,6 +134,9 @@ def _deepspeed(spec) -> dict:
     }
 
 
+# model.quantization_method values whose models are stored quantized: transformers reads their config.json.
+STORED_QUANTIZATION = ("gptq", "awq", "aqlm")
+
 # The packages the optimizer switches import (Muon and LoRA+ come with torch and PEFT).
 OPTIMIZER_PACKAGES = {
     "use_galore": "galore-torch",
@@ -150,8 +153,8 @@ def _requirements(spec, vendored: bool) -> dict:
         names.append("matplotlib")
     if "tensorboard" in spec.logging.report_to:
         names.append("tensorboard")
-    if spec.model.quantization_bit:
-        names.append("bitsandbytes")
+    if spec.model.quantization_bit:  # hqq and eetq are not pinned here: ffc is not tested with them (no CPU kernels)
+        names += {"bnb": ["bitsandbytes"], "torchao": ["torchao"]}.get(spec.model.quantization_method, [])
     if spec.distributed.backend == "deepspeed":
         names.append("deepspeed")
     if spec.model.enable_liger_kernel:
@@ -208,7 +211,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         freeze=spec.method.finetuning_type == "freeze",
         oft=spec.method.finetuning_type == "oft",
         adapter=resolved.finetuning.trains_adapter,  # train.py saves a PEFT adapter (LoRA or OFT)
-        quantized=bool(model.quantization_bit),
+        # QLoRA: quantized when loading (quantization_bit), or a model stored quantized (gptq, awq, aqlm)
+        quantized=bool(model.quantization_bit) or model.quantization_method in STORED_QUANTIZATION,
         deepspeed=spec.distributed.backend == "deepspeed",
         model_path=model_path,
         model_is_local=model_is_local,

@@ -53,6 +53,7 @@ TESTED_VERSIONS = {
     "adam-mini": "1.1.1",
     "onnx": "1.23.2",
     "onnxruntime": "1.32.0",
+    "torchao": "0.18.0",  # model.quantization_method: torchao
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
 }
 

@@ -21,6 +21,17 @@ class TuningError(UserError):
     """A tuning option that cannot work with this model or on this machine."""
 
 
+def require_gpu(option: str) -> None:
+    """Options whose kernels exist for CUDA only: stop at start with what to change, not deep in a kernel."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TuningError(
+            f"{option} needs a CUDA GPU and this machine has none: run on a GPU machine, or change the option "
+            "in the spec and rebuild."
+        )
+
+
 # -- model options --------------------------------------------------------------------------------------
 
 

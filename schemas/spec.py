@@ -63,6 +63,11 @@ class ModelSection(Section):
     quantization_bit: Optional[Literal[4, 8]] = Field(
         None, description="Load the base model in 4 or 8 bits with bitsandbytes (QLoRA). Needs finetuning_type: lora."
     )
+    quantization_method: Literal["bnb", "torchao", "hqq", "eetq", "gptq", "awq", "aqlm"] = Field(
+        "bnb",
+        description="How the base is quantized for QLoRA: bnb (bitsandbytes), torchao, hqq or eetq (8-bit) when "
+        "loading, with quantization_bit; gptq, awq or aqlm for a model stored quantized (no quantization_bit).",
+    )
     quantization_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
     double_quantization: bool = Field(True, description="Quantize the 4-bit quantization constants too.")
     # Model options (issue 15): LLaMA-Factory's names

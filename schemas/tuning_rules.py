@@ -133,3 +133,28 @@ def oft(spec):
         yield Problem(
             ("inference", "infer_backend"), "vLLM serves LoRA adapters only: use infer_backend: huggingface for OFT."
         )
+
+
+@rule
+def quantization_method(spec):
+    model = spec.model
+    chosen = model.quantization_method
+    if chosen in ("gptq", "awq", "aqlm"):
+        if model.quantization_bit:
+            yield Problem(
+                ("model", "quantization_bit"),
+                f"a {chosen} model is stored quantized: remove quantization_bit (its config.json says how).",
+            )
+        if spec.method.finetuning_type != "lora":
+            yield Problem(
+                ("model", "quantization_method"),
+                f"a {chosen}-quantized model trains adapters only: set method.finetuning_type: lora.",
+            )
+    elif chosen != "bnb" and "quantization_method" in model.model_fields_set and not model.quantization_bit:
+        yield Problem(("model", "quantization_method"), f"{chosen} quantizes when loading: set model.quantization_bit.")
+    if chosen == "eetq" and model.quantization_bit == 4:
+        yield Problem(("model", "quantization_bit"), "EETQ quantizes to 8 bits: set quantization_bit: 8.")
+    if chosen != "bnb":
+        for name in ("quantization_type", "double_quantization"):
+            if name in model.model_fields_set:
+                yield Problem(("model", name), f"{name} is a bitsandbytes option: remove it for {chosen}.")

@@ -32,6 +32,11 @@ def errors(path, overrides):
         (["method.pissa_init=true", "model.quantization_bit=8"], "PiSSA starts from the singular vectors"),
         (["method.pissa_init=true", "method.use_dora=true"], "remove use_dora or pissa_init"),
         (["method.loftq_init=true"], "set model.quantization_bit: 4"),
+        (["model.quantization_method=gptq", "model.quantization_bit=4"], "stored quantized: remove quantization_bit"),
+        (["model.quantization_method=awq", "method.finetuning_type=full"], "trains adapters only"),
+        (["model.quantization_method=hqq"], "hqq quantizes when loading: set model.quantization_bit"),
+        (["model.quantization_method=eetq", "model.quantization_bit=4"], "EETQ quantizes to 8 bits"),
+        (["model.quantization_method=torchao", "model.quantization_bit=8", "model.quantization_type=fp4"], "bitsandbytes option"),
         (["method.loftq_init=true", "model.quantization_bit=4", "method.pissa_init=true"], "remove pissa_init"),
         (["method.create_new_adapter=true"], "set model.adapter_name_or_path"),
         (["method.finetuning_type=full", "method.use_llama_pro=true"], "use_llama_pro only applies to finetuning_type: freeze"),
@@ -87,6 +92,15 @@ def test_loftq_is_generated_and_refused_without_a_gpu(demo, tmp_path, monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="on a CUDA GPU and this machine has none"):
         loftq(None, str(demo / "tiny-model"))
+
+
+def test_cuda_only_quantization_stops_at_start(demo, tmp_path):
+    code = _train_py(demo, tmp_path, ["model.quantization_method=torchao", "model.quantization_bit=4"])
+    assert 'require_gpu("model.quantization_method: torchao with quantization_bit: 4")' in code
+    assert "Int4WeightOnlyConfig()" in code
+    assert "require_gpu" not in _train_py(
+        demo, tmp_path, ["model.quantization_method=torchao", "model.quantization_bit=8"]
+    )
 
 
 def test_requirements_name_the_packages_used(demo, tmp_path):
@@ -196,3 +210,20 @@ def test_oft_trains_and_loads_with_peft(demo, tmp_path):
         tuned = PeftModel.from_pretrained(base, output).eval()(input_ids=ids).logits
     assert not torch.allclose(plain, tuned, atol=1e-4)
     assert 'ADAPTER = str(RUN_DIR / "output")' in (run / "chat.py").read_text()  # chat/serve/export apply it
+
+
+@pytest.mark.slow
+def test_lora_on_a_torchao_int8_base_trains_and_loads(demo, tmp_path):
+    pytest.importorskip("torchao")
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    overrides = [
+        "training.max_steps=8", "training.logging_steps=1", "model.quantization_method=torchao",
+        "model.quantization_bit=8",
+    ]  # fmt: skip
+    run, losses = run_training(demo, tmp_path, method="lora", overrides=overrides, lr=5e-3)
+    assert losses[-1] < losses[0], losses
+    assert "TorchAoConfig(quant_type=Int8WeightOnlyConfig())" in (run / "train.py").read_text()
+    assert "torchao==" in (run / "requirements.txt").read_text()
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(demo / "tiny-model"), run / "output")
