@@ -173,7 +173,7 @@ def check(name: str, model_dir: Path) -> list[Outcome]:
             theirs = compiled.render(
                 messages=messages, tools=tools, add_generation_prompt=generation, bos_token=bos, eos_token=eos
             )
-        except jinja2.exceptions.TemplateError as exc:
+        except (jinja2.exceptions.TemplateError, TypeError) as exc:  # TypeError: e.g. DeepSeek's string-only arguments
             out.append(Outcome(kind, "not rendered by the model's template", str(exc)))
             continue
         try:
