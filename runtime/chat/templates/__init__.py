@@ -5,10 +5,12 @@ Layout (one obvious place for everything):
 - ``base``: the template classes (``ChatTemplate`` and the variants with their own markup),
   their rendering, and the ``TEMPLATES`` registry;
 - ``jinja``: the export of a template as a Hugging Face Jinja chat template;
+- ``custom``: ``CustomTemplate``, the base of families that render turn by turn in Python and
+  write their Jinja by hand (DeepSeek R1/V3.1, GLM-4.5, gpt-oss, Kimi-K2, Llama 3.1/4);
 - one module per family group, each calling ``register(...)`` with its entries:
   ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``,
   ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``, ``minicpm``, ``smollm``,
-  ``olmo``.
+  ``olmo``, ``gpt_oss``, ``kimi``.
 
 To add a family: an entry in its group's module (a new module for a new group, imported
 below), a line in tests/test_template_reference.py's ``REFERENCES`` naming its official
