@@ -130,11 +130,6 @@ class MethodSection(Section):
     )
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(rank).")
-    # Freeze (finetuning_type: freeze)
-    freeze_trainable_layers: int = Field(
-        2,
-        description="Number of decoder layers trained: positive counts from the last layer, negative from the first.",
-    )
     loraplus_lr_ratio: Optional[float] = Field(
         None, gt=0, description="LoRA+: the B matrices learn this many times faster than the A matrices (e.g. 16)."
     )
@@ -165,6 +160,11 @@ class MethodSection(Section):
         default_factory=lambda: ["all"], description="OFT: modules adapted, 'all' (every linear layer) or names."
     )
     _split_oft = field_validator("oft_target", mode="before")(_split_names)
+    # Freeze (finetuning_type: freeze)
+    freeze_trainable_layers: int = Field(
+        2,
+        description="Number of decoder layers trained: positive counts from the last layer, negative from the first.",
+    )
     freeze_trainable_modules: list[str] = Field(
         default_factory=lambda: ["all"],
         description="Modules inside the trainable layers that are trained: 'all' or names such as mlp,self_attn.",
@@ -172,15 +172,15 @@ class MethodSection(Section):
     freeze_extra_modules: list[str] = Field(
         default_factory=list, description="Modules outside the decoder layers also trained (e.g. embed_tokens,norm)."
     )
-    # Vision-language models: which parts train (LoRA adapts the language model's linear layers only)
-    freeze_vision_tower: bool = Field(True, description="Keep the vision encoder's weights fixed (full/freeze tuning).")
-    freeze_multi_modal_projector: bool = Field(
-        True, description="Keep the projector from vision features to the language model fixed (full/freeze tuning)."
-    )
     use_llama_pro: bool = Field(
         False,
         description="LLaMA Pro: add freeze_trainable_layers new decoder layers (copies initialised to the identity), "
         "spread evenly, and train only those.",
+    )
+    # Vision-language models: which parts train (LoRA adapts the language model's linear layers only)
+    freeze_vision_tower: bool = Field(True, description="Keep the vision encoder's weights fixed (full/freeze tuning).")
+    freeze_multi_modal_projector: bool = Field(
+        True, description="Keep the projector from vision features to the language model fixed (full/freeze tuning)."
     )
     freeze_language_model: bool = Field(False, description="Keep the language model fixed (full/freeze tuning).")
     train_mm_proj_only: bool = Field(
@@ -381,28 +381,6 @@ class TrainingSection(Section):
     include_num_input_tokens_seen: bool = Field(
         False, description="Count the non-padding tokens trained on (logged as num_input_tokens_seen)."
     )
-
-
-ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]
-
-
-class LoggingSection(Section):
-    report_to: list[ReportTarget] = Field(
-        default_factory=lambda: ["tensorboard"],
-        description="Experiment trackers. A JSON-lines trainer log (trainer_log.jsonl) is always written.",
-    )
-    plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
-    run_name: Optional[str] = derived("Name shown in trackers (default: the spec's name).")
-
-    _split = field_validator("report_to", mode="before")(_split_names)
-
-
-class DeepSpeedSection(Section):
-    zero_stage: Literal[0, 1, 2, 3] = Field(
-        2, description="ZeRO stage: 0 off, 1 optimizer, 2 +gradients, 3 +parameters."
-    )
-    offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
-    offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
     use_reentrant_gc: bool = Field(
         False, description="Reentrant gradient checkpointing (torch's older variant; LLaMA-Factory's default)."
     )
@@ -452,6 +430,28 @@ class DeepSpeedSection(Section):
     )
 
     _split = field_validator("galore_target", "apollo_target", mode="before")(_split_names)
+
+
+ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]
+
+
+class LoggingSection(Section):
+    report_to: list[ReportTarget] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="Experiment trackers. A JSON-lines trainer log (trainer_log.jsonl) is always written.",
+    )
+    plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
+    run_name: Optional[str] = derived("Name shown in trackers (default: the spec's name).")
+
+    _split = field_validator("report_to", mode="before")(_split_names)
+
+
+class DeepSpeedSection(Section):
+    zero_stage: Literal[0, 1, 2, 3] = Field(
+        2, description="ZeRO stage: 0 off, 1 optimizer, 2 +gradients, 3 +parameters."
+    )
+    offload_optimizer: bool = Field(False, description="Keep optimizer state in CPU memory.")
+    offload_param: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
     config_file: Optional[str] = Field(
         None,
         description="A DeepSpeed JSON file of your own, used as the run's ds_config.json instead of the one ffc "
