@@ -317,10 +317,12 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
             else:
                 result.dropped.append((key, "ffc always exports safetensors"))
         elif key == "quantization_method":
-            if value in ("bnb", "bitsandbytes", None):
-                result.dropped.append((key, "ffc quantises with bitsandbytes"))
+            method = "bnb" if value == "bitsandbytes" else value
+            choices = get_args(Spec.model_fields["model"].annotation.model_fields["quantization_method"].annotation)
+            if method in choices:
+                put(key, "model.quantization_method", method)
             else:
-                result.errors.append((key, f"quantization_method: {value} is not in ffc (bitsandbytes only)"))
+                result.errors.append((key, f"quantization_method: {value} is not in ffc ({', '.join(choices)})"))
         elif key == "infer_backend" and value not in ("huggingface", "vllm"):
             result.errors.append((key, f"infer_backend: {value} is not in ffc (huggingface, vllm)"))
         elif (section := section_of(key, stage)) is not None:

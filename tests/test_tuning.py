@@ -227,3 +227,23 @@ def test_lora_on_a_torchao_int8_base_trains_and_loads(demo, tmp_path):
     assert "TorchAoConfig(quant_type=Int8WeightOnlyConfig())" in (run / "train.py").read_text()
     assert "torchao==" in (run / "requirements.txt").read_text()
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(demo / "tiny-model"), run / "output")
+
+
+def test_llama_factory_configs_with_these_options_import(tmp_path):
+    from ruamel.yaml import YAML
+
+    from ffc.compiler.importer import translate
+
+    source = YAML().load(
+        "model_name_or_path: m\nstage: sft\nfinetuning_type: lora\ndataset: a\ntemplate: qwen\n"
+        "loraplus_lr_ratio: 16\npissa_init: true\nneftune_noise_alpha: 5\nrope_scaling: linear\n"
+        "quantization_method: torchao\nquantization_bit: 8\nflash_attn: fa2\n"
+    )
+    result = translate(source, tmp_path, tmp_path)
+    assert not result.errors, result.errors
+    moved = dict(result.moved)
+    assert moved["loraplus_lr_ratio"] == "method.loraplus_lr_ratio" and moved["pissa_init"] == "method.pissa_init"
+    assert (
+        moved["neftune_noise_alpha"] == "training.neftune_noise_alpha" and moved["rope_scaling"] == "model.rope_scaling"
+    )
+    assert result.doc["model"]["quantization_method"] == "torchao"
