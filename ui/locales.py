@@ -292,11 +292,6 @@ ZH_HELP = {
     "serve.max_new_tokens_limit": "单个回答最多的 token 数，无论客户端请求的 max_tokens 多大（另受模型上下文长度限制）。",
     "serve.request_timeout": "每个请求的时限（秒，含排队时间）：到时仍在生成的回答就此结束（finish_reason 为 'length'），仍在排队的请求得到 503。",
     "serve.max_queued_requests": "模型回答其他请求时可排队等待的请求数；超出的以 503 和 Retry-After 拒绝。",
-}
-
-
-def text(key: str, lang: str, **values):
-    entry = TEXT[key]
     # Tuning methods, optimizers and model options (issue 15)
     "model.rope_scaling": "拉伸旋转位置编码以在超出模型上下文的 data.cutoff_len 长度上训练（倍数：cutoff_len / max_position_embeddings，向上取整）。",
     "model.upcast_layernorm": "归一化层权重保持 float32。",
@@ -332,15 +327,20 @@ def text(key: str, lang: str, **values):
     "training.use_badam": "BAdam：每次只对一块解码层做 Adam 更新（全参数微调）。",
     "training.badam_mode": "BAdam：按解码层划分块。",
     "training.badam_start_block": "BAdam：最先训练的块（默认由切换方式决定）。",
-    "export.onnx": "另写出 model.onnx：input_ids 与 attention_mask 到 logits，float32（供 onnxruntime 使用）。",
-    "method.oft_rank": "OFT：每层正交块的个数（0 表示由 oft_block_size 决定）。",
-    "method.oft_block_size": "OFT：每个正交块的大小（0 表示由 oft_rank 决定）；需整除层的输入宽度。",
-    "method.oft_target": "OFT：适配的模块，all（所有线性层）或模块名。",
     "training.badam_switch_mode": "BAdam：各块轮流的顺序。",
     "training.badam_switch_interval": "BAdam：切换到下一块前的优化步数。",
     "training.badam_verbose": "BAdam：1 打印块切换，2 还打印可训练参数。",
     "training.use_adam_mini": "Adam-mini：每个参数块一个学习率（全参数/冻结微调）。",
+    "export.onnx": "另写出 model.onnx：input_ids 与 attention_mask 到 logits，float32（供 onnxruntime 使用）。",
+    "method.oft_rank": "OFT：每层正交块的个数（0 表示由 oft_block_size 决定）。",
+    "method.oft_block_size": "OFT：每个正交块的大小（0 表示由 oft_rank 决定）；需整除层的输入宽度。",
+    "method.oft_target": "OFT：适配的模块，all（所有线性层）或模块名。",
     "training.use_muon": "Muon（torch.optim.Muon）优化二维权重矩阵，其余参数用 AdamW（全参数/冻结微调）。",
+}
+
+
+def text(key: str, lang: str, **values):
+    entry = TEXT[key]
     words = entry.get(lang, entry["en"])
     return words.format(**values) if values else words
 
