@@ -152,3 +152,54 @@ def test_liger_is_refused_without_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="no CUDA GPU"):
         require_liger()
+
+
+@pytest.mark.parametrize(
+    "overrides,present,absent",
+    [
+        ([], ["ChunkedLossTrainer(", "padding_free=True"], ["trainer = Trainer(", "use_liger_kernel"]),
+        (["data.padding_free=false"], ["Collator(tokenizer.pad_token_id)"], ["padding_free=True"]),
+        (["training.chunked_loss=false"], ["trainer = Trainer("], ["ChunkedLossTrainer"]),
+        (
+            ["model.enable_liger_kernel=true"],
+            ["use_liger_kernel=True", "require_liger()", "trainer = Trainer("],
+            ["ChunkedLossTrainer"],
+        ),
+        (
+            ["distributed.backend=fsdp", "distributed.num_processes=2"],
+            ["trainer = Trainer(", "padding_free=True"],
+            ["ChunkedLossTrainer"],
+        ),
+    ],
+)
+def test_build_chooses_the_lean_paths(write_spec, tmp_path, overrides, present, absent):
+    from .test_build import build
+
+    files = build(write_spec(), tmp_path / "run", overrides)
+    code = files["train.py"].decode()
+    for text in present:
+        assert text in code, text
+    for text in absent:
+        assert text not in code, text
+    liger = "model.enable_liger_kernel=true" in overrides
+    assert ("liger-kernel==" in files["requirements.txt"].decode()) == liger
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["method.stage=dpo", "training.chunked_loss=true"], "chunked_loss applies to stage pt and sft"),
+        (["method.stage=dpo", "model.enable_liger_kernel=true"], "enable_liger_kernel applies to stage pt and sft"),
+        (["training.chunked_loss=true", "model.enable_liger_kernel=true"], "choose one"),
+        (
+            ["training.chunked_loss=true", "distributed.backend=fsdp", "distributed.num_processes=2"],
+            "FSDP and ZeRO-3",
+        ),
+        (["method.stage=dpo", "data.padding_free=true"], "padding_free applies to stage pt and sft"),
+    ],
+)
+def test_lean_options_are_refused_where_they_cannot_work(write_spec, overrides, message):
+    from ffc.compiler.loader import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=message):
+        load_spec(write_spec(), overrides)
