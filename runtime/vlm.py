@@ -14,13 +14,13 @@ from .errors import UserError
 
 log = logging.getLogger("ffc.vlm")
 
-# Attribute paths of each part, per family (transformers' layout): the vision encoder, the projector
-# that maps its features into the language model, and the language model. Qwen2-VL's merger is
-# its projector and lives inside the vision tower.
+# Attribute paths of each part, per family (transformers' layout; several joined by commas): the vision
+# encoder, the projector that maps its features into the language model, and the language model.
+# Qwen2-VL's merger is its projector and lives inside the vision tower (Qwen3-VL adds deepstack mergers).
 PARTS = {
     "qwen2_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen2_5_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
-    "qwen3_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+    "qwen3_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger,model.visual.deepstack_merger_list", "language_model": "model.language_model"},
 }  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def _part(model, path: str):
 
 
 def parts_of(model) -> dict:
-    """{part name: module} of a vision-language model, or a UserError naming its type."""
+    """{part name: its modules} of a vision-language model, or a UserError naming its type."""
     model_type = getattr(model.config, "model_type", "")
     paths = PARTS.get(model_type)
     if paths is None:
@@ -51,7 +51,9 @@ def parts_of(model) -> dict:
             f"ffc does not know the parts of {model_type or type(model).__name__} models (vision tower, projector, "
             f"language model); supported: {', '.join(PARTS)}. Choose one of those models."
         )
-    return {name: _part(model, path) for name, path in paths.items()}
+    return {
+        name: [m for m in (_part(model, p) for p in path.split(",")) if m is not None] for name, path in paths.items()
+    }
 
 
 def freeze_parts(
@@ -74,8 +76,9 @@ def freeze_parts(
         ("projector", freeze_multi_modal_projector),
     ]
     for name, frozen in plan:
-        for parameter in parts[name].parameters():
-            parameter.requires_grad_(not frozen)
+        for module in parts[name]:
+            for parameter in module.parameters():
+                parameter.requires_grad_(not frozen)
     if freeze_language_model:
         for parameter in model.lm_head.parameters():
             parameter.requires_grad_(False)
@@ -89,7 +92,7 @@ def lora_targets(model, names: Optional[list[str]] = None) -> list[str]:
     import torch
 
     parts = parts_of(model)
-    excluded = [module for key, module in parts.items() if key != "language_model" and module is not None]
+    excluded = [module for key, modules in parts.items() if key != "language_model" for module in modules]
     skip = {id(m) for part in excluded for m in part.modules()}
     targets = []
     for full, module in model.named_modules():
