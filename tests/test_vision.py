@@ -499,3 +499,46 @@ def test_lora_all_and_freezing_leave_the_vision_tower_alone(demo):
     freeze_parts(model, train_mm_proj_only=True)
     assert trainable("model.visual.merger.") == {True} and trainable("model.visual.blocks.") == {False}
     assert trainable("model.language_model.") == {False} and trainable("lm_head.") == {False}
+
+
+def test_qwen3_vl_encodes_batches_and_trains_one_step(demo):
+    """No Qwen3-VL demo model: a tiny random one here checks that the encoder, the collator and the model agree."""
+    from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.loading import tokenize_dataset
+    from ffc.runtime.data.multimodal import VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.tokenize import MaskOptions
+
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t)
+        for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    }
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=16,
+            rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+            deepstack_visual_indexes=[0], patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    model = Qwen3VLForConditionalGeneration(config)
+    processor = Qwen2VLImageProcessorPil(patch_size=16, min_pixels=64 * 64, max_pixels=128 * 128)
+    registry = json.loads((demo / "data" / "dataset_info.json").read_text())
+    raw = load_datasets(demo / "data", registry, ["demo_vision"], "conversations", media=True, max_samples=4)
+    encoder = VisionConversationEncoder(
+        tokenizer, get_template("qwen3_vl"), MaskOptions(cutoff_len=256), vision_plugin("qwen3_vl"), processor
+    )
+    data, _ = tokenize_dataset(raw, encoder)
+    batch = VisionCollator(tokenizer.pad_token_id, processor, config.image_token_id)(list(data))
+    loss = model(**batch).loss
+    loss.backward()
+    assert loss.item() > 0 and model.lm_head.weight.grad is not None
