@@ -236,7 +236,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         registry_note=resolved.registry_note,
         accelerate={
             "distributed_type": resolved.backend.accelerate_type,
-            "mixed_precision": "bf16" if spec.training.bf16 else "fp16" if spec.training.fp16 else "no",
+            "mixed_precision": next((name for name in ("fp8", "bf16", "fp16") if getattr(spec.training, name)), "no"),
         },
         requirements=_requirements(spec, vendored),
         vendored=vendored,

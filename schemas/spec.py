@@ -429,6 +429,15 @@ class TrainingSection(Section):
         False, description="Muon (torch.optim.Muon) for 2-D weight matrices, AdamW for the rest (full/freeze tuning)."
     )
 
+    fp8: bool = Field(
+        False,
+        description="FP8 mixed precision through accelerate (torchao or Transformer Engine; a CUDA GPU with FP8, "
+        "e.g. Hopper). Replaces bf16/fp16.",
+    )
+    fp8_backend: Literal["auto", "torchao", "te"] = Field(
+        "auto", description="FP8 implementation: torchao, Transformer Engine (te), or auto (torchao when installed)."
+    )
+
     _split = field_validator("galore_target", "apollo_target", mode="before")(_split_names)
 
 

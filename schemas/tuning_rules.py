@@ -101,6 +101,16 @@ def adapter_initialisation(spec):
 @rule
 def model_options(spec):
     training = spec.training
+    if training.fp8 and (training.bf16 or training.fp16):
+        yield Problem(
+            ("training", "fp8"),
+            f"fp8 is the run's mixed precision: turn {'bf16' if training.bf16 else 'fp16'} off (non-FP8 operations "
+            "run in the model's dtype).",
+        )
+    if training.fp8 and spec.distributed.backend in ("deepspeed", "fsdp"):
+        yield Problem(("training", "fp8"), "fp8 is generated for backend none or ddp, not DeepSpeed or FSDP.")
+    if "fp8_backend" in training.model_fields_set and not training.fp8:
+        yield Problem(("training", "fp8_backend"), "fp8_backend is an option of fp8: set training.fp8: true.")
     if training.use_reentrant_gc and not training.gradient_checkpointing:
         yield Problem(("training", "use_reentrant_gc"), "use_reentrant_gc needs training.gradient_checkpointing: true.")
     if spec.method.stage == "ppo":
@@ -113,6 +123,7 @@ def model_options(spec):
         ]
         used += ["method.loraplus_lr_ratio"] if method.loraplus_lr_ratio is not None else []
         used += ["method.pissa_convert"] if method.pissa_convert else []
+        used += ["training.fp8"] if training.fp8 else []
         if used:
             section, name = used[0].split(".")
             yield Problem((section, name), f"{', '.join(used)} is not generated for stage ppo: remove it or use grpo.")

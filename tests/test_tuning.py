@@ -32,6 +32,8 @@ def errors(path, overrides):
         (["method.pissa_init=true", "model.quantization_bit=8"], "PiSSA starts from the singular vectors"),
         (["method.pissa_init=true", "method.use_dora=true"], "remove use_dora or pissa_init"),
         (["method.loftq_init=true"], "set model.quantization_bit: 4"),
+        (["training.fp8=true", "training.bf16=true"], "turn bf16 off"),
+        (["training.fp8_backend=te"], "fp8_backend is an option of fp8"),
         (["model.quantization_method=gptq", "model.quantization_bit=4"], "stored quantized: remove quantization_bit"),
         (["model.quantization_method=awq", "method.finetuning_type=full"], "trains adapters only"),
         (["model.quantization_method=hqq"], "hqq quantizes when loading: set model.quantization_bit"),
@@ -101,6 +103,20 @@ def test_cuda_only_quantization_stops_at_start(demo, tmp_path):
     assert "require_gpu" not in _train_py(
         demo, tmp_path, ["model.quantization_method=torchao", "model.quantization_bit=8"]
     )
+
+
+def test_fp8_is_generated_and_refused_without_a_gpu(demo, tmp_path, monkeypatch):
+    import torch
+
+    from ffc.runtime.errors import UserError
+    from ffc.runtime.tuning import require_gpu
+
+    code = _train_py(demo, tmp_path, ["training.fp8=true", "training.fp8_backend=torchao"])
+    assert 'require_gpu("training.fp8")' in code and 'os.environ["ACCELERATE_FP8_BACKEND"] = "AO"' in code
+    assert code.index('require_gpu("training.fp8")') < code.index("TrainingArguments(")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="training.fp8 needs a CUDA GPU"):
+        require_gpu("training.fp8")
 
 
 def test_requirements_name_the_packages_used(demo, tmp_path):

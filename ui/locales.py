@@ -305,6 +305,8 @@ ZH_HELP = {
     "method.create_new_adapter": "配合 model.adapter_name_or_path：合并该适配器后在其上训练新的适配器。",
     "method.loftq_init": "QLoRA（quantization_bit: 4）：LoftQ 用量化误差的低秩部分初始化适配器（PEFT；需要 CUDA GPU）。",
     "model.quantization_method": "QLoRA 基座的量化方式：bnb（bitsandbytes）、torchao、hqq 或 eetq（8 位）在加载时量化，需配合 quantization_bit；gptq、awq、aqlm 用于已量化存储的模型（不设 quantization_bit）。",
+    "training.fp8": "通过 accelerate 使用 FP8 混合精度（torchao 或 Transformer Engine；需要支持 FP8 的 CUDA GPU，如 Hopper）。取代 bf16/fp16。",
+    "training.fp8_backend": "FP8 实现：torchao、Transformer Engine（te）或 auto（装有 torchao 时用它）。",
     "method.use_llama_pro": "LLaMA Pro：均匀插入 freeze_trainable_layers 个新解码层（初始化为恒等映射），只训练这些层。",
     "training.use_reentrant_gc": "使用可重入的梯度检查点（torch 的旧实现；LLaMA-Factory 的默认）。",
     "training.neftune_noise_alpha": "NEFTune：训练时在输入嵌入上加此尺度的均匀噪声（如 5）。",
