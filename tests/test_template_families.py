@@ -22,6 +22,7 @@ from .test_template_reference import (
     THINKING_TOOL,
     TOOL_CALL,
     TOOL_CALLS_WITH_TEXT,
+    TOOL_RESULTS,
     TOOLS,
     _env,
     _ffc_python,
@@ -60,6 +61,7 @@ def _three(name, conversation, generation=False, official_kwargs=None, **ffc_kwa
         pytest.param(TOOL_CALLS_WITH_TEXT, False, id="several_calls_with_text"),
         pytest.param(TOOL_CALL[:4], True, id="prompt_after_tool"),
         pytest.param(HISTORY_WITH_REASONING, True, id="prompt_after_reasoning"),
+        pytest.param(TOOL_RESULTS, False, id="several_results"),
     ],
 )
 def test_deepseek_calls_outputs_and_history(name, conversation, generation):
@@ -120,10 +122,11 @@ def test_deepseek_r1_refuses_a_tool_list():
 
 def _with_ids(conversation: list[dict]) -> list[dict]:
     """Kimi-K2's call ids: a tool result names functions.<name>:<index> of the call it answers."""
-    out = copy.deepcopy(conversation)
-    for message in out:
+    out, position = copy.deepcopy(conversation), 0
+    for index, message in enumerate(out):
         if message["role"] == "tool":
-            message["tool_call_id"] = "functions." + message["name"] + ":0"
+            position = 0 if out[index - 1]["role"] != "tool" else position + 1
+            message["tool_call_id"] = f"functions.{message['name']}:{position}"
     return out
 
 
@@ -133,6 +136,7 @@ def _with_ids(conversation: list[dict]) -> list[dict]:
         pytest.param(TOOL_CALL, False, id="tool_call"),
         pytest.param(TOOL_CALLS_WITH_TEXT, False, id="several_calls_with_text"),
         pytest.param(TOOL_CALL[:4], True, id="prompt_after_tool"),
+        pytest.param(TOOL_RESULTS, False, id="several_results"),
     ],
 )
 def test_kimi_calls_with_kimi_ids(conversation, generation):
@@ -168,6 +172,18 @@ def test_gpt_oss_reasoning(conversation, tools, generation):
     assert python == official
     jinja = _jinja(TEMPLATES["gpt_oss"].to_jinja(), conversation, meta["bos_token"], None, tools, generation)
     assert jinja == official
+
+
+def test_gpt_oss_several_results_of_one_call():
+    """Each result is its own message from the function it answers (the official template renders one call)."""
+    conversation = [m for m in TOOL_RESULTS if m["role"] != "assistant" or "tool_calls" not in m]
+    call = {**TOOL_RESULTS[2], "tool_calls": TOOL_RESULTS[2]["tool_calls"][:1]}
+    conversation.insert(2, call)
+    template, meta = _official("gpt-oss", "chat_template.jinja")
+    official = _jinja(template, conversation, None, None, TOOLS, False)
+    assert official.count("<|start|>functions.get_weather to=assistant") == 2
+    assert _ffc_python("gpt_oss", conversation, TOOLS, False, None, None) == official
+    assert _jinja(TEMPLATES["gpt_oss"].to_jinja(), conversation, None, None, TOOLS, False) == official
 
 
 def test_gpt_oss_recorded_thinking_rendering():

@@ -87,7 +87,11 @@ class CustomTemplate(ChatTemplate):
             system = self.default_system
         self._check_order(messages, add_generation_prompt)
         messages = [  # several results of one turn's calls, joined as this family writes them
-            {**m, "content": self.tool_result_separator.join(tool_results_of(m["content"]))}
+            {
+                **m,
+                "content": self.tool_result_separator.join(tool_results_of(m["content"])),
+                "results": tool_results_of(m["content"]),  # for families that write each result apart
+            }
             if m["role"] == "observation" and self.tool_result_separator is not None  # None: turns() splits them
             else m
             for m in messages

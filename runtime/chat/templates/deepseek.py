@@ -53,6 +53,7 @@ class DeepSeekTemplate(CustomTemplate):
 
     version: Literal["r1", "v3.1"] = "r1"
     think_in_prompt: bool = True
+    output_separator: str = ""  # between the output blocks of several results (R1-0528: a newline)
     reasoning_turns: Literal["official", "all"] = "official"  # "all": every response keeps its reasoning
 
     def turns(self, out: Turns, messages, *, bos, eos, system, tools, add_generation_prompt, enable_thinking):
@@ -63,7 +64,7 @@ class DeepSeekTemplate(CustomTemplate):
                 out.prompt(USER + self._content(message))
                 continue
             if message["role"] == "observation":
-                out.prompt(self._outputs(self._content(message)))
+                out.prompt(self._outputs(message.get("results") or [self._content(message)]))
                 continue
             reasoning, text, calls = split_reasoning(message)
             after_tool = messages[index - 1]["role"] == "observation"
@@ -109,10 +110,10 @@ class DeepSeekTemplate(CustomTemplate):
             ]
         return CALLS_BEGIN + ("" if self.version == "v3.1" else "\n").join(parts) + CALLS_END
 
-    def _outputs(self, content: str) -> str:
-        if self.version == "v3.1":
-            return OUTPUT[0] + content + OUTPUT[1]
-        return OUTPUTS[0] + OUTPUT[0] + content + OUTPUT[1] + OUTPUTS[1]
+    def _outputs(self, results: list[str]) -> str:
+        """A turn's tool results, each in its own output block."""
+        blocks = self.output_separator.join(OUTPUT[0] + r + OUTPUT[1] for r in results)
+        return blocks if self.version == "v3.1" else OUTPUTS[0] + blocks + OUTPUTS[1]
 
     def _tool_prompt(self, tools: list[dict]) -> str:
         if not tools:
@@ -146,6 +147,7 @@ class DeepSeekTemplate(CustomTemplate):
             )
             call = f"{s(CALL_BEGIN)} + call['name'] + {s(CALL_SEP)} + args + {s(CALL_END)}"
             output = f"{s(OUTPUT[0])} + message['content'] + {s(OUTPUT[1])}"
+            output_open = output_close = "''"
             generation = f"{s(ASSISTANT)} + ('<think>' if mode is true else '</think>')"
         else:
             tools = "{%- if tools -%}{{- raise_exception('this template has no format for tool definitions') -}}{%- endif -%}"
@@ -163,7 +165,8 @@ class DeepSeekTemplate(CustomTemplate):
                 f"{s(CALL_BEGIN + 'function' + CALL_SEP)} + call['name'] + '\\n```json\\n' + args + '\\n```' + "
                 f"{s(CALL_END)}"
             )
-            output = f"{s(OUTPUTS[0] + OUTPUT[0])} + message['content'] + {s(OUTPUT[1] + OUTPUTS[1])}"
+            output = f"{s(OUTPUT[0])} + message['content'] + {s(OUTPUT[1])}"
+            output_open, output_close = s(OUTPUTS[0]), s(OUTPUTS[1])
             generation = f"{s(ASSISTANT)} + ('<think>\\n\\n</think>\\n\\n' if mode is false else {think})"
         separator = "''" if v31 else "'\\n'"
         return (
@@ -172,7 +175,12 @@ class DeepSeekTemplate(CustomTemplate):
             "else none) -%}" + "{{- bos + system -}}" + tools + "{%- for message in loop_messages -%}"
             "{%- set after_tool = not loop.first and loop_messages[loop.index0 - 1]['role'] in ['tool', 'observation'] -%}"
             f"{{%- if message['role'] == 'user' -%}}{{{{- {s(USER)} + message['content'] -}}}}"
-            f"{{%- elif message['role'] in ['tool', 'observation'] -%}}{{{{- {output} -}}}}"
+            "{%- elif message['role'] in ['tool', 'observation'] -%}"
+            # consecutive tool messages are one turn's results: one outputs block around them
+            "{%- set first = loop.first or loop_messages[loop.index0 - 1]['role'] not in ['tool', 'observation'] -%}"
+            "{%- set final = loop.last or loop_messages[loop.index0 + 1]['role'] not in ['tool', 'observation'] -%}"
+            f"{{{{- ({output_open} if first else {s(self.output_separator)}) + {output} + "
+            f"({output_close} if final else '') -}}}}"
             "{%- else -%}"
             + JINJA_SPLIT
             + "{%- set think = (loop.index0 > ns.last_query or "
@@ -209,6 +217,7 @@ register(
     DeepSeekTemplate(
         name="deepseekr1_0528",
         think_in_prompt=False,
+        output_separator="\n",
         notes=(
             "DeepSeek-R1-0528 (and R1-0528-Qwen3-8B): as deepseekr1, but the generation prompt does not open "
             "<think>\\n (the model writes it, so it is trained). No LLaMA-Factory name exists for it."

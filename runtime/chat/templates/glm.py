@@ -94,7 +94,8 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
                 nothink = enable_thinking is False and not content.endswith("/nothink")
                 out.prompt("<|user|>\n" + content + ("/nothink" if nothink else ""))
             elif message["role"] == "observation":
-                out.prompt("<|observation|>\n<tool_response>\n" + self._content(message) + "\n</tool_response>")
+                results = message.get("results") or [self._content(message)]
+                out.prompt("<|observation|>" + "".join(f"\n<tool_response>\n{r}\n</tool_response>" for r in results))
             else:
                 reasoning, text, calls = split_reasoning(message)
                 latest = index > last_query or self.reasoning_turns == "all"
@@ -175,7 +176,7 @@ register(
             "GLM-4.5 / 4.6 (LLaMA-Factory's glm4_moe): responses end where the next <|user|> or <|observation|> "
             "begins, so that tag is trained; a finished conversation gets a trained EOS that the official template "
             "does not render. With a JSON-string arguments value the official template fails; ffc decodes it. "
-            "Several tool results after one call are one <tool_response> (ffc's converter joins them)."
+            "Several results of one turn's calls are each in their own <tool_response>, as officially."
         ),
     ),
 )

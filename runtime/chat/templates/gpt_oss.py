@@ -91,7 +91,7 @@ class HarmonyTemplate(CustomTemplate):
     ends with ``<|return|>``, earlier ones end with ``<|end|>``, as the official template renders
     for training. A call is an assistant message ``to=functions.<name>`` on the commentary
     channel ending ``<|call|>``, preceded by its reasoning (or text) unless a final answer follows
-    later; a tool result answers the last call, its text JSON-quoted.
+    later; tool result i answers call i of the turn before it, its text JSON-quoted.
     """
 
     model_identity: str = "You are ChatGPT, a large language model trained by OpenAI."
@@ -108,16 +108,17 @@ class HarmonyTemplate(CustomTemplate):
                 "# Tools\n\n" + namespace(tools) if tools else ""
             )
             out.prompt(START + "developer<|message|>" + developer + END)
-        last_call = None
+        last_calls: list[str] = []  # the names of the last turn's calls; result i answers call i
         for index, message in enumerate(messages):
             if message["role"] == "user":
                 out.prompt(START + "user<|message|>" + self._content(message) + END)
                 continue
             if message["role"] == "observation":
-                if last_call is None:
+                if not last_calls:
                     raise ConversationError("a tool result needs an assistant tool call before it")
-                text = json.dumps(self._content(message), ensure_ascii=False)
-                out.prompt(f"{START}functions.{last_call} to=assistant<|channel|>commentary<|message|>{text}{END}")
+                for i, result in enumerate(message.get("results") or [self._content(message)]):
+                    name, text = last_calls[min(i, len(last_calls) - 1)], json.dumps(result, ensure_ascii=False)
+                    out.prompt(f"{START}functions.{name} to=assistant<|channel|>commentary<|message|>{text}{END}")
                 continue
             reasoning, text, calls = split_reasoning(message)
             reasoning = "" if enable_thinking is False else reasoning
@@ -136,14 +137,14 @@ class HarmonyTemplate(CustomTemplate):
                 body += f"{START}assistant".join(
                     f" to=functions.{c['name']}<|channel|>commentary json<|message|>{args_json(c)}{CALL}" for c in calls
                 )
-                last_call = calls[-1]["name"]
+                last_calls = [c["name"] for c in calls]
                 out.response(body)
             else:
                 ending = RETURN if index == len(messages) - 1 and not add_generation_prompt else END
                 keep = reasoning and (ending == RETURN or self.reasoning_turns == "all")
                 analysis = f"<|channel|>analysis<|message|>{reasoning}{END}{START}assistant" if keep else ""
                 out.response(analysis + "<|channel|>final<|message|>" + text + ending)
-                last_call = None if ending == END else last_call
+                last_calls = [] if ending == END else last_calls
         if add_generation_prompt:
             out.prompt(START + "assistant")
 
@@ -217,14 +218,15 @@ _JINJA = (
     "{%- else -%}{{- '() => any;\\n\\n' -}}{%- endif -%}"
     "{%- endfor -%}{{- '} // namespace functions' -}}{%- endif -%}"
     "{{- '<|end|>' -}}{%- endif -%}"
-    "{%- set last = namespace(call=none) -%}"
+    "{%- set last = namespace(calls=[], k=0) -%}"
     "{%- for message in loop_messages -%}"
     "{%- if message['role'] == 'user' -%}{{- '<|start|>user<|message|>' + message['content'] + '<|end|>' -}}"
     "{%- elif message['role'] in ['tool', 'observation'] -%}"
-    "{%- if last.call is none -%}{{- raise_exception('a tool result needs an assistant tool call before it') -}}"
+    "{%- if not last.calls -%}{{- raise_exception('a tool result needs an assistant tool call before it') -}}"
     "{%- endif -%}"
-    "{{- '<|start|>functions.' + last.call + ' to=assistant<|channel|>commentary<|message|>' + "
-    "(message['content'] | tojson) + '<|end|>' -}}"
+    "{{- '<|start|>functions.' + last.calls[[last.k, last.calls | length - 1] | min] + "
+    "' to=assistant<|channel|>commentary<|message|>' + (message['content'] | tojson) + '<|end|>' -}}"
+    "{%- set last.k = last.k + 1 -%}"
     "{%- else -%}"
     "{%- set text = message['content'] if message['content'] is string else '' -%}"
     "{%- set reasoning = message['reasoning_content'] if message['reasoning_content'] is string else '' -%}"
@@ -242,18 +244,19 @@ _JINJA = (
     "{%- set analysis = reasoning or text -%}"
     "{%- if analysis and not (later.final and not KEEP_ALL) -%}"
     "{{- '<|start|>assistant<|channel|>analysis<|message|>' + analysis + '<|end|>' -}}{%- endif -%}"
+    "{%- set last.calls = [] -%}{%- set last.k = 0 -%}"
     "{%- for tool_call in message['tool_calls'] -%}"
     "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
     "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}"
     "{{- '<|start|>assistant to=functions.' + call['name'] + '<|channel|>commentary json<|message|>' + args + "
-    "'<|call|>' -}}{%- set last.call = call['name'] -%}"
+    "'<|call|>' -}}{%- set last.calls = last.calls + [call['name']] -%}"
     "{%- endfor -%}"
     "{%- else -%}"
     "{%- set ending = '<|return|>' if (loop.last and not add_generation_prompt) else '<|end|>' -%}"
     "{%- if reasoning and (ending == '<|return|>' or KEEP_ALL) -%}"
     "{{- '<|start|>assistant<|channel|>analysis<|message|>' + reasoning + '<|end|>' -}}{%- endif -%}"
     "{{- '<|start|>assistant<|channel|>final<|message|>' + text + ending -}}"
-    "{%- if ending == '<|end|>' -%}{%- set last.call = none -%}{%- endif -%}{%- endif -%}"
+    "{%- if ending == '<|end|>' -%}{%- set last.calls = [] -%}{%- endif -%}{%- endif -%}"
     "{%- endif -%}{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- '<|start|>assistant' -}}{%- endif -%}"
 )
@@ -268,8 +271,8 @@ register(
             "reproducible; the official template writes today's date (the exported Jinja takes date_string). Only the "
             "last response keeps its reasoning, as officially; reasoning before a call is kept unless a final answer "
             "follows. Several calls in one turn become consecutive call messages (the official template renders only "
-            "the first). A tool result answers the turn's last call; several results are one message (ffc's "
-            "converter joins them). LLaMA-Factory's gpt_oss renders no system header at all."
+            "the first). Tool result i answers the turn's call i, each in its own message (the official template names "
+            "every result after the turn's first call). LLaMA-Factory's gpt_oss renders no system header at all."
         ),
     ),
 )

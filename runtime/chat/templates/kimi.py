@@ -24,7 +24,7 @@ class KimiTemplate(CustomTemplate):
     """Kimi-K2: the tools list in a ``tool_declare`` turn, calls with ids ``functions.<name>:<index>``.
 
     A tool result names the call it answers; ffc's data holds no call ids, so a result is
-    labelled with the id of the first call of the turn before it (the id Kimi's API gives it).
+    labelled with the id Kimi's API gives call i of the turn before it, for result i.
     Reasoning beside calls is not rendered (the K2 instruct template has no reasoning).
     """
 
@@ -32,12 +32,13 @@ class KimiTemplate(CustomTemplate):
         if tools:
             out.prompt("<|im_system|>tool_declare<|im_middle|>" + json.dumps(tools, ensure_ascii=False) + END)
         out.prompt(SYSTEM + system + END)
-        last_id = ""
+        last_ids: list[str] = [""]  # the ids of the last turn's calls; result i answers call i
         for message in messages:
             if message["role"] == "user":
                 out.prompt(USER + self._content(message) + END)
             elif message["role"] == "observation":
-                out.prompt(RETURN.format(id=last_id) + self._content(message) + END)
+                for i, result in enumerate(message.get("results") or [self._content(message)]):
+                    out.prompt(RETURN.format(id=last_ids[min(i, len(last_ids) - 1)]) + result + END)
             else:
                 _, text, calls = split_reasoning(message) if message["role"] == "function" else ("", "", [])
                 if message["role"] != "function":
@@ -46,7 +47,7 @@ class KimiTemplate(CustomTemplate):
                 body = text
                 if calls:
                     ids = [f"functions.{c['name']}:{i}" for i, c in enumerate(calls)]
-                    last_id = ids[0]
+                    last_ids = ids
                     body += SECTION[0]
                     body += "".join(CALL[0] + i + CALL[1] + args_json(c) + CALL[2] for i, c in zip(ids, calls))
                     body += SECTION[1]
@@ -63,21 +64,23 @@ class KimiTemplate(CustomTemplate):
             "tool}] -%}{%- endfor -%}"
             f"{{{{- '<|im_system|>tool_declare<|im_middle|>' + (acc.tools | tojson) + {s(END)} -}}}}{{%- endif -%}}"
             f"{{{{- {s(SYSTEM)} + system + {s(END)} -}}}}"
-            "{%- set last = namespace(id='') -%}"
+            "{%- set last = namespace(ids=[''], k=0) -%}"
             "{%- for message in loop_messages -%}"
             f"{{%- if message['role'] == 'user' -%}}{{{{- {s(USER)} + message['content'] + {s(END)} -}}}}"
             "{%- elif message['role'] in ['tool', 'observation'] -%}"
-            "{%- set id = message['tool_call_id'] if message['tool_call_id'] is defined else last.id -%}"
+            "{%- set id = message['tool_call_id'] if message['tool_call_id'] is defined "
+            "else last.ids[[last.k, last.ids | length - 1] | min] -%}{%- set last.k = last.k + 1 -%}"
             f"{{{{- {s(RETURN.split('{id}')[0])} + id + {s(RETURN.split('{id}')[1])} + message['content'] + "
             f"{s(END)} -}}}}"
             "{%- else -%}"
             f"{{{{- {s(ASSISTANT)} + (message['content'] if message['content'] is string else '') -}}}}"
             "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}"
+            "{%- set last.ids = [] -%}{%- set last.k = 0 -%}"
             f"{{{{- {s(SECTION[0])} -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}"
             + JINJA_CALL
             + "{%- set id = 'functions.' + call['name'] + ':' + (loop.index0 | string) -%}"
-            "{%- if loop.first -%}{%- set last.id = id -%}{%- endif -%}"
+            "{%- set last.ids = last.ids + [id] -%}"
             f"{{{{- {s(CALL[0])} + id + {s(CALL[1])} + args + {s(CALL[2])} -}}}}"
             f"{{%- endfor -%}}{{{{- {s(SECTION[1])} -}}}}{{%- endif -%}}"
             f"{{{{- {s(END)} -}}}}"
@@ -94,7 +97,7 @@ register(
         stop_words=(END,),
         notes=(
             "Kimi-K2-Instruct (no LLaMA-Factory name): a tool result is labelled '## Return of functions.<name>:0' "
-            "(the id of the first call before it; ffc's data keeps no call ids), where the official template writes "
+            "(result i: the id of call i of the turn before it; ffc's data keeps no call ids), where the official template writes "
             "the message's tool_call_id. Arguments given as JSON text are written as an object (the official "
             "template would quote the text). Reasoning is not rendered: K2-Instruct has none."
         ),
