@@ -33,12 +33,13 @@ import anyio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
+from . import webchat
 from .chat.templates import ConversationError
 from .chat.templates.base import tool_results_of
 from .inference import GenerationOptions, PromptTooLong, room_for_answer
@@ -399,7 +400,9 @@ class _Guard:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
-            problem = self.check(Headers(scope=scope), scope["method"])
+            # The chat page is static (it holds no data and calls the API, key included, like any client).
+            page = scope["method"] in ("GET", "HEAD") and scope["path"] in ("/", "/chat")
+            problem = None if page else self.check(Headers(scope=scope), scope["method"])
             if problem is not None:
                 return await problem(scope, receive, send)
         await self.app(scope, receive, send)
@@ -451,7 +454,8 @@ def create_app(engine, model_name: str, api_key: Optional[str] = None, max_reque
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         hints = {
-            404: f"no {request.url.path} here: the API is GET /v1/models and POST /v1/chat/completions",
+            404: f"no {request.url.path} here: the API is GET /v1/models and POST /v1/chat/completions "
+            "(and GET /chat, a web chat page)",
             405: f"{request.method} is not allowed on {request.url.path}: see GET /v1/models, POST /v1/chat/completions",
         }
         return _error(exc.status_code, hints.get(exc.status_code, str(exc.detail)), headers=exc.headers)
@@ -459,6 +463,14 @@ def create_app(engine, model_name: str, api_key: Optional[str] = None, max_reque
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
         return _error(500, f"internal error ({type(exc).__name__}): see the server's log, and report it if it repeats")
+
+    @app.get("/", include_in_schema=False)
+    async def root():
+        return RedirectResponse("/chat")
+
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page():
+        return HTMLResponse(webchat.PAGE, headers=webchat.HEADERS)
 
     @app.get("/v1/models")
     async def models():

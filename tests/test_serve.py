@@ -540,3 +540,26 @@ def test_d_text_parts_are_read_and_other_errors_are_shaped(engine):
     assert as_parts.status_code == 200 and as_parts.json()["choices"] == as_text.json()["choices"]
     for answer, status in ((api.get("/v1/nothing"), 404), (api.get("/v1/chat/completions"), 405)):
         assert answer.status_code == status and set(answer.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_web_chat_page_is_served_without_the_key_and_talks_to_the_api(engine):
+    """GET /chat (LLaMA-Factory's webchat) is a static page on the same server; the API behind it keeps its key."""
+    from fastapi.testclient import TestClient
+
+    from ffc.runtime.server import create_app
+
+    api = TestClient(create_app(engine, "m", api_key="sekret"))
+    page = api.get("/chat")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "connect-src 'self'" in page.headers["content-security-policy"]
+    assert 'fetch("v1/chat/completions"' in page.text and "innerHTML" not in page.text
+    assert "model: modelId" in page.text  # the API requires the model id the page reads from /v1/models
+    assert api.get("/", follow_redirects=False).headers["location"] == "/chat"
+    assert api.get("/v1/models").status_code == 401  # only the page is open
+    assert api.post("/chat", json={}).status_code in (401, 405)
+    reply = api.post(
+        "/v1/chat/completions",
+        headers={"Authorization": "Bearer sekret"},
+        json={"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 4},
+    )
+    assert reply.status_code == 200 and reply.text.rstrip().endswith("data: [DONE]"), reply.text
