@@ -23,7 +23,9 @@ from transformers import Trainer
 from .data.tokenize import IGNORE_INDEX
 from .errors import UserError
 
-CHUNK_TOKENS = 2048  # positions per chunk: 2048 x 152k fp32 logits = 1.2 GB, the peak of the loss
+# fp32 logits per chunk: 2**25 = 128 MB, about 220 positions of a 152k vocabulary. The backward pass holds
+# about three such tensors (the recomputed logits, their softmax, its gradient): the loss's whole peak.
+LOGITS_PER_CHUNK = 2**25
 
 
 def _chunk_loss(head, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None) -> torch.Tensor:
@@ -38,7 +40,7 @@ def chunked_causal_lm_loss(
     head: torch.nn.Module,
     labels: torch.Tensor,
     num_items_in_batch: torch.Tensor | int | None = None,
-    chunk_tokens: int = CHUNK_TOKENS,
+    chunk_tokens: int | None = None,
     softcap: float | None = None,
 ) -> torch.Tensor:
     """transformers' ``ForCausalLMLoss`` (labels shifted by one, sum over ``num_items_in_batch``
@@ -47,6 +49,9 @@ def chunked_causal_lm_loss(
     keep = targets != IGNORE_INDEX
     hidden = hidden.reshape(-1, hidden.shape[-1])[keep]  # unlabelled positions need no logits at all
     targets = targets[keep]
+    if chunk_tokens is None:
+        vocab = getattr(head, "out_features", None) or head.weight.shape[0]  # nn.Linear and PEFT's layers
+        chunk_tokens = max(16, LOGITS_PER_CHUNK // vocab)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.numel(), chunk_tokens):
         part = slice(start, start + chunk_tokens)
