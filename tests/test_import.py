@@ -300,3 +300,22 @@ def test_misplaced_keys_name_their_section(write_spec, capsys, text, hint):
     with pytest.raises(SystemExit):
         main(["validate", str(spec)])
     assert hint in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_imported_config_trains_unedited(lf, tmp_path, capsys):
+    """The promise of ffc import: import, build, train, with no edit in between (2 steps of the tiny model)."""
+    import os
+    import subprocess
+    import sys
+
+    config = _config(lf, "sft", extra="max_steps: 2\n")
+    config.write_text(config.read_text().replace("report_to: none", "report_to: none\nsave_strategy: 'no'"))
+    out = tmp_path / "specs" / "sft.yaml"
+    _import(lf, config, out, capsys)
+    main(["build", str(out), "-o", str(tmp_path / "run")])
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    done = subprocess.run([sys.executable, "train.py"], cwd=tmp_path / "run", capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (tmp_path / "run" / "saves" / "tiny" / "lora" / "sft" / "trainer_log.jsonl").read_text().splitlines()
+    assert json.loads(log[-1]).get("current_steps", json.loads(log[-1]).get("step")) == 2
