@@ -92,7 +92,10 @@ def build(
         typer.echo(f"note: {resolved.registry_note}")
     if resolved.template_note:
         typer.echo(f"note: {resolved.template_note}")
-    typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
+    if resolved.spec.distributed.num_processes is None:  # launch.sh counts the GPUs; accelerate's config cannot
+        typer.echo(f"next: cd {output} && bash launch.sh   (one process per visible GPU)")
+    else:
+        typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")
 
 
 @app.command()
