@@ -145,7 +145,8 @@ start = time.time()
 try:
     runpy.run_path("train.py", run_name="__main__")
 finally:
-    json.dump({"peak_gib": torch.cuda.max_memory_allocated() / 2**30, "wall_s": time.time() - start},
+    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+    json.dump({"peak_gib": peak / 2**30, "wall_s": time.time() - start},
               open("gpu_stats.json", "w"))
 """
 
@@ -204,29 +205,33 @@ def packed_logits(model_dir: Path) -> dict:
 
 def serve_stream(run_dir: Path, timeout: int = 120) -> dict:
     """Start the trained run's serve.py, stream one chat answer, count the server-sent chunks."""
+    import urllib.error
     import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    log = run_dir / "serve.log"  # a file, not a pipe: a pipe nobody reads would stall the server once full
     proc = subprocess.Popen(
         [sys.executable, "serve.py", "--host", "127.0.0.1", "--port", str(port)],
         cwd=run_dir,
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as listing:
+                    model = json.load(listing)["data"][0]["id"]
                 break
             except OSError:
                 if proc.poll() is not None:
-                    return {"ok": False, "error": proc.stdout.read()[-1500:]}
+                    return {"ok": False, "error": log.read_text()[-1500:]}
                 time.sleep(1)
-        body = {"messages": [{"role": "user", "content": "Hello"}], "stream": True, "max_tokens": 32}
+        else:
+            return {"ok": False, "error": f"serve.py did not answer within {timeout} s"}
+        body = {"model": model, "messages": [{"role": "user", "content": "Hello"}], "stream": True, "max_tokens": 32}
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             data=json.dumps(body).encode(),
@@ -239,6 +244,8 @@ def serve_stream(run_dir: Path, timeout: int = 120) -> dict:
                     chunks += 1
                     first = first or time.time() - started
         return {"ok": chunks > 1, "chunks": chunks, "first_chunk_s": first, "total_s": time.time() - started}
+    except urllib.error.HTTPError as error:
+        return {"ok": False, "error": f"{error}: {error.read().decode(errors='replace')[:500]}"}
     except OSError as error:
         return {"ok": False, "error": str(error)}
     finally:
