@@ -294,6 +294,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps of each sft run")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gpu-results.md")
     parser.add_argument("--timeout", type=int, default=150, help="seconds allowed to each training run")
+    parser.add_argument("--budget", type=int, default=540, help="seconds for the whole check: later runs are skipped")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -324,9 +325,16 @@ def main() -> int:
     params = sum(t.numel() for t in load_file(model_dir / "model.safetensors").values())  # tied head counted once
     logits = packed_logits(model_dir)
     print("packed vs separate logits:", logits, flush=True)
-    results = {}
+    results, started = {}, time.time()
     for name, run_dir in run_dirs.items():
-        results[name] = train(run_dir, args.timeout)
+        left = args.budget - (time.time() - started)
+        if left < 30:
+            skipped.append(f"{name} (the {args.budget} s budget was spent)")
+            continue
+        try:
+            results[name] = train(run_dir, int(min(args.timeout, left)))
+        except subprocess.TimeoutExpired:
+            results[name] = {"ok": False, "wall_s": min(args.timeout, left), "error": "timed out"}
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "error"}), flush=True)
         if not results[name]["ok"]:
             print(results[name]["error"], flush=True)
