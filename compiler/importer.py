@@ -59,7 +59,6 @@ TEMPLATE_NAMES = {
     "chatglm4": "glm4",
     "gemma2": "gemma",
     "gemma3": "gemma",
-    "llama3_1": "llama3",
 }
 
 # Features of LLaMA-Factory ffc does not have: the key names the feature in the error.

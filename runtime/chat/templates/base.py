@@ -158,6 +158,16 @@ class ChatTemplate:
     notes: str = ""
 
     # -- rendering -------------------------------------------------------------------------------
+    def _leading_system(self, messages: list[dict], system: Optional[str], add_generation_prompt: bool):
+        """The turns after a leading system message, and the system prompt in force; checks the order."""
+        messages = list(messages)
+        if messages and messages[0]["role"] == "system":
+            system = messages.pop(0)["content"]
+        elif system is None:
+            system = self.default_system
+        self._check_order(messages, add_generation_prompt)
+        return messages, system
+
     def render(
         self,
         messages: list[dict],
@@ -170,12 +180,7 @@ class ChatTemplate:
         enable_thinking: Optional[bool] = True,
     ) -> Rendered:
         """Render ``messages`` (role/content dicts). ``system`` replaces the default system prompt."""
-        messages = list(messages)
-        if messages and messages[0]["role"] == "system":
-            system = messages.pop(0)["content"]
-        elif system is None:
-            system = self.default_system
-        self._check_order(messages, add_generation_prompt)
+        messages, system = self._leading_system(messages, system, add_generation_prompt)
         out: list[Segment] = []
         values = {"bos": bos, "eos": eos}
 

@@ -80,12 +80,7 @@ class CustomTemplate(ChatTemplate):
         enable_thinking: Optional[bool] = None,
         **_ignored,
     ) -> Rendered:
-        messages = list(messages)
-        if messages and messages[0]["role"] == "system":
-            system = messages.pop(0)["content"]
-        elif system is None:
-            system = self.default_system
-        self._check_order(messages, add_generation_prompt)
+        messages, system = self._leading_system(messages, system, add_generation_prompt)
         messages = [  # several results of one turn's calls, joined as this family writes them
             {
                 **m,
