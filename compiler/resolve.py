@@ -179,11 +179,9 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
 
 def _check_stage_data(loaded: LoadedSpec, stage: Stage, attrs) -> None:
     """What the stage needs from its datasets, checked from dataset_info.json when it is there."""
-    problems = [p for attr in attrs for p in stage.data.problems(attr.name, attr.ranking, attr.columns)]
+    problems = [p for attr in attrs for p in stage.data.problems(stage.name, attr.name, attr.ranking, attr.columns)]
     if problems:
-        raise SpecError(
-            [Issue(loaded.where(("data", "dataset")), "data.dataset", f"{p} (stage {stage.name})") for p in problems]
-        )
+        raise SpecError([Issue(loaded.where(("data", "dataset")), "data.dataset", p) for p in problems])
 
 
 def _check_host_memory(loaded: LoadedSpec, spec: Spec) -> None:

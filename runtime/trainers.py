@@ -16,10 +16,23 @@ with warnings.catch_warnings():
     # ORPO and CPO (SimPO) live in trl.experimental in TRL 1.16, the version ffc pins and tests; its
     # notice that the API may change is ffc's to act on, not the run's user's.
     warnings.filterwarnings("ignore", message=".*experimental.*")
-    from trl.experimental.cpo import CPOTrainer
-    from trl.experimental.orpo import ORPOTrainer
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from .data.tokenize import IGNORE_INDEX
+
+# ORPOConfig and CPOConfig are re-exported: generated train.py imports them from here, under the
+# warning filter above.
+__all__ = [
+    "CPOConfig",
+    "ORPOConfig",
+    "PretokenizedCPOTrainer",
+    "PretokenizedDPOTrainer",
+    "PretokenizedKTOTrainer",
+    "PretokenizedORPOTrainer",
+    "to_legacy_pairs",
+    "to_reward_pairs",
+]
 
 
 class PretokenizedDPOTrainer(DPOTrainer):

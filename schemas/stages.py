@@ -21,20 +21,20 @@ class DataKind:
     name: str
     summary: str  # one line for the run's README
     ranking: bool = False  # dataset_info.json entries must be marked ranking: true (chosen/rejected)
-    required_column: Optional[str] = None  # a column dataset_info.json must name
+    required_column: Optional[tuple[str, str]] = None  # (column dataset_info.json must name, what it holds)
 
-    def problems(self, dataset: str, ranking: bool, columns: dict) -> list[str]:
-        """Why a registered dataset cannot feed this kind of data (empty when it can)."""
+    def problems(self, stage: str, dataset: str, ranking: bool, columns: dict) -> list[str]:
+        """Why a registered dataset cannot feed this kind of data to ``stage`` (empty when it can)."""
         if self.ranking and not ranking:
             return [
-                f"dataset {dataset!r} has no preference pairs: this stage needs ranking: true with chosen and rejected responses"
+                f"dataset {dataset!r} has no preference pairs: stage {stage} needs ranking: true with chosen and "
+                "rejected responses"
             ]
         if ranking and not self.ranking:
-            return [f"dataset {dataset!r} holds preference pairs (ranking: true): this stage needs {self.name}"]
-        if self.required_column and not columns.get(self.required_column):
-            return [
-                f"dataset {dataset!r} has no {self.required_column} column: name it in dataset_info.json as columns.{self.required_column}"
-            ]
+            return [f"dataset {dataset!r} holds preference pairs (ranking: true): stage {stage} cannot use them"]
+        if self.required_column and not columns.get(self.required_column[0]):
+            column, meaning = self.required_column
+            return [f"dataset {dataset!r} has no {meaning}: name it in dataset_info.json as columns.{column}"]
         return []
 
 
@@ -52,7 +52,7 @@ PAIRS = DataKind(
 LABELLED = DataKind(
     "kto",
     "Conversations with a desirability label (columns.kto_tag): the last response is desirable or not.",
-    required_column="kto_tag",
+    required_column=("kto_tag", "desirability label"),
 )
 PROMPTS = DataKind(
     "prompts", "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions)."

@@ -186,5 +186,5 @@ def test_wrong_data_fails_at_the_start_of_training_when_not_checked_at_build(dem
     from ffc.devtools.demo import DATASET_INFO
     from ffc.runtime.data.loading import DataError, load_datasets
 
-    with pytest.raises(DataError, match="stage dpo needs a dataset marked ranking: true"):
+    with pytest.raises(DataError, match="this run needs a dataset marked ranking: true"):
         load_datasets(demo / "data", DATASET_INFO, ["demo_alpaca"], "pairs")
