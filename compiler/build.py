@@ -36,16 +36,16 @@ class GeneratedFile:
 
 # The run directory, in the order its README lists it. train.py's template is the stage's recipe.
 RUN_FILES = (
-    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)"),
+    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)", lambda c: c["trains"]),
     GeneratedFile("chat_template.py", "chat_template.py.j2", "the chat template conversations are rendered with (saved with the model too)", lambda c: c["has_template"]),
-    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)"),
-    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`"),
-    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["backend"].name == "deepspeed"),
-    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["distributed"].slurm is not None),
-    GeneratedFile("chat.py", "chat.py.j2", "chat with the trained model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the trained model", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)", lambda c: c["trains"]),
+    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`", lambda c: c["trains"]),
+    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["trains"] and c["backend"].name == "deepspeed"),
+    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["trains"] and c["distributed"].slurm is not None),
+    GeneratedFile("chat.py", "chat.py.j2", "chat with the run's model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the run's model (and a web chat page at /chat)", lambda c: c["stage_info"].language_model and c["has_template"]),
     GeneratedFile("eval.py", "eval.py.j2", "benchmark scores (multiple choice) and generation metrics (BLEU-4, ROUGE)", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("export.py", "export.py.j2", "merges the adapter and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
+    GeneratedFile("export.py", "export.py.j2", "merges the adapters and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
     GeneratedFile("rewards.py", None, "the reward functions (a copy of method.reward_funcs)", lambda c: bool(c["reward_functions"])),
     GeneratedFile("dataset_info.json", "dataset_info.json.j2", "the entries of the datasets this run uses", lambda c: c["registry_in_run"]),
     GeneratedFile("spec.yaml", None, "the spec as written"),
@@ -171,6 +171,10 @@ def _requirements(spec, vendored: bool) -> dict:
 
 def _title(resolved: Resolved) -> str:
     spec = resolved.spec
+    if not resolved.stage.trains:
+        adapters = spec.model.adapter_name_or_path
+        with_adapters = f" with the adapters {', '.join(adapters)}" if adapters else ""
+        return f"Inference with {spec.model.model_name_or_path}{with_adapters} (no training)."
     method = resolved.finetuning.title
     if spec.model.quantization_bit:
         method = f"QLoRA ({spec.model.quantization_bit}-bit)"
@@ -198,6 +202,9 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     reward_model_path, reward_model_is_local = _reference(loaded, getattr(spec.method, "reward_model", None), run_dir)
     inference_model_path, inference_model_is_local = _reference(loaded, spec.inference.model_path, run_dir)
     has_template = stage.chat and data.template != "tokenizer"
+    # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
+    existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
+    resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
     ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
@@ -205,6 +212,10 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         title=_title(resolved),
         stage=stage.name,
         stage_info=stage,
+        trains=stage.trains,
+        existing_adapters=existing_adapters,
+        resumes_adapter=resumes_adapter,
+        merged_adapters=existing_adapters[:-1] if resumes_adapter else existing_adapters,
         stage_summary=stage.summary,
         backend=resolved.backend,
         lora=spec.method.finetuning_type == "lora",

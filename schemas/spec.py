@@ -50,6 +50,13 @@ class ModelSection(Section):
     tokenizer_name_or_path: Optional[str] = Field(
         None, description="Load the tokenizer from here instead of model_name_or_path."
     )
+    adapter_name_or_path: list[str] = Field(
+        default_factory=list,
+        description="Existing PEFT adapters (directories or hub ids; a list, or 'a,b'), as LLaMA-Factory reads them: "
+        "training merges all but the last into the base and trains the last further (with "
+        "method.create_new_adapter, merges all and trains a new one); chat, serve, eval and export merge them all.",
+    )
+    _split_adapters = field_validator("adapter_name_or_path", mode="before")(_split_names)
     revision: str = Field("main", description="Branch, tag or commit of a hub model.")
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub repository to run. Only for models you trust."
@@ -108,7 +115,8 @@ class MethodSection(Section):
         "sft",
         description=(
             "pt: language modelling on raw text. sft: supervised fine-tuning. rm: reward model. "
-            "dpo, kto, orpo, simpo: preference optimisation. ppo, grpo: reinforcement learning from a reward."
+            "dpo, kto, orpo, simpo: preference optimisation. ppo, grpo: reinforcement learning from a reward. "
+            "none: no training, a run directory to chat with, serve, evaluate and export the model as it is."
         ),
     )
     finetuning_type: MethodName = Field(
@@ -246,8 +254,7 @@ class MethodSection(Section):
 class DataSection(Section):
     dataset: list[str] = Field(
         default_factory=list,
-        description="Names of training datasets in dataset_info.json (a list, or 'a,b').",
-        min_length=1,
+        description="Names of training datasets in dataset_info.json (a list, or 'a,b'); every stage but none needs one.",
     )
     eval_dataset: list[str] = Field(default_factory=list, description="Names of evaluation datasets.")
     dataset_dir: str = Field(

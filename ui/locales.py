@@ -133,7 +133,7 @@ ZH_LABEL = {
 ZH_HELP = {
     "model.model_name_or_path": "Hub 模型名（如 Qwen/Qwen2.5-0.5B-Instruct）或本地模型目录。",
     "model.quantization_bit": "以 4 或 8 位加载基座模型（QLoRA）；留空为不量化。",
-    "method.stage": "pt 预训练，sft 指令微调，rm 奖励模型，ppo/dpo/kto/orpo/simpo/grpo 偏好与强化学习。",
+    "method.stage": "pt 预训练，sft 指令微调，rm 奖励模型，ppo/dpo/kto/orpo/simpo/grpo 偏好与强化学习；none 不训练，只生成对话、服务、评测与导出脚本。",
     "method.finetuning_type": "full 全参数，freeze 冻结部分层，lora 低秩适配器。",
     "method.lora_rank": "LoRA 矩阵的秩：越大可训练参数越多。",
     "method.lora_alpha": "LoRA 缩放系数（默认为秩的两倍）。",
@@ -164,6 +164,7 @@ ZH_HELP = {
     "inference.max_new_tokens": "每次回答最多生成的 token 数。",
     "name": "运行名（默认取配置文件名）。",
     "model.tokenizer_name_or_path": "从此处加载分词器，而非 model_name_or_path。",
+    "model.adapter_name_or_path": "已有的 PEFT 适配器（目录或 Hub id，列表或 'a,b'），同 LLaMA-Factory：训练时除最后一个外合并进基座并继续训练最后一个（create_new_adapter 时全部合并并训练新适配器）；对话、服务、评测和导出时全部依次合并。",
     "model.revision": "Hub 模型的分支、标签或提交。",
     "model.trust_remote_code": "允许运行 Hub 仓库中的模型代码。仅用于你信任的模型。",
     "model.cache_dir": "Hub 下载的缓存位置（默认：HF_HOME）。",
