@@ -360,7 +360,9 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
         else:
             result.errors.append((key, "not a LLaMA-Factory option ffc knows: remove it or tell ffc where it goes"))
 
-    if "data.dataset_dir" not in staged and any(k in staged for k in ("data.dataset", "data.eval_dataset", "eval.predict_dataset")):
+    if "data.dataset_dir" not in staged and any(
+        k in staged for k in ("data.dataset", "data.eval_dataset", "eval.predict_dataset")
+    ):
         # LLaMA-Factory reads datasets from ./data by default; the spec names that folder explicitly.
         staged["data.dataset_dir"] = (_rebase(LF_DEFAULTS["dataset_dir"], lf_root, out_dir, always=True), None)
     if stage in ("ppo", "grpo") and "inference.top_k" in staged:

@@ -76,9 +76,7 @@ def _train(demo, folder: Path, name: str, adapters=(), method: str = "", lr: flo
     listed = f"  adapter_name_or_path: [{', '.join(str(a) for a in adapters)}]\n" if adapters else ""
     spec = folder / f"{name}.yaml"
     spec.write_text(
-        TRAIN.format(
-            name=name, model=demo / "tiny-model", adapters=listed, method=method, data=demo / "data", lr=lr
-        )
+        TRAIN.format(name=name, model=demo / "tiny-model", adapters=listed, method=method, data=demo / "data", lr=lr)
     )
     run = folder / name
     _build(spec, run)
@@ -152,7 +150,7 @@ def test_training_continues_an_existing_adapter(demo, tmp_path, first_adapter):
     moved = max((after[k] - before[k]).abs().max().item() for k in before)
     assert moved < 1e-6 and max(v.abs().max().item() for k, v in before.items() if "lora_B" in k) > 1e-3
     # chat, serve, eval and export use the base with the trained adapter (the given one was trained further)
-    assert "ADAPTERS = [str(RUN_DIR / \"output\")]" in (run / "chat.py").read_text()
+    assert 'ADAPTERS = [str(RUN_DIR / "output")]' in (run / "chat.py").read_text()
 
 
 def test_create_new_adapter_merges_the_given_one_and_trains_another(demo, tmp_path, first_adapter):
@@ -194,7 +192,9 @@ def test_adapter_rules(tmp_path, extra, message):
 
 def test_stage_none_refuses_training_data_and_training_stages_need_it(tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text("model:\n  model_name_or_path: org/m\nmethod:\n  stage: none\ndata:\n  dataset: d\n  template: chatml\n")
+    spec.write_text(
+        "model:\n  model_name_or_path: org/m\nmethod:\n  stage: none\ndata:\n  dataset: d\n  template: chatml\n"
+    )
     with pytest.raises(SpecError, match="stage none trains nothing"):
         load_spec(spec)
     spec.write_text("model:\n  model_name_or_path: org/m\ndata:\n  template: chatml\n")

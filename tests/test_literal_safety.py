@@ -72,7 +72,11 @@ def _base(stage: str, tmp: Path) -> dict:
     spec = {
         "model": {"model_name_or_path": "org/model"},
         "method": {"stage": stage},
-        "data": {"dataset": ["d"] if STAGES[stage].trains else [], "dataset_dir": "data", "template": None if stage == "pt" else "chatml"},
+        "data": {
+            "dataset": ["d"] if STAGES[stage].trains else [],
+            "dataset_dir": "data",
+            "template": None if stage == "pt" else "chatml",
+        },
         # Two machines and SLURM: launch.sh and slurm.sbatch carry the multi-node values too.
         "distributed": {
             "backend": "ddp",
