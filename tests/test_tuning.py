@@ -225,7 +225,7 @@ def test_oft_trains_and_loads_with_peft(demo, tmp_path):
         plain = base(input_ids=ids).logits
         tuned = PeftModel.from_pretrained(base, output).eval()(input_ids=ids).logits
     assert not torch.allclose(plain, tuned, atol=1e-4)
-    assert 'ADAPTER = str(RUN_DIR / "output")' in (run / "chat.py").read_text()  # chat/serve/export apply it
+    assert 'ADAPTERS = [str(RUN_DIR / "output")]' in (run / "chat.py").read_text()  # chat/serve/export apply it
 
 
 @pytest.mark.slow
