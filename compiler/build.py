@@ -213,6 +213,11 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         stage=stage.name,
         stage_info=stage,
         trains=stage.trains,
+        # logging.offline: the trackers of report_to that ffc.runtime.trackers can keep local (not TensorBoard's files)
+        # (PPO's own loop reports to none).
+        local_trackers=[t for t in spec.logging.report_to if t not in ("none", "tensorboard")]
+        if spec.logging.offline and stage.name != "ppo"
+        else [],
         existing_adapters=existing_adapters,
         resumes_adapter=resumes_adapter,
         merged_adapters=existing_adapters[:-1] if resumes_adapter else existing_adapters,

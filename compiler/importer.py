@@ -40,6 +40,7 @@ DROPPED = {
     "print_param_status": "train.py prints the trainable parameter count",
     "predict_with_generate": "eval.py generates for its predict_dataset (BLEU-4/ROUGE) by itself",
     "hf_hub_token": "put the token in the HF_TOKEN environment variable: specs are kept free of secrets",
+    "swanlab_api_key": "put the key in the SWANLAB_API_KEY environment variable: specs are kept free of secrets",
     "plot_loss_steps": "ffc plots every logged step",
     "dataloader_drop_last": "ffc keeps the Trainer's default",
 }
@@ -102,6 +103,11 @@ MISSING = {
     "use_modelscope_hub": "loading from ModelScope",
     "ms_hub_token": "loading from ModelScope",
     "compute_accuracy": "token accuracy during sft evaluation",
+    "swanlab_project": "SwanLab options in the spec (set the SWANLAB_PROJECT environment variable)",
+    "swanlab_workspace": "SwanLab options in the spec (set the SWANLAB_WORKSPACE environment variable)",
+    "swanlab_run_name": "SwanLab options in the spec (logging.run_name names the run in every tracker)",
+    "swanlab_logdir": "SwanLab options in the spec (logging.offline writes its logs to output_dir/swanlog)",
+    "swanlab_lark_webhook_url": "SwanLab's Lark notifications",
     "ref_model_adapters": "reference models with adapters",
     "reward_model_adapters": "reward models with adapters",
 }
@@ -301,6 +307,10 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
         elif key == "adapter_name_or_path":
             paths = value.split(",") if isinstance(value, str) else list(value)
             put(key, "model.adapter_name_or_path", [_rebase(p.strip(), lf_root, out_dir) for p in paths if p.strip()])
+        elif key == "report_to" and source.get("use_swanlab"):
+            result.moved.append((key, "logging.report_to (with use_swanlab's swanlab)"))
+        elif key in ("use_swanlab", "swanlab_mode"):
+            _import_swanlab(key, value, source, put, result)
         elif key == "flash_attn":
             if value in FLASH_ATTN:
                 put(key, RENAMED[key], FLASH_ATTN[value])
@@ -372,6 +382,22 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
             if dotted.split(".", 1)[0] == section:
                 _set(result.doc, dotted, value, comment)
     return result
+
+
+def _import_swanlab(key: str, value: Any, source: dict, put: Callable, result: Imported) -> None:
+    """LLaMA-Factory's ``use_swanlab: true`` is a tracker of report_to; ``swanlab_mode: local`` keeps it local."""
+    if key == "swanlab_mode":
+        if value == "local":
+            put(key, "logging.offline", True)
+        else:
+            result.dropped.append((key, f"{value}: SwanLab's default mode"))
+        return
+    if not value:
+        result.dropped.append((key, "off"))
+        return
+    targets = source.get("report_to") or []
+    targets = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    put(key, "logging.report_to", [t for t in targets if t != "none"] + ["swanlab"])
 
 
 def _import_task(task: str, source: dict, lf_root: Path, out_dir: Path, put: Callable, result: Imported) -> None:

@@ -458,6 +458,12 @@ class LoggingSection(Section):
     )
     plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
     run_name: Optional[str] = derived("Name shown in trackers (default: the spec's name).")
+    offline: bool = Field(
+        False,
+        description="Trackers keep their runs on this machine, under output_dir: W&B offline (upload later with "
+        "`wandb sync`), MLflow's file store (mlruns/), SwanLab offline (swanlog/), Trackio's database (trackio/). "
+        "Environment variables already set (WANDB_MODE, MLFLOW_TRACKING_URI, ...) win.",
+    )
 
     _split = field_validator("report_to", mode="before")(_split_names)
 

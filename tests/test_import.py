@@ -436,3 +436,14 @@ def test_an_imported_config_trains_unedited(lf, tmp_path, capsys):
     assert done.returncode == 0, done.stderr[-3000:]
     log = (tmp_path / "run" / "saves" / "tiny" / "lora" / "sft" / "trainer_log.jsonl").read_text().splitlines()
     assert json.loads(log[-1]).get("current_steps", json.loads(log[-1]).get("step")) == 2
+
+
+def test_swanlab_keys(lf, tmp_path, capsys):
+    out = tmp_path / "x.yaml"
+    _import(lf, _config(lf, "sft", extra="use_swanlab: true\nswanlab_mode: local\nswanlab_api_key: k\n"), out, capsys)
+    spec = _spec(out)
+    assert spec["logging"]["report_to"] == ["swanlab"] and spec["logging"]["offline"] is True  # report_to: none
+    assert "dropped swanlab_api_key" in out.read_text()
+    with pytest.raises(SystemExit):
+        _import(lf, _config(lf, "sft", extra="use_swanlab: true\nswanlab_project: p\n"), tmp_path / "y.yaml", capsys)
+    assert "SWANLAB_PROJECT" in capsys.readouterr().err
