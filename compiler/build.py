@@ -213,6 +213,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         stage=stage.name,
         stage_info=stage,
         trains=stage.trains,
+        modelscope_model=model.use_modelscope_hub and not model_is_local,  # MODEL comes from ModelScope
         # logging.offline: the trackers of report_to that ffc.runtime.trackers can keep local (not TensorBoard's files)
         # (PPO's own loop reports to none).
         local_trackers=[t for t in spec.logging.report_to if t not in ("none", "tensorboard")]

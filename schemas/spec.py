@@ -58,6 +58,11 @@ class ModelSection(Section):
     )
     _split_adapters = field_validator("adapter_name_or_path", mode="before")(_split_names)
     revision: str = Field("main", description="Branch, tag or commit of a hub model.")
+    use_modelscope_hub: bool = Field(
+        False,
+        description="Download model_name_or_path from ModelScope (modelscope.cn) instead of the Hugging Face Hub, "
+        "as LLaMA-Factory's USE_MODELSCOPE_HUB does (needs the modelscope package where the run starts).",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub repository to run. Only for models you trust."
     )

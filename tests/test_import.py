@@ -447,3 +447,13 @@ def test_swanlab_keys(lf, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _import(lf, _config(lf, "sft", extra="use_swanlab: true\nswanlab_project: p\n"), tmp_path / "y.yaml", capsys)
     assert "SWANLAB_PROJECT" in capsys.readouterr().err
+
+
+def test_modelscope_hub_from_the_key_or_the_environment(lf, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "x.yaml"
+    _import(lf, _config(lf, "sft", extra="use_modelscope_hub: true\nms_hub_token: t\n"), out, capsys)
+    assert _spec(out)["model"]["use_modelscope_hub"] is True and "dropped ms_hub_token" in out.read_text()
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")  # LLaMA-Factory reads the hub from the environment
+    out = tmp_path / "y.yaml"
+    _import(lf, _config(lf, "sft"), out, capsys)
+    assert _spec(out)["model"]["use_modelscope_hub"] is True and "USE_MODELSCOPE_HUB was set" in out.read_text()

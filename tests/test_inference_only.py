@@ -200,3 +200,60 @@ def test_stage_none_refuses_training_data_and_training_stages_need_it(tmp_path):
     spec.write_text("model:\n  model_name_or_path: org/m\ndata:\n  template: chatml\n")
     with pytest.raises(SpecError, match="stage sft trains on data.dataset.*stage: none"):
         load_spec(spec)
+
+
+STUB = """\
+import json, os
+
+
+def snapshot_download(model_id, revision=None, cache_dir=None):
+    with open(os.environ["STUB_RECORD"], "a") as f:
+        f.write(json.dumps([model_id, revision, cache_dir]) + "\\n")
+    return os.environ["STUB_MODEL"]
+"""
+
+
+def test_modelscope_models_are_downloaded_with_modelscope(demo, tmp_path):
+    import os
+
+    spec = tmp_path / "ms.yaml"
+    spec.write_text(
+        INFER.format(model="AI-ModelScope/tiny", adapters="").replace(
+            "  adapter_name_or_path: []\n", "  use_modelscope_hub: true\n"
+        )
+    )
+    run = tmp_path / "run"
+    _build(spec, run)
+    # No network here: a stand-in for the modelscope package answers with the demo model's folder.
+    (tmp_path / "stub" / "modelscope").mkdir(parents=True)
+    (tmp_path / "stub" / "modelscope" / "__init__.py").write_text(STUB)
+    record = tmp_path / "calls.jsonl"
+    env = dict(
+        os.environ,
+        STUB_RECORD=str(record),
+        STUB_MODEL=str(demo / "tiny-model"),
+        PYTHONPATH=os.pathsep.join([str(tmp_path / "stub"), os.environ.get("PYTHONPATH", "")]),
+    )
+    done = subprocess.run(
+        [sys.executable, "chat.py"], cwd=run, env=env, input="Hi\n", capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and "Assistant: " in done.stdout, done.stderr[-3000:]
+    assert [json.loads(line) for line in record.read_text().splitlines()] == [["AI-ModelScope/tiny", "master", None]]
+    # Without the package: one message saying what to install, no traceback.
+    done = subprocess.run([sys.executable, "export.py"], cwd=run, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "pip install modelscope" in done.stderr and "Traceback" not in done.stderr
+    # train.py loads the same way
+    train_spec = tmp_path / "train.yaml"
+    train_spec.write_text(
+        TRAIN.format(
+            name="t",
+            model="AI-ModelScope/tiny",
+            adapters="  use_modelscope_hub: true\n",
+            method="",
+            data=demo / "data",
+            lr=1e-3,
+        )  # fmt: skip
+    )
+    _build(train_spec, tmp_path / "train")
+    train = (tmp_path / "train" / "train.py").read_text()
+    assert 'MODEL = from_modelscope("AI-ModelScope/tiny", revision="main", cache_dir=None)' in train
