@@ -76,6 +76,13 @@ def _ident(value) -> Code:
     return Code(value)
 
 
+def _module(value) -> Code:
+    """A dotted module name for an import statement (training.callbacks; the schema allows nothing else)."""
+    if not (isinstance(value, str) and all(_ident(part) for part in value.split("."))):
+        raise ValueError(f"{value!r} is not a module name")
+    return Code(value)
+
+
 def _dtype(value) -> Code:
     if value not in DTYPES:
         raise ValueError(f"unknown dtype {value!r}")
@@ -338,7 +345,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     resolved = resolve(loaded)
     ctx = context(resolved, run_dir, vendor)
     env = rendering.environment()
-    env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
+    env.filters.update(ident=_ident, module=_module, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
     present = [f for f in RUN_FILES if f.when(ctx)]
     ctx["lock"] = lock(resolved, run_dir)
     ctx["run_files"] = present

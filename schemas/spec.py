@@ -450,7 +450,27 @@ class TrainingSection(Section):
         "auto", description="FP8 implementation: torchao, Transformer Engine (te), or auto (torchao when installed)."
     )
 
+    callbacks: list[str] = Field(
+        default_factory=list,
+        description="Your own transformers TrainerCallback classes, as 'module:Class' (a module train.py can import: "
+        "installed, or a .py file in the run directory); each is created without arguments and added to the "
+        "Trainer (not stage ppo, whose loop is ffc's own).",
+    )
+
     _split = field_validator("galore_target", "apollo_target", mode="before")(_split_names)
+
+    @field_validator("callbacks")
+    @classmethod
+    def _import_strings(cls, value: list[str]) -> list[str]:
+        import keyword
+        import re
+
+        for item in value:
+            module, _, name = item.partition(":")
+            parts = [*module.split("."), name]
+            if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) and not keyword.iskeyword(p) for p in parts):
+                raise ValueError(f"{item!r} is not 'module:Class' (e.g. my_callbacks:StopOnPlateau)")
+        return value
 
 
 ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]

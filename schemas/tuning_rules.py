@@ -146,6 +146,14 @@ def existing_adapters(spec):
 
 
 @rule
+def callbacks(spec):
+    if spec.training.callbacks and spec.method.stage == "ppo":
+        yield Problem(
+            ("training", "callbacks"), "stage ppo runs ffc's own loop, not a Trainer: callbacks apply to the others."
+        )
+
+
+@rule
 def model_options(spec):
     training = spec.training
     if training.fp8 and (training.bf16 or training.fp16):
