@@ -97,7 +97,8 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
     Its content is JSON: one call ``{"name", "arguments"}``, a list of calls (LLaMA-Factory's form),
     or ``{"content", "reasoning_content", "tool_calls"}`` when the assistant also wrote text or
     reasoning beside its calls (what ffc's converter writes for such OpenAI/sharegpt turns).
-    Arguments given as a JSON string (OpenAI's form) are decoded, so every family sees an object.
+    Arguments stay as given: an object, or JSON text (OpenAI's form, checked to be valid JSON), which
+    each family writes as its official template does (``arguments_text``).
     """
     try:
         value = json.loads(content) if isinstance(content, str) else content
@@ -115,16 +116,45 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
             raise ConversationError(f"a function call must be an object with a name, got {call!r}")
         args = call.get("arguments")
         if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError as exc:
-                raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
+            arguments_object({"name": call["name"], "arguments": args})  # valid JSON text, or a clear error
         out.append({"name": call["name"], "arguments": {} if args is None else args})
         if isinstance(call_id, str) and call_id:
             out[-1]["id"] = call_id
     if not out:
         raise ConversationError("a function message holds no call")
     return text, reasoning, out
+
+
+def arguments_text(arguments: Any, as_given: bool) -> str:
+    """A call's arguments as its family's official template writes them.
+
+    An object is JSON (transformers' ``tojson``). JSON text (OpenAI's form) is written as it is where the
+    template writes a string as given (``as_given``: Qwen3, Gemma 4, DeepSeek), else through ``tojson``
+    like any value, i.e. as a quoted JSON string (Qwen2.5, Llama, Mistral, gpt-oss, Kimi-K2). The Jinja
+    export writes the same with ``jinja_arguments``.
+    """
+    return arguments if as_given and isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+def jinja_arguments(expression: str, as_given: bool) -> str:
+    """``arguments_text`` as a Jinja expression over the arguments ``expression``."""
+    if as_given:
+        return f"({expression} if {expression} is string else ({expression} | tojson))"
+    return f"({expression} | tojson)"
+
+
+def arguments_object(call: dict) -> dict:
+    """A call's arguments as an object, for families that write each argument by name (Qwen3.5, GLM-4.5):
+    JSON text is decoded (their official templates fail on it)."""
+    args = call["arguments"]
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError as exc:
+            raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
+    if not isinstance(args, dict):
+        raise ConversationError(f"the arguments of {call['name']} must be a JSON object, got {type(args).__name__}")
+    return args
 
 
 @dataclass(frozen=True)
@@ -145,6 +175,7 @@ class ChatTemplate:
     function: str = "{content}"  # one assistant tool call; {content} is its JSON {"name", "arguments"}
     call_separator: str = "\n"  # between the calls of one turn
     call_text_separator: str = "\n"  # between the text an assistant writes beside its calls and the calls
+    arguments_as_given: bool = False  # arguments given as JSON text are written as they are (see arguments_text)
     tool_result_separator: str = "\n"  # between the results of one turn's calls, inside ``observation``
     tools: Optional[str] = None  # how tool definitions join the system prompt: "{system}...{content}"
     tools_without_system: Optional[str] = None  # the same when there is no system prompt (default: ``tools``)
@@ -249,11 +280,15 @@ class ChatTemplate:
         return self.call_separator.join(
             fill(
                 self.function,
-                content=json.dumps({k: call[k] for k in ("name", "arguments")}, ensure_ascii=False),
+                content=f'{{"name": {json.dumps(call["name"], ensure_ascii=False)}, '
+                f'"arguments": {self.arguments_text(call)}}}',
                 **values,
             )
             for call in calls
         )
+
+    def arguments_text(self, call: dict) -> str:
+        return arguments_text(call["arguments"], self.arguments_as_given)
 
     @staticmethod
     def _content(message: dict) -> str:

@@ -172,7 +172,7 @@ class Gemma4Template(CustomTemplate):
                 written = "".join(
                     "<|tool_call>call:" + c["name"] + _value(c["arguments"], False) + "<tool_call|>"
                     if isinstance(c["arguments"], dict)
-                    else "<|tool_call>call:" + c["name"] + "{}<tool_call|>"
+                    else "<|tool_call>call:" + c["name"] + "{" + c["arguments"] + "}<tool_call|>"  # JSON text: as given
                     for c in calls
                 )
                 out.prompt("<|turn>model\n")

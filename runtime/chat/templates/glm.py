@@ -4,9 +4,9 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import NextRoleEndTemplate, Rendered, Segment, register
-from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import NextRoleEndTemplate, Rendered, Segment, arguments_object, register
+from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 register(
     NextRoleEndTemplate(
@@ -140,7 +140,7 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
             "{{- '<|assistant|>\\n<think>' + reasoning.strip() + '</think>' -}}"
             "{%- if text.strip() -%}{{- '\\n' + text.strip() -}}{%- endif -%}"
             "{%- for tool_call in calls -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             # Jinja cannot parse JSON text: arguments must be an object here (the official template fails too).
             + "{%- if call['arguments'] is not mapping -%}"
             "{{- raise_exception('GLM-4.5 writes each argument of a call: pass the arguments as an object') -}}"
@@ -158,7 +158,7 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
 
 
 def _glm45_call(call: dict) -> str:
-    args = call["arguments"] if isinstance(call["arguments"], dict) else {}
+    args = arguments_object(call)
     pairs = "".join(
         f"<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
         "</arg_value>\n"

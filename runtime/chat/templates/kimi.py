@@ -4,8 +4,8 @@ import json
 from dataclasses import dataclass
 
 from .base import register
-from .custom import JINJA_CALL, CustomTemplate, Turns, args_json, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 SYSTEM, USER, ASSISTANT = (
     "<|im_system|>system<|im_middle|>",
@@ -47,9 +47,12 @@ class KimiTemplate(CustomTemplate):
                 body = text
                 if calls:
                     ids = [f"functions.{c['name']}:{i}" for i, c in enumerate(calls)]
-                    last_ids = ids
+                    # A result names its call's id: the data's (an OpenAI tool_call_id), else Kimi's own.
+                    last_ids = [c.get("id") or i for i, c in zip(ids, calls)]
                     body += SECTION[0]
-                    body += "".join(CALL[0] + i + CALL[1] + args_json(c) + CALL[2] for i, c in zip(ids, calls))
+                    body += "".join(
+                        CALL[0] + i + CALL[1] + self.arguments_text(c) + CALL[2] for i, c in zip(ids, calls)
+                    )
                     body += SECTION[1]
                 out.response(body + END)
         if add_generation_prompt:
@@ -78,9 +81,9 @@ class KimiTemplate(CustomTemplate):
             "{%- set last.ids = [] -%}{%- set last.k = 0 -%}"
             f"{{{{- {s(SECTION[0])} -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             + "{%- set id = 'functions.' + call['name'] + ':' + (loop.index0 | string) -%}"
-            "{%- set last.ids = last.ids + [id] -%}"
+            "{%- set last.ids = last.ids + [tool_call['id'] if tool_call['id'] is string and tool_call['id'] else id] -%}"
             f"{{{{- {s(CALL[0])} + id + {s(CALL[1])} + args + {s(CALL[2])} -}}}}"
             f"{{%- endfor -%}}{{{{- {s(SECTION[1])} -}}}}{{%- endif -%}}"
             f"{{{{- {s(END)} -}}}}"

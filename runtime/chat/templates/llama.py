@@ -4,8 +4,8 @@ import json
 from dataclasses import dataclass
 
 from .base import ChatTemplate, register, tool_results_of
-from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 _LLAMA3_HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
 
@@ -58,12 +58,7 @@ class Llama4Template(CustomTemplate):
                 if reasoning:  # Llama 4 has no reasoning markup: kept in the text, as for plain responses
                     text = f"<think>\n{reasoning}\n</think>\n\n{text}"
                 written = "".join(
-                    '{"name": "'
-                    + c["name"]
-                    + '", "parameters": '
-                    + json.dumps(c["arguments"], ensure_ascii=False)
-                    + "}"
-                    for c in calls
+                    '{"name": "' + c["name"] + '", "parameters": ' + self.arguments_text(c) + "}" for c in calls
                 )
                 out.prompt(_llama4("assistant"))
                 out.response("<|python_start|>" + text + "<|python_end|>" + written + "<|eot|>")
@@ -91,7 +86,7 @@ class Llama4Template(CustomTemplate):
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {assistant} + '<|python_start|>' + (message['content'] or '') + '<|python_end|>' -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             + "{{- '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + args + '}' -}}"
             "{%- endfor -%}{{- '<|eot|>' -}}"
             f"{{%- else -%}}{{{{- {assistant} + message['content'] + '<|eot|>' -}}}}"

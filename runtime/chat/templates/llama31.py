@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, register
-from .custom import CustomTemplate, Turns, args_json, split_reasoning
+from .base import ChatTemplate, ConversationError, jinja_arguments, register
+from .custom import CustomTemplate, Turns, split_reasoning
 
 EOT = "<|eot_id|>"
 TOOLS_INTRO = (
@@ -55,7 +55,7 @@ class Llama31Template(CustomTemplate):
                     raise ConversationError(f"Llama 3.1 makes one tool call per turn; this turn makes {len(calls)}")
                 call = calls[0]
                 out.prompt(_header("assistant"))
-                out.response(f'{{"name": "{call["name"]}", "parameters": {args_json(call)}}}' + EOT)
+                out.response(f'{{"name": "{call["name"]}", "parameters": {self.arguments_text(call)}}}' + EOT)
             else:
                 out.prompt(_header("assistant"))
                 out.response(ChatTemplate._content(message).strip() + EOT)
@@ -95,10 +95,11 @@ class Llama31Template(CustomTemplate):
                 "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
                 "{%- set call = message['tool_calls'][0]['function'] if message['tool_calls'][0]['function'] is "
                 "defined else message['tool_calls'][0] -%}",
-                # As Meta's template: the arguments through tojson (JSON text given as a string gets quoted).
                 say(
                     header("'assistant'")
-                    + " + '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + (call['arguments'] | tojson) + '}'"
+                    + " + '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + "
+                    + jinja_arguments("call['arguments']", self.arguments_as_given)
+                    + " + '}'"
                     + eot
                 ),
                 "{%- elif message['role'] == 'function' -%}",  # ffc's own form: the call's JSON as given
@@ -125,8 +126,8 @@ register(
             "Llama 3.1/3.2/3.3 instruct as Meta's template renders them: the date header with the template's default "
             "date (26 Jul 2024; 3.2/3.3 would write the day of rendering), tools in the first user turn, one call per "
             'turn as {"name", "parameters"}, tool results as JSON strings. Text or reasoning beside a call is not '
-            "rendered (the template has no place for it); arguments given as JSON text are trained as an object "
-            "(the official template quotes them)."
+            "rendered (the template has no place for it); arguments given as JSON text are written as "
+            "the official template writes them: quoted, as a JSON string."
         ),
     ),
 )

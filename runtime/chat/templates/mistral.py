@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .base import ChatTemplate, ConversationError, register, tool_results_of
-from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 # Mistral's call ids are 9 alphanumerics (Nemo's and Small's templates refuse others); a call without
 # such an id (LLaMA-Factory's data has none, OpenAI's are longer) gets "call" + its 1-based number in
@@ -97,7 +97,7 @@ class MistralTemplate(CustomTemplate):
                 for call in calls:
                     numbered += 1
                     ids.append(call["id"] if _mistral_id(call.get("id")) else _CALL_ID.format(numbered))
-                args = [json.dumps(c["arguments"], ensure_ascii=False) for c in calls]
+                args = [self.arguments_text(c) for c in calls]
                 names = [json.dumps(c["name"], ensure_ascii=False) for c in calls]
                 if v7:
                     written = "".join(
@@ -169,7 +169,7 @@ class MistralTemplate(CustomTemplate):
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {calls_open} -}}}}"
             "{%- set ids.list = [] -%}{%- set ids.r = 0 -%}"
-            "{%- for tool_call in message['tool_calls'] -%}" + JINJA_CALL + "{%- set ids.n = ids.n + 1 -%}"
+            "{%- for tool_call in message['tool_calls'] -%}" + jinja_call(self) + "{%- set ids.n = ids.n + 1 -%}"
             "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
             f"{{%- set id = given if given | length == 9 and given.isalnum() else {s(_CALL_ID.split('{')[0])} + "
             "('%05d' | format(ids.n)) -%}{%- set ids.last = id -%}{%- set ids.list = ids.list + [id] -%}"

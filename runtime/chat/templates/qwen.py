@@ -4,7 +4,7 @@
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, ReasoningTemplate, register, tool_calls_of
+from .base import ChatTemplate, ConversationError, ReasoningTemplate, arguments_object, register, tool_calls_of
 from .custom import CustomTemplate, Turns, jinja_head
 from .generic import CHATML
 from .jinja import generation_opening_jinja, jinja_str
@@ -34,6 +34,7 @@ register(
         name="qwen3",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 (hybrid thinking): responses after the last user query carry a <think> block (empty when "
@@ -58,6 +59,7 @@ register(
         name="qwen3_vl",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         notes=(
             "Qwen3-VL instruct (images), no default system prompt; with tools and no system prompt the official "
             "template starts the system turn with '# Tools', ffc with a blank line before it."
@@ -94,6 +96,7 @@ register(
         name="qwen3_nothink",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 instruct-2507 (LLaMA-Factory's qwen3_nothink): ChatML with Qwen3's tool format and no <think> "
@@ -104,6 +107,7 @@ register(
         name="qwen3_thinking",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 thinking-2507: as qwen3, but the generation prompt always opens <think> (thinking cannot be "
@@ -147,11 +151,11 @@ class Qwen35Template(CustomTemplate):
     def _calls(self, text: str, calls: list[dict]) -> str:
         out = ""
         for index, call in enumerate(calls):
-            if not isinstance(call["arguments"], dict):
-                raise ConversationError(f"{self.name} writes each argument by name: the arguments must be an object")
             out += ("\n\n" if text else "") if index == 0 else "\n"
             out += f"<tool_call>\n<function={call['name']}>\n"
-            out += "".join(f"<parameter={k}>\n{self._value(v)}\n</parameter>\n" for k, v in call["arguments"].items())
+            out += "".join(
+                f"<parameter={k}>\n{self._value(v)}\n</parameter>\n" for k, v in arguments_object(call).items()
+            )
             out += "</function>\n</tool_call>"
         return out
 
@@ -275,7 +279,7 @@ register(
             "only when enable_thinking is true, so its saved template differs there). Tools before the system prompt, "
             "XML calls with one <parameter=...> per argument (non-text values as Python text, as the template's "
             "|string does), a think block on every response after the last user query. Arguments must be an object "
-            "(the template iterates them)."
+            "(the template iterates them; JSON text is decoded, where the official template fails)."
         ),
     ),
     Qwen35Template(
