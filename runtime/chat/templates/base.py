@@ -157,6 +157,54 @@ def arguments_object(call: dict) -> dict:
     return args
 
 
+# -- reading the calls a model generated (serve.py): each family's ``parse_calls`` next to its rendering --------
+_JSON = json.JSONDecoder()
+
+
+def json_prefix(text: str) -> tuple[Any, str]:
+    """(the JSON value ``text`` starts with, after blanks; the rest), or (None, text) when there is none."""
+    stripped = text.lstrip()
+    try:
+        value, end = _JSON.raw_decode(stripped)
+    except json.JSONDecodeError:
+        return None, text
+    return value, stripped[end:]
+
+
+def parameter_types(tools: Optional[list], name: str) -> dict[str, str]:
+    """The JSON-schema type of each parameter of tool ``name`` in a request's ``tools`` (OpenAI form)."""
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            return {}
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function", tool) if isinstance(tool, dict) else {}
+        if isinstance(function, dict) and function.get("name") == name:
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            return {k: v.get("type") for k, v in properties.items() if isinstance(v, dict)}
+    return {}
+
+
+def typed_argument(raw: str, schema_type: Optional[str]) -> Any:
+    """An argument a family writes as bare text (Qwen3.5's <parameter>, GLM-4.5's <arg_value>): text where the
+    tool's schema says string, else its JSON value when it is one (3, true, {...}), else the text."""
+    if schema_type == "string":
+        return raw
+    value, rest = json_prefix(raw)
+    return value if value is not None and not rest.strip() else {"True": True, "False": False}.get(raw, raw)
+
+
+def call_json(value: Any, key: str = "arguments") -> Optional[dict]:
+    """A call written as JSON ``{"name", <key>}`` -> ``{"name", "arguments"}``, or None when it is not one."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) <= {"name", key, "id"}:
+        call = {"name": value["name"], "arguments": value.get(key, {})}
+        if isinstance(value.get("id"), str):
+            call["id"] = value["id"]
+        return call
+    return None
+
+
 @dataclass(frozen=True)
 class ChatTemplate:
     name: str
@@ -289,6 +337,30 @@ class ChatTemplate:
 
     def arguments_text(self, call: dict) -> str:
         return arguments_text(call["arguments"], self.arguments_as_given)
+
+    @property
+    def renders_tools(self) -> bool:
+        """The template has a format for tool definitions (and calls): the build's tool-data check and serve.py's
+        ``tools`` ask this."""
+        return self.tools is not None
+
+    def parse_calls(self, text: str, tools: Optional[list] = None) -> tuple[str, list[dict]]:
+        """(the text beside them, the calls [{"name", "arguments"(, "id")}]) that a model wrote in ``text``, its
+        generated answer up to the stop string: the inverse of ``calls_text``. Families with markup of their own
+        override it next to their rendering; a template without a tool format reads none (its calls are bare JSON,
+        which a model answering in JSON also writes). ``tools``: the request's, for families that need the types."""
+        if self.tools is None or "{content}" not in self.function:
+            return text, []
+        before, _, after = self.function.partition("{content}")
+        pattern = re.escape(before) + r"(.*?)" + re.escape(after)
+        calls = []
+        for match in re.finditer(pattern, text, flags=re.S):
+            value, rest = json_prefix(match.group(1))
+            call = call_json(value) if not rest.strip() else None
+            if call is None:
+                return text, []  # not a call after all: the answer is text
+            calls.append(call)
+        return (re.sub(pattern, "", text, flags=re.S).strip(), calls) if calls else (text, [])
 
     @staticmethod
     def _content(message: dict) -> str:

@@ -107,6 +107,10 @@ class CustomTemplate(ChatTemplate):
         )
         return Rendered(out.segments)
 
+    @property
+    def renders_tools(self) -> bool:
+        return self.tool_definitions
+
     def turns(self, out: Turns, messages: list[dict], **options) -> None:
         raise NotImplementedError
 

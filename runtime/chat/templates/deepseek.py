@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ChatTemplate, register
+from .base import ChatTemplate, json_prefix, register
 from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -125,6 +125,23 @@ class DeepSeekTemplate(CustomTemplate):
             for t in tools
         )
         return V31_TOOLS_HEAD + entries + V31_TOOLS_TAIL
+
+    def parse_calls(self, text, tools=None):
+        """``<｜tool▁calls▁begin｜>`` then each ``<｜tool▁call▁begin｜>`` call: ``function<｜tool▁sep｜>NAME`` and
+        a json code block (V3, R1), or ``NAME<｜tool▁sep｜>{...}`` (V3.1)."""
+        head, marker, section = text.partition(CALLS_BEGIN)
+        calls = []
+        for part in section.split(CALL_BEGIN)[1:]:
+            part = part.split(CALL_END)[0]
+            name, _, arguments = part.partition(CALL_SEP)
+            if self.version != "v3.1":
+                name, _, arguments = arguments.partition("\n")
+                arguments = arguments.strip().removeprefix("```json").removesuffix("```")
+            value, rest = json_prefix(arguments)
+            if value is None or rest.strip() or not name.strip():
+                return text, []
+            calls.append({"name": name.strip(), "arguments": value})
+        return (head, calls) if marker and calls else (text, [])
 
     def jinja(self, default_system: str) -> str:
         v31 = self.version == "v3.1"

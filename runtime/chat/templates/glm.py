@@ -1,10 +1,11 @@
 """GLM (Zhipu AI): ChatGLM3, GLM-4."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import NextRoleEndTemplate, Rendered, Segment, arguments_object, register
+from .base import NextRoleEndTemplate, Rendered, Segment, arguments_object, parameter_types, register, typed_argument
 from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -110,6 +111,18 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
                     out.response(body)
         if add_generation_prompt:
             out.prompt("<|assistant|>" + ("\n<think></think>" if enable_thinking is False else ""))
+
+    def parse_calls(self, text, tools=None):
+        """``<tool_call>NAME`` and ``<arg_key>k</arg_key><arg_value>v</arg_value>`` pairs: text values as they
+        are, others as JSON (``tools``' parameter types decide for a text that reads as JSON)."""
+        calls = []
+        for match in re.finditer(r"<tool_call>([^\n<]+)(.*?)</tool_call>", text, flags=re.S):
+            name, types = match.group(1).strip(), parameter_types(tools, match.group(1).strip())
+            pairs = re.findall(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", match.group(2), flags=re.S)
+            calls.append({"name": name, "arguments": {k: typed_argument(v, types.get(k)) for k, v in pairs}})
+        if not calls:
+            return text, []
+        return re.sub(r"\s*<tool_call>.*?</tool_call>", "", text, flags=re.S).strip(), calls
 
     def jinja(self, default_system: str) -> str:
         s = jinja_str

@@ -1,10 +1,11 @@
 """gpt-oss (OpenAI): the harmony format, with channels analysis / commentary / final."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ConversationError, register
+from .base import ConversationError, json_prefix, register
 from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -148,6 +149,17 @@ class HarmonyTemplate(CustomTemplate):
                 last_calls = [] if ending == END else last_calls
         if add_generation_prompt:
             out.prompt(START + "assistant")
+
+    def parse_calls(self, text, tools=None):
+        """`` to=functions.NAME<|channel|>commentary json<|message|>{...}``: harmony ends the turn at each call
+        (<|call|> is a stop string), so an answer holds one; reasoning before it is in the analysis channel."""
+        match = re.search(r"to=functions\.([^\s<]+)\s*<\|channel\|>commentary[^<]*<\|message\|>", text)
+        if not match:
+            return text, []
+        arguments, rest = json_prefix(text[match.end() :])
+        if arguments is None or rest.strip():
+            return text, []
+        return text[: match.start()].strip(), [{"name": match.group(1), "arguments": arguments}]
 
     def jinja(self, default_system: str) -> str:
         return jinja_head(default_system) + _JINJA.replace("MODEL_IDENTITY", jinja_str(self.model_identity)).replace(

@@ -1,9 +1,10 @@
 """Kimi (Moonshot AI): Kimi-K2-Instruct."""
 
 import json
+import re
 from dataclasses import dataclass
 
-from .base import register
+from .base import json_prefix, register
 from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -57,6 +58,19 @@ class KimiTemplate(CustomTemplate):
                 out.response(body + END)
         if add_generation_prompt:
             out.prompt(ASSISTANT)
+
+    def parse_calls(self, text, tools=None):
+        """The section of calls ``<|tool_call_begin|>functions.NAME:i<|tool_call_argument_begin|>{...}<|tool_call_end|>``."""
+        head, marker, section = text.partition(SECTION[0])
+        pattern = re.escape(CALL[0]) + r"(.*?)" + re.escape(CALL[1]) + r"(.*?)" + re.escape(CALL[2])
+        calls = []
+        for match in re.finditer(pattern, section, flags=re.S):
+            arguments, rest = json_prefix(match.group(2))
+            name = match.group(1).strip().removeprefix("functions.").rpartition(":")[0]
+            if arguments is None or rest.strip() or not name:
+                return text, []
+            calls.append({"name": name, "arguments": arguments, "id": match.group(1).strip()})
+        return (head, calls) if marker and calls else (text, [])
 
     def jinja(self, default_system: str) -> str:
         s = jinja_str

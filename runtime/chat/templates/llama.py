@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, register, tool_results_of
+from .base import ChatTemplate, call_json, json_prefix, register, tool_results_of
 from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -64,6 +64,20 @@ class Llama4Template(CustomTemplate):
                 out.response("<|python_start|>" + text + "<|python_end|>" + written + "<|eot|>")
         if add_generation_prompt:
             out.prompt(_llama4("assistant"))
+
+    def parse_calls(self, text, tools=None):
+        """<|python_start|>text<|python_end|> then the calls, ``{"name", "parameters"}`` one after another."""
+        if "<|python_end|>" not in text:
+            return text, []
+        head, _, rest = text.partition("<|python_end|>")
+        calls = []
+        while rest.strip():
+            value, rest = json_prefix(rest)
+            call = call_json(value, "parameters")
+            if call is None:
+                return text, []
+            calls.append(call)
+        return head.removeprefix("<|python_start|>"), calls
 
     def jinja(self, default_system: str) -> str:
         system, user, assistant, ipython = (

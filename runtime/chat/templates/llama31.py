@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, jinja_arguments, register
+from .base import ChatTemplate, ConversationError, call_json, jinja_arguments, json_prefix, register
 from .custom import CustomTemplate, Turns, split_reasoning
 
 EOT = "<|eot_id|>"
@@ -61,6 +61,12 @@ class Llama31Template(CustomTemplate):
                 out.response(ChatTemplate._content(message).strip() + EOT)
         if add_generation_prompt:
             out.prompt(_header("assistant"))
+
+    def parse_calls(self, text, tools=None):
+        """A call is the whole answer: ``{"name", "parameters"}`` (after <|python_tag|> when the model writes it)."""
+        value, rest = json_prefix(text.removeprefix("<|python_tag|>"))
+        call = call_json(value, "parameters") if not rest.strip() else None
+        return ("", [call]) if call else (text, [])
 
     def jinja(self, default_system: str) -> str:
         def say(expression: str) -> str:

@@ -4,7 +4,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ChatTemplate, ConversationError, register, tool_results_of
+from .base import ChatTemplate, ConversationError, call_json, json_prefix, register, tool_results_of
 from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
@@ -110,6 +110,26 @@ class MistralTemplate(CustomTemplate):
                     items = (f'{{"name": {n}, "arguments": {a}, "id": "{i}"}}' for n, a, i in zip(names, args, ids))
                     written = "[TOOL_CALLS][" + ", ".join(items) + "]"
                 out.response(written + eos)
+
+    def parse_calls(self, text, tools=None):
+        """``[TOOL_CALLS]`` then a JSON list of ``{"name", "arguments", "id"}`` (v0.3, Nemo), or, per call,
+        ``[TOOL_CALLS]name[CALL_ID]id[ARGS]{...}`` (v7: Small 3.x)."""
+        head, marker, rest = text.partition("[TOOL_CALLS]")
+        if not marker:
+            return text, []
+        value, tail = json_prefix(rest)
+        if isinstance(value, list):
+            calls = [call_json(item) for item in value]
+            return (head.strip(), calls) if calls and None not in calls and not tail.strip() else (text, [])
+        calls = []
+        for part in rest.split("[TOOL_CALLS]"):
+            name, _, args = part.partition("[ARGS]")
+            name, _, call_id = name.partition("[CALL_ID]")
+            arguments, tail = json_prefix(args)
+            if not name.strip() or not isinstance(arguments, (dict, str)) or tail.strip():
+                return text, []
+            calls.append({"name": name.strip(), "arguments": arguments, **({"id": call_id} if call_id else {})})
+        return head.strip(), calls
 
     def jinja(self, default_system: str) -> str:
         v3, v7 = self.flavour == "v3", self.flavour == "v7"

@@ -2,9 +2,19 @@
 (qwen3_thinking), Qwen3.5 and Qwen3.6 (XML tool calls)."""
 
 import json
+import re
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, ReasoningTemplate, arguments_object, register, tool_calls_of
+from .base import (
+    ChatTemplate,
+    ConversationError,
+    ReasoningTemplate,
+    arguments_object,
+    parameter_types,
+    register,
+    tool_calls_of,
+    typed_argument,
+)
 from .custom import CustomTemplate, Turns, jinja_head
 from .generic import CHATML
 from .jinja import generation_opening_jinja, jinja_str
@@ -203,6 +213,19 @@ class Qwen35Template(CustomTemplate):
             out.prompt("\n")
         if add_generation_prompt:
             out.prompt("<|im_start|>assistant\n" + (EMPTY_THINK if enable_thinking is False else "<think>\n"))
+
+    def parse_calls(self, text, tools=None):
+        """``<tool_call><function=NAME><parameter=k>\\nv\\n</parameter>...</function></tool_call>``: values as
+        ``typed_argument`` reads them (``tools``' parameter types decide for a text that reads as JSON)."""
+        calls = []
+        pattern = r"<tool_call>\s*<function=([^>\n]+)>(.*?)</function>\s*</tool_call>"
+        for match in re.finditer(pattern, text, flags=re.S):
+            name, types = match.group(1).strip(), parameter_types(tools, match.group(1).strip())
+            pairs = re.findall(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", match.group(2), flags=re.S)
+            calls.append({"name": name, "arguments": {k: typed_argument(v, types.get(k)) for k, v in pairs}})
+        if not calls:
+            return text, []
+        return re.sub(r"\s*" + pattern, "", text, flags=re.S).strip(), calls
 
     def jinja(self, default_system: str) -> str:
         keep_all = (
