@@ -150,3 +150,22 @@ def test_serve_reads_calls_marked_by_special_tokens():
     assert (text, [c["name"] for c in calls], calls[0]["id"]) == ("", ["get_weather"], "call00001")
     plain = _answer_and_calls(template, _Tokenizer("Hello" + EOS), [1], "Hello", template.stop_strings(EOS), None)
     assert plain == ("Hello", [])
+
+
+@pytest.mark.parametrize("name", ["mistral_small", "gpt_oss", "qwen3_6"])
+def test_serve_takes_tools_for_every_family_with_a_tool_format(name):
+    """Hand-written families say so with renders_tools (serve.py used to refuse their tools)."""
+    from ffc.runtime.inference import GenerationOptions
+    from ffc.runtime.server import ChatRequest, prepare
+
+    class Engine:
+        template, context_length = TEMPLATES[name], None
+
+        def prompt_ids(self, messages, system=None, tools=None):
+            self.tools = tools
+            return [1, 2, 3]
+
+    engine = Engine()
+    body = ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": "?"}], "tools": TOOLS})
+    prepare(engine, body, GenerationOptions(), 100)
+    assert engine.tools == body.tools
