@@ -395,8 +395,9 @@ register(
             "inside the calling model turn, and the response after them continuing that turn. Responses keep no "
             "reasoning (reasoning_content and <think> blocks are removed, so not trained) except the thought "
             "channel before calls after the last user message (dropped with enable_thinking false, which the official "
-            "template ignores); enable_thinking true adds <|think|> to the system turn. Arguments given as JSON text are written as given, as the official template does. "
-            "A tool result answers the call at its position (ffc's data keeps no tool_call_id)."
+            "template ignores); enable_thinking true adds <|think|> to the system turn. Arguments given as JSON text "
+            "are written as given, as the official template does. A tool result answers the call at its position "
+            "(ffc's data keeps no tool_call_id)."
         ),
     ),
 )

@@ -97,7 +97,8 @@ class KimiTemplate(CustomTemplate):
             "{%- for tool_call in message['tool_calls'] -%}"
             + jinja_call(self)
             + "{%- set id = 'functions.' + call['name'] + ':' + (loop.index0 | string) -%}"
-            "{%- set last.ids = last.ids + [tool_call['id'] if tool_call['id'] is string and tool_call['id'] else id] -%}"
+            "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
+            "{%- set last.ids = last.ids + [given or id] -%}"
             f"{{{{- {s(CALL[0])} + id + {s(CALL[1])} + args + {s(CALL[2])} -}}}}"
             f"{{%- endfor -%}}{{{{- {s(SECTION[1])} -}}}}{{%- endif -%}}"
             f"{{{{- {s(END)} -}}}}"
@@ -113,10 +114,11 @@ register(
         tool_definitions=True,
         stop_words=(END,),
         notes=(
-            "Kimi-K2-Instruct (no LLaMA-Factory name): a tool result is labelled '## Return of functions.<name>:0' "
-            "(result i: the id of call i of the turn before it; ffc's data keeps no call ids), where the official template writes "
-            "the message's tool_call_id. Arguments given as JSON text are written as an object (the official "
-            "template would quote the text). Reasoning is not rendered: K2-Instruct has none."
+            "Kimi-K2-Instruct (no LLaMA-Factory name): calls are named functions.<name>:<i>, as officially; a tool "
+            "result is labelled with the id of the call at its position in the turn before (its OpenAI id where the "
+            "data gives one, else Kimi's functions.<name>:<i>), which is the official template's tool_call_id in "
+            "consistent data. Arguments given as JSON text are quoted through tojson, as officially. Reasoning is not "
+            "rendered: K2-Instruct has none."
         ),
     ),
 )

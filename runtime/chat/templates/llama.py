@@ -146,8 +146,8 @@ register(
             "Llama 4 instruct (Scout, Maverick). As the official template: only the system prompt is trimmed; the "
             "tools list (JSON, indented by 4) opens the first user message; a response with calls writes its text "
             'between <|python_start|> and <|python_end|>, then each call as {"name", "parameters"}; a tool '
-            "result is written as a JSON string. Arguments given as JSON text are trained as an object (the "
-            "official template would quote them); the exported template writes them as given."
+            "result is written as a JSON string. Arguments given as JSON text are quoted through tojson, as "
+            "officially."
         ),
     ),
 )

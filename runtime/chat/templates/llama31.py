@@ -50,7 +50,12 @@ class Llama31Template(CustomTemplate):
             elif message["role"] == "observation":
                 out.prompt(_header("ipython") + json.dumps(message["content"], ensure_ascii=False) + EOT)
             elif message["role"] == "function":
-                _, _, calls = split_reasoning(message)  # text and reasoning beside a call: not rendered
+                reasoning, text, calls = split_reasoning(message)
+                if reasoning or text.strip():  # refused rather than dropped, as Mistral's templates do
+                    raise ConversationError(
+                        f"template {self.name!r} cannot write text or reasoning beside a tool call (Llama 3.1's "
+                        "format has no place for them); put the text in a turn of its own"
+                    )
                 if len(calls) != 1:
                     raise ConversationError(f"Llama 3.1 makes one tool call per turn; this turn makes {len(calls)}")
                 call = calls[0]
@@ -131,9 +136,9 @@ register(
         notes=(
             "Llama 3.1/3.2/3.3 instruct as Meta's template renders them: the date header with the template's default "
             "date (26 Jul 2024; 3.2/3.3 would write the day of rendering), tools in the first user turn, one call per "
-            'turn as {"name", "parameters"}, tool results as JSON strings. Text or reasoning beside a call is not '
-            "rendered (the template has no place for it); arguments given as JSON text are written as "
-            "the official template writes them: quoted, as a JSON string."
+            'turn as {"name", "parameters"}, tool results as JSON strings. A turn with text or reasoning beside a '
+            "call is refused (the template has no place for them; the exported template drops them, as Meta's). "
+            "Arguments given as JSON text are written as the official template writes them: quoted, as a JSON string."
         ),
     ),
 )
