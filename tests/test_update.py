@@ -216,3 +216,60 @@ def test_an_ffc_upgrade_with_the_same_spec_is_merged_too(demo, tmp_path, capsys,
     assert code == 0 and "merged    train.py" in out
     train = (run / "train.py").read_text()
     assert MY_LINE in train and "def main() -> None:  # new ffc" in train
+
+
+def test_unresolved_markers_are_never_nested(demo, tmp_path, capsys, monkeypatch):
+    """An update with conflicts, stopped at any point of its writing and run again (or simply run again
+    before the conflicts are resolved), refuses to merge over the old markers and changes nothing; once
+    they are resolved, it completes with one level of markers at most."""
+    import os
+
+    lock_versions(monkeypatch)
+    spec, run = _built(demo, tmp_path, capsys, "dpo")
+    _edit(run, "learning_rate=0.001,", "learning_rate=0.002,  # mine")
+    _change_lr(spec, "3.0e-3")
+    assert ffc(capsys, "update", run)[0] == 3
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = ffc(capsys, "update", run)
+    assert code == 1 and "train.py" in err and "conflict markers of an earlier `ffc update`" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    operations = [(os, "replace"), (os, "rename"), (os, "unlink"), (writer, "_write_file")]
+    refused, at, killed_somewhere = 0, 0, True
+    while killed_somewhere:
+        spec.write_text(spec.read_text().replace("learning_rate: 3.0e-3", "learning_rate: 1.0e-3"))
+        ffc(capsys, "build", spec, "-o", run, "--force")
+        _edit(run, "learning_rate=0.001,", "learning_rate=0.002,  # mine")
+        _change_lr(spec, "3.0e-3")
+        count = [0]
+        with monkeypatch.context() as patch:
+            for module, name in operations:
+                real = getattr(module, name)
+
+                def operation(*args, _real=real, **kwargs):
+                    if count[0] >= at:
+                        raise Killed
+                    count[0] += 1
+                    return _real(*args, **kwargs)
+
+                patch.setattr(module, name, operation)
+            try:
+                update_run(run)
+                killed_somewhere = False
+            except Killed:
+                pass
+        code, out, err = ffc(capsys, "update", run)
+        train = (run / "train.py").read_text()
+        assert train.count("<<<<<<<") <= 1 and train.count(">>>>>>>") <= 1, (at, out, err)
+        if code == 1:  # the markers were written before the stop: resolve them, then update completes
+            assert "conflict markers of an earlier" in err, (at, err)
+            refused += 1
+            start, end = train.index("<<<<<<<"), train.index(">>>>>>>")
+            end = train.index("\n", end) + 1
+            (run / "train.py").write_text(train[:start] + "        learning_rate=0.002,  # mine\n" + train[end:])
+            code, out, err = ffc(capsys, "update", run)
+        assert code in (0, 3), (at, out, err)
+        train = (run / "train.py").read_text()
+        assert train.count("<<<<<<<") <= 1 and "learning_rate=0.002,  # mine" in train, (at, train)
+        at += 5
+    assert refused, "no stop fell after the markers were written: the test no longer covers them"
