@@ -143,7 +143,9 @@ def _answer_and_calls(template, tokenizer, generated: list[int], streamed: str, 
     """The answer's text and tool calls. Calls are read from the tokens decoded with their special tokens, since
     several families mark calls with them ([TOOL_CALLS], <|tool_call_begin|>, <|channel|>, DeepSeek's tokens)
     and the streamed text leaves them out; an answer without calls keeps the streamed text."""
-    raw = _until_stop(tokenizer.decode(generated, skip_special_tokens=False), stops)
+    eos = tokenizer.eos_token if isinstance(getattr(tokenizer, "eos_token", None), str) else None
+    ends = [*stops, *template.stop_strings(eos)]  # the template's ends too, where the request set its own stops
+    raw = _until_stop(tokenizer.decode(generated, skip_special_tokens=False), ends)
     text, calls = parse_tool_calls(template, raw, tools)
     return (text, calls) if calls else (streamed, [])
 

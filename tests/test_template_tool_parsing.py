@@ -134,6 +134,8 @@ def test_typed_values_follow_the_tool_schema():
 class _Tokenizer:
     """decode() as a tokenizer with special tokens: serve reads calls from the tokens, not the streamed text."""
 
+    eos_token = EOS
+
     def __init__(self, text: str):
         self.text = text
 
@@ -150,6 +152,10 @@ def test_serve_reads_calls_marked_by_special_tokens():
     assert (text, [c["name"] for c in calls], calls[0]["id"]) == ("", ["get_weather"], "call00001")
     plain = _answer_and_calls(template, _Tokenizer("Hello" + EOS), [1], "Hello", template.stop_strings(EOS), None)
     assert plain == ("Hello", [])
+    # A request's own stop strings replace the template's as generation stops; the answer still ends at them.
+    qwen = TEMPLATES["qwen"]
+    raw = generated(qwen, CALLS[:1]) + "<|im_end|>\n<|im_start|>user"
+    assert _answer_and_calls(qwen, _Tokenizer(raw), [1], "", ("STOP",), TOOLS)[0] == ""
 
 
 @pytest.mark.parametrize("name", ["mistral_small", "gpt_oss", "qwen3_6"])
