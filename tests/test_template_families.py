@@ -371,6 +371,9 @@ def _random_conversation(name: str, rng) -> tuple[list[dict], bool]:
                 }
                 for i in range(1 if name == "gpt_oss" else rng.choice([1, 1, 2]))
             ]
+            if name in ("gpt_oss", "kimi_k2") and rng.random() < 0.3:  # OpenAI's JSON text: quoted, as officially
+                for call in calls:
+                    call["function"]["arguments"] = json.dumps(call["function"]["arguments"], separators=(",", ":"))
             call = {"role": "assistant", "content": "" if name == "gpt_oss" else rng.choice(["", "Let me check."])}
             if rng.random() < 0.4:
                 call["reasoning_content"] = "think " + rng.choice(WORDS)
