@@ -83,7 +83,7 @@ def test_check_a_model_whose_template_is_ffcs_own(tmp_path, capsys):
     out = capsys.readouterr().out
     assert done.value.code == 0, out
     assert "ffc template qwen3 (the directory name)" in out
-    assert out.count(" same") == 4
+    assert out.count(" same") == 5
 
 
 def test_check_reports_a_difference_and_fails(tmp_path, capsys):
