@@ -257,3 +257,14 @@ def test_modelscope_models_are_downloaded_with_modelscope(demo, tmp_path):
     _build(train_spec, tmp_path / "train")
     train = (tmp_path / "train" / "train.py").read_text()
     assert 'MODEL = from_modelscope("AI-ModelScope/tiny", revision="main", cache_dir=None)' in train
+
+
+def test_the_ui_does_not_start_training_for_stage_none(demo, tmp_path):
+    from ffc.ui.jobs import Workspace
+
+    spec = tmp_path / "infer.yaml"
+    spec.write_text(INFER.format(model=demo / "tiny-model", adapters=""))
+    workspace = Workspace(tmp_path)
+    _build(spec, workspace.run_dir("infer"))
+    with pytest.raises(ValueError, match="trains nothing"):
+        workspace.start_training("infer")
