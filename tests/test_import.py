@@ -457,3 +457,16 @@ def test_modelscope_hub_from_the_key_or_the_environment(lf, tmp_path, capsys, mo
     out = tmp_path / "y.yaml"
     _import(lf, _config(lf, "sft"), out, capsys)
     assert _spec(out)["model"]["use_modelscope_hub"] is True and "USE_MODELSCOPE_HUB was set" in out.read_text()
+
+
+def test_training_from_existing_adapters(lf, saves, tmp_path, capsys):
+    extra = "adapter_name_or_path: saves/tiny/lora/sft,saves/tiny/lora/dpo\ncreate_new_adapter: true\n"
+    out = tmp_path / "specs" / "x.yaml"
+    _import(lf, _config(lf, "sft", extra=extra), out, capsys)
+    spec = _spec(out)
+    assert spec["model"]["adapter_name_or_path"] == [
+        "../LLaMA-Factory/saves/tiny/lora/sft", "../LLaMA-Factory/saves/tiny/lora/dpo"
+    ]  # fmt: skip
+    assert spec["method"]["create_new_adapter"] is True and spec["method"]["stage"] == "sft"
+    main(["build", str(out), "-o", str(tmp_path / "run")])
+    assert "apply_adapters(model, ADAPTERS, train_last=False)" in (tmp_path / "run" / "train.py").read_text()
