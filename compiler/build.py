@@ -176,6 +176,13 @@ def _requirements(spec, vendored: bool) -> dict:
     return pins
 
 
+def _model_hub(model) -> Optional[str]:
+    """The hub the model is downloaded from when it is not Hugging Face's (a key of ffc.runtime.hubs.HUBS)."""
+    if model.use_modelscope_hub:
+        return "modelscope"
+    return "openmind" if model.use_openmind_hub else None
+
+
 def _title(resolved: Resolved) -> str:
     spec = resolved.spec
     if not resolved.stage.trains:
@@ -220,7 +227,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         stage=stage.name,
         stage_info=stage,
         trains=stage.trains,
-        modelscope_model=model.use_modelscope_hub and not model_is_local,  # MODEL comes from ModelScope
+        model_hub=None if model_is_local else _model_hub(model),
         # logging.offline: the trackers of report_to that ffc.runtime.trackers can keep local (not TensorBoard's files)
         # (PPO's own loop reports to none).
         local_trackers=[t for t in spec.logging.report_to if t not in ("none", "tensorboard")]

@@ -40,6 +40,7 @@ DROPPED = {
     "print_param_status": "train.py prints the trainable parameter count",
     "predict_with_generate": "eval.py generates for its predict_dataset (BLEU-4/ROUGE) by itself",
     "hf_hub_token": "put the token in the HF_TOKEN environment variable: specs are kept free of secrets",
+    "om_hub_token": "log in with openmind's own login where the run starts: specs are kept free of secrets",
     "ms_hub_token": "log in with `modelscope login` where the run starts: specs are kept free of secrets",
     "swanlab_api_key": "put the key in the SWANLAB_API_KEY environment variable: specs are kept free of secrets",
     "plot_loss_steps": "ffc plots every logged step",
@@ -101,8 +102,6 @@ MISSING = {
     "image_max_pixels": "multimodal models",
     "video_max_pixels": "multimodal models",
     "freeze_vision_tower": "multimodal models",
-    "use_openmind_hub": "loading from Modelers (openmind)",
-    "om_hub_token": "loading from Modelers (openmind)",
     "compute_accuracy": "token accuracy during sft evaluation",
     "swanlab_project": "SwanLab options in the spec (set the SWANLAB_PROJECT environment variable)",
     "swanlab_workspace": "SwanLab options in the spec (set the SWANLAB_WORKSPACE environment variable)",
@@ -274,9 +273,10 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
 
     if not trains:
         staged["method.stage"] = ("none", f"LLaMA-Factory {result.kind} config: no training")
-    if os.environ.get("USE_MODELSCOPE_HUB", "0").lower() in ("1", "true", "y") and "use_modelscope_hub" not in source:
-        # LLaMA-Factory reads the hub from the environment; the spec says it
-        staged["model.use_modelscope_hub"] = (True, "USE_MODELSCOPE_HUB was set when importing")
+    for variable in ("USE_MODELSCOPE_HUB", "USE_OPENMIND_HUB"):
+        if os.environ.get(variable, "0").lower() in ("1", "true", "y") and variable.lower() not in source:
+            # LLaMA-Factory reads the hub from the environment; the spec says it
+            staged[f"model.{variable.lower()}"] = (True, f"{variable} was set when importing")
     for key, value in source.items():
         key = str(key)
         if not trains and key in NOT_TRAINING_DROPPED:

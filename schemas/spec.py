@@ -63,6 +63,11 @@ class ModelSection(Section):
         description="Download model_name_or_path from ModelScope (modelscope.cn) instead of the Hugging Face Hub, "
         "as LLaMA-Factory's USE_MODELSCOPE_HUB does (needs the modelscope package where the run starts).",
     )
+    use_openmind_hub: bool = Field(
+        False,
+        description="Download model_name_or_path from Modelers (modelers.cn) instead of the Hugging Face Hub, as "
+        "LLaMA-Factory's USE_OPENMIND_HUB does (needs the openmind package where the run starts).",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub repository to run. Only for models you trust."
     )

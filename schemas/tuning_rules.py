@@ -146,6 +146,12 @@ def existing_adapters(spec):
 
 
 @rule
+def one_hub(spec):
+    if spec.model.use_modelscope_hub and spec.model.use_openmind_hub:
+        yield Problem(("model", "use_openmind_hub"), "the model comes from one hub: choose ModelScope or Modelers.")
+
+
+@rule
 def callbacks(spec):
     if spec.training.callbacks and spec.method.stage == "ppo":
         yield Problem(

@@ -256,7 +256,7 @@ def test_modelscope_models_are_downloaded_with_modelscope(demo, tmp_path):
     )
     _build(train_spec, tmp_path / "train")
     train = (tmp_path / "train" / "train.py").read_text()
-    assert 'MODEL = from_modelscope("AI-ModelScope/tiny", revision="main", cache_dir=None)' in train
+    assert 'MODEL = download_model("modelscope", "AI-ModelScope/tiny", revision="main", cache_dir=None)' in train
 
 
 def test_the_ui_does_not_start_training_for_stage_none(demo, tmp_path):
@@ -268,3 +268,26 @@ def test_the_ui_does_not_start_training_for_stage_none(demo, tmp_path):
     _build(spec, workspace.run_dir("infer"))
     with pytest.raises(ValueError, match="trains nothing"):
         workspace.start_training("infer")
+
+
+def test_modelers_models_are_downloaded_with_openmind(monkeypatch, tmp_path):
+    import types
+
+    from ffc.runtime.hubs import download_model
+
+    calls = []
+    hub = types.ModuleType("openmind.utils.hub")
+    hub.snapshot_download = lambda model_id, revision, cache_dir: calls.append((model_id, revision, cache_dir)) or "/m"
+    for name, module in (("openmind", types.ModuleType("openmind")), ("openmind.utils", types.ModuleType("u"))):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "openmind.utils.hub", hub)
+    assert download_model("openmind", "PyTorch-NPU/tiny", "main", None) == "/m"
+    assert calls == [("PyTorch-NPU/tiny", "main", None)]
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        INFER.format(model="PyTorch-NPU/tiny", adapters="").replace(
+            "  adapter_name_or_path: []\n", "  use_openmind_hub: true\n"
+        )
+    )
+    _build(spec, tmp_path / "run")
+    assert 'download_model("openmind", "PyTorch-NPU/tiny"' in (tmp_path / "run" / "export.py").read_text()

@@ -166,6 +166,7 @@ ZH_HELP = {
     "model.tokenizer_name_or_path": "从此处加载分词器，而非 model_name_or_path。",
     "model.adapter_name_or_path": "已有的 PEFT 适配器（目录或 Hub id，列表或 'a,b'），同 LLaMA-Factory：训练时除最后一个外合并进基座并继续训练最后一个（create_new_adapter 时全部合并并训练新适配器）；对话、服务、评测和导出时全部依次合并。",
     "model.revision": "Hub 模型的分支、标签或提交。",
+    "model.use_openmind_hub": "从魔乐社区（Modelers）而不是 Hugging Face Hub 下载 model_name_or_path，同 LLaMA-Factory 的 USE_OPENMIND_HUB（运行处需安装 openmind）。",
     "training.callbacks": "自定义的 transformers TrainerCallback 类，写作 'module:Class'（已安装或放在运行目录中的 .py 文件）；无参数创建后加入 Trainer（ppo 阶段除外）。",
     "model.use_modelscope_hub": "从魔搭社区（ModelScope）而不是 Hugging Face Hub 下载 model_name_or_path，同 LLaMA-Factory 的 USE_MODELSCOPE_HUB（运行处需安装 modelscope）。",
     "logging.offline": "实验跟踪器只在本机记录（output_dir 下）：W&B 离线（之后 wandb sync 上传）、MLflow 文件存储（mlruns/）、SwanLab 离线（swanlog/）、Trackio 本地数据库（trackio/）。已设置的环境变量优先。",
