@@ -81,6 +81,22 @@ class ModelSection(Section):
     moe_aux_loss_coef: Optional[float] = Field(
         None, ge=0, description="Mixture-of-experts models: weight of the router's load-balancing loss (turns it on)."
     )
+    shift_attn: bool = Field(
+        False,
+        description="LongLoRA's shifted sparse attention while training: each token attends within a quarter of the "
+        "sequence, half of the heads shifted by half a group (models using transformers' attention interface).",
+    )
+    mixture_of_depths: Optional[Literal["convert", "load"]] = Field(
+        None,
+        description="Mixture-of-Depths (the mixture-of-depth package): refused, its latest release does not import "
+        "with transformers 5 (see docs/methods.md).",
+    )
+    use_unsloth: bool = Field(
+        False, description="Unsloth's patched model and LoRA (unsloth package; CUDA GPU, lora or qlora only)."
+    )
+    use_unsloth_gc: bool = Field(
+        False, description="Unsloth's gradient checkpointing (offloads activations to CPU memory; CUDA GPU)."
+    )
 
     @field_validator("attn_implementation", mode="before")
     @classmethod
