@@ -55,6 +55,9 @@ TESTED_VERSIONS = {
     "onnxruntime": "1.32.0",
     "torchao": "0.18.0",  # model.quantization_method: torchao
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
+    # export.export_quantization_bit: the current releases; GPTQ quantizes on a GPU, which CI lacks
+    "optimum": "2.3.0",
+    "gptqmodel": "7.7.0",
 }
 
 # Stages whose train.py computes the causal-LM loss itself (chunked_loss, enable_liger_kernel).

@@ -625,6 +625,16 @@ class ExportSection(Section):
     onnx: bool = Field(
         False, description="Also write model.onnx: input_ids and attention_mask to logits, float32 (onnxruntime)."
     )
+    export_quantization_bit: Optional[Literal[2, 3, 4, 8]] = Field(
+        None,
+        description="Also write a GPTQ-quantized copy of the merged model (export_dir/gptq-int<bits>; optimum and "
+        "gptqmodel, CUDA GPU), calibrated on export_quantization_dataset.",
+    )
+    export_quantization_dataset: Optional[str] = Field(
+        None, description='GPTQ calibration text: a .json/.jsonl file of {"text": ...} rows (relative to the spec).'
+    )
+    export_quantization_nsamples: int = Field(128, ge=1, description="GPTQ: number of calibration samples.")
+    export_quantization_maxlen: int = Field(1024, ge=1, description="GPTQ: tokens per calibration sample.")
 
     _split = field_validator("gguf", mode="before")(_split_names)
 

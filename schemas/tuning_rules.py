@@ -230,3 +230,25 @@ def attention_and_kernels(spec):
             f"{', '.join(others)} is not generated with use_unsloth (Unsloth loads and patches the model itself): "
             "remove it or use_unsloth.",
         )
+
+
+@rule
+def gptq_export(spec):
+    export = spec.export
+    if export.export_quantization_bit is None:
+        for name in ("export_quantization_dataset", "export_quantization_nsamples", "export_quantization_maxlen"):
+            if name in export.model_fields_set:
+                yield Problem(
+                    ("export", name), f"{name} is an option of export_quantization_bit: set it too, or remove {name}."
+                )
+        return
+    if not export.export_quantization_dataset:
+        yield Problem(
+            ("export", "export_quantization_bit"),
+            'GPTQ calibrates on text: set export.export_quantization_dataset to a .json/.jsonl file of {"text": ...} '
+            "rows (LLaMA-Factory's c4_demo.jsonl has that shape).",
+        )
+    if spec.method.stage == "rm":
+        yield Problem(
+            ("export", "export_quantization_bit"), "GPTQ export quantizes causal language models, not stage rm's."
+        )
