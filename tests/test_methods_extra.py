@@ -189,3 +189,40 @@ def test_gptq_export_code_only_when_used_and_refused_without_cuda(demo, tmp_path
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="export_quantization_bit needs a CUDA GPU"):
         quantize_gptq(tmp_path, tmp_path / "q", bits=4, dataset=str(tmp_path / "d.jsonl"), nsamples=2, maxlen=8)
+
+
+# -- the generated code of these options is lint- and format-clean -----------------------------------------
+
+VARIANTS = {
+    "sft-unsloth-qlora": ["model.use_unsloth=true", "model.use_unsloth_gc=true", "model.quantization_bit=4"],
+    "sft-unsloth-pissa": ["model.use_unsloth=true", "method.pissa_init=true", "method.pissa_convert=true"],
+    "dpo-unsloth-ref": ["method.stage=dpo", "model.use_unsloth=true", "method.ref_model={model}"],
+    "kto-unsloth": ["method.stage=kto", "model.use_unsloth=true", "training.per_device_train_batch_size=2"],
+    "pt-shift-attn": ["method.stage=pt", "model.shift_attn=true", "method.finetuning_type=full"],
+    "sft-gptq-export": ["export.export_quantization_bit=4", "export.export_quantization_dataset=c4.jsonl"],
+}
+DATASETS = {"dpo": "demo_pairs", "kto": "demo_kto", "pt": "demo_text"}
+
+
+def test_generated_code_of_these_options_passes_ruff(demo, tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.writer import write_run
+
+    from .test_generated_code import _ruff
+
+    dirs = []
+    for label, overrides in VARIANTS.items():
+        stage = label.split("-")[0]
+        spec = tmp_path / f"{label}.yaml"
+        text = MINIMAL_SPEC.replace("./model", str(demo / "tiny-model")).replace("./data", str(demo / "data"))
+        text = text.replace("demo_alpaca", DATASETS.get(stage, "demo_alpaca"))
+        spec.write_text(text.replace("  template: chatml\n", "") if stage == "pt" else text)
+        run = tmp_path / "runs" / label
+        write_run(run, build_files(load_spec(spec, [o.format(model=demo / "tiny-model") for o in overrides]), run)[1])
+        dirs.append(str(run))
+    lint = _ruff("check", "--no-cache", "--output-format", "concise", *dirs)
+    assert lint.returncode == 0, lint.stdout[-6000:]
+    form = _ruff("format", "--check", "--no-cache", *dirs)
+    assert form.returncode == 0, form.stdout[-3000:]
+    dpo = (tmp_path / "runs" / "dpo-unsloth-ref" / "train.py").read_text()
+    assert "load_unsloth(" in dpo and "AutoModelForCausalLM.from_pretrained(" in dpo  # the reference model
