@@ -89,7 +89,8 @@ def calibration_samples(tokenizer, dataset: str, nsamples: int, maxlen: int, see
             f"export.export_quantization_dataset: {dataset} has no 'text' field (it has {rows.column_names}): "
             'write one {"text": ...} object per row.'
         )
-    long_enough = [ids for ids in tokenizer(rows["text"])["input_ids"] if len(ids) > maxlen]
+    texts = [text for text in rows["text"] if isinstance(text, str) and text]
+    long_enough = [ids for ids in tokenizer(texts)["input_ids"] if len(ids) > maxlen] if texts else []
     if not long_enough:
         raise UserError(
             f"export.export_quantization_dataset: no row of {dataset} is longer than export_quantization_maxlen "

@@ -226,3 +226,45 @@ def test_generated_code_of_these_options_passes_ruff(demo, tmp_path):
     assert form.returncode == 0, form.stdout[-3000:]
     dpo = (tmp_path / "runs" / "dpo-unsloth-ref" / "train.py").read_text()
     assert "load_unsloth(" in dpo and "AutoModelForCausalLM.from_pretrained(" in dpo  # the reference model
+
+
+def test_gptq_calibration_samples_are_windows_of_maxlen_tokens(demo, tmp_path):
+    """LLaMA-Factory's calibration: random windows of export_quantization_maxlen tokens from longer rows."""
+    from transformers import AutoTokenizer
+
+    from ffc.runtime.errors import UserError
+    from ffc.runtime.export import calibration_samples
+
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-model")
+    data = tmp_path / "c4.jsonl"
+    data.write_text(
+        "\n".join(json.dumps({"text": t}) for t in ("short", "one plus two is three. " * 40, "reverse these words " * 30))
+    )
+    samples = calibration_samples(tokenizer, str(data), nsamples=6, maxlen=32)
+    assert len(samples) == 6
+    long_ids = [tokenizer(t)["input_ids"] for t in ("one plus two is three. " * 40, "reverse these words " * 30)]
+    for sample in samples:
+        (window,) = sample["input_ids"]
+        assert len(window) == 32 and sample["attention_mask"] == [[1] * 32]
+        assert any(window == ids[i : i + 32] for ids in long_ids for i in range(len(ids) - 31))
+    with pytest.raises(UserError, match="no row of .* is longer than export_quantization_maxlen"):
+        calibration_samples(tokenizer, str(data), nsamples=2, maxlen=10_000)
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"content": "x"}))
+    with pytest.raises(UserError, match="has no 'text' field"):
+        calibration_samples(tokenizer, str(tmp_path / "bad.jsonl"), nsamples=2, maxlen=4)
+
+
+def test_llama_factory_configs_with_these_options_import(tmp_path):
+    from ruamel.yaml import YAML
+
+    from ffc.compiler.importer import translate
+
+    source = YAML().load(
+        "model_name_or_path: m\nstage: sft\nfinetuning_type: lora\ndataset: a\ntemplate: qwen\nshift_attn: true\n"
+        "use_unsloth: true\nuse_unsloth_gc: true\nexport_quantization_bit: 4\nexport_quantization_dataset: c4.jsonl\n"
+    )
+    result = translate(source, tmp_path, tmp_path)
+    assert not result.errors, result.errors
+    moved = dict(result.moved)
+    assert moved["shift_attn"] == "model.shift_attn" and moved["use_unsloth_gc"] == "model.use_unsloth_gc"
+    assert moved["export_quantization_bit"] == "export.export_quantization_bit"
