@@ -238,7 +238,9 @@ def test_gptq_calibration_samples_are_windows_of_maxlen_tokens(demo, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-model")
     data = tmp_path / "c4.jsonl"
     data.write_text(
-        "\n".join(json.dumps({"text": t}) for t in ("short", "one plus two is three. " * 40, "reverse these words " * 30))
+        "\n".join(
+            json.dumps({"text": t}) for t in ("short", "one plus two is three. " * 40, "reverse these words " * 30)
+        )
     )
     samples = calibration_samples(tokenizer, str(data), nsamples=6, maxlen=32)
     assert len(samples) == 6
@@ -268,3 +270,49 @@ def test_llama_factory_configs_with_these_options_import(tmp_path):
     moved = dict(result.moved)
     assert moved["shift_attn"] == "model.shift_attn" and moved["use_unsloth_gc"] == "model.use_unsloth_gc"
     assert moved["export_quantization_bit"] == "export.export_quantization_bit"
+
+
+# -- LoRA variants and bitsandbytes optimizers that had no training test -------------------------------------
+
+
+@pytest.mark.parametrize("optim", ["adamw_8bit", "paged_adamw_8bit"])
+def test_bitsandbytes_adamw_through_training_optim_lowers_the_loss(demo, optim):
+    """training.optim passes transformers' names through: 8-bit and paged AdamW are bitsandbytes' (on CPU the
+    paged one falls back to ordinary memory, with bitsandbytes' warning)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
+    args = TrainingArguments(output_dir="unused", learning_rate=5e-3, optim=optim, report_to=[], use_cpu=True)
+    optimizer = Trainer(model=model, args=args).create_optimizer()
+    assert type(optimizer).__module__.startswith("bitsandbytes"), type(optimizer)
+    ids = torch.randint(5, 200, (4, 32))
+    losses = []
+    for _ in range(6):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+@pytest.mark.slow
+def test_dora_with_rslora_trains_and_loads_with_peft(demo, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    overrides = ["training.max_steps=8", "training.logging_steps=1", "method.use_dora=true", "method.use_rslora=true"]
+    run, losses = run_training(demo, tmp_path, method="lora", overrides=overrides, lr=5e-3)
+    assert losses[-1] < losses[0], losses
+    config = json.loads((run / "output" / "adapter_config.json").read_text())
+    assert config["use_dora"] is True and config["use_rslora"] is True
+    ids = torch.tensor([[5, 60, 70, 80, 90]])
+    base = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
+    with torch.no_grad():
+        plain = base(input_ids=ids).logits
+        tuned = PeftModel.from_pretrained(base, run / "output").eval()(input_ids=ids).logits
+    assert not torch.allclose(plain, tuned, atol=1e-4)
