@@ -11,7 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET_MIB=${1:-52}
 PY=${PY:-.venv/bin/python}
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"  # also right in a worktree, where .git is a file
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '/.whl/' "$EXCLUDE" 2>/dev/null || echo '/.whl/' >> "$EXCLUDE"
 rm -rf .whl && mkdir -p .whl
 
 # The order is the priority: the last ones are dropped first when the budget is short.
