@@ -192,6 +192,12 @@ def attention_and_kernels(spec):
             f"shift_attn computes attention itself while training (SDPA within each group): set attn_implementation "
             f"to auto or sdpa, not {model.attn_implementation}.",
         )
+    if model.shift_attn and method.stage in ("ppo", "grpo"):
+        yield Problem(
+            ("model", "shift_attn"),
+            f"shift_attn trains on long sequences with sparse attention; stage {method.stage} generates with the "
+            "policy it trains, which would then see a different attention: remove shift_attn.",
+        )
     if model.use_unsloth_gc and not model.use_unsloth:
         yield Problem(
             ("model", "use_unsloth_gc"),

@@ -7,7 +7,9 @@ parameters, 151,936-token vocabulary) trained through ffc-built run directories 
 (padding-free batches, chunked loss): bf16 LoRA and full SFT (tokens/s, MFU = 6·N·tokens/s ÷ 790
 TFLOP/s, peak memory), the padded batch and Liger for comparison, QLoRA when bitsandbytes is
 installed, DPO, GRPO with transformers generation, and serve.py streaming an answer; plus
-packed-vs-separate logits of the same samples on the GPU. ``--dry-run`` builds every run directory it
+packed-vs-separate logits of the same samples on the GPU; then issue 15's GPU-only paths (shift_attn,
+LoftQ, torchao int4, fp8, Unsloth, GPTQ export: docs/methods.md) as far as the machine has their packages
+(``--only NAME,...`` runs a subset). ``--dry-run`` builds every run directory it
 would launch and writes the model's config and tokenizer, without torch or a GPU (the test suite runs
 it). Missing packages travel as wheels: scripts/fetch_gpu_wheels.sh.
 """

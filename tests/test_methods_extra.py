@@ -18,6 +18,7 @@ from .test_tuning import _train_py, adapter_changes_the_base, six_steps
     [
         (["model.mixture_of_depths=convert"], "fails to import with transformers 5"),
         (["model.shift_attn=true", "model.attn_implementation=eager"], "set attn_implementation to auto or sdpa"),
+        (["model.shift_attn=true", "method.stage=grpo", "method.reward_funcs=r.py"], "stage grpo generates with the policy"),
         (["model.use_unsloth_gc=true"], "set model.use_unsloth: true"),
         (["model.use_unsloth=true", "method.finetuning_type=full"], "set method.finetuning_type: lora, not full"),
         (["model.use_unsloth=true", "distributed.backend=fsdp", "distributed.num_processes=2"], "not FSDP"),
