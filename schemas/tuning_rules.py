@@ -226,6 +226,11 @@ def attention_and_kernels(spec):
         yield Problem(
             ("model", "quantization_method"), "Unsloth quantizes with bitsandbytes: use quantization_method: bnb."
         )
+    if spec.training.chunked_loss:
+        yield Problem(
+            ("training", "chunked_loss"),
+            "chunked_loss and use_unsloth both replace the loss (Unsloth's is fused): choose one.",
+        )
     others = [f"model.{n}" for n in ("shift_attn", "enable_liger_kernel", "rope_scaling") if getattr(model, n)]
     others += [f"model.{n}" for n in ("moe_aux_loss_coef",) if getattr(model, n) is not None]
     others += [f"method.{n}" for n in ("use_dora", "loftq_init") if getattr(method, n)]

@@ -27,6 +27,7 @@ from .test_tuning import _train_py, adapter_changes_the_base, six_steps
         (["model.use_unsloth=true", "model.shift_attn=true"], "model.shift_attn is not generated with use_unsloth"),
         (["model.use_unsloth=true", "method.use_dora=true"], "method.use_dora is not generated with use_unsloth"),
         (["model.use_unsloth=true", "method.stage=rm"], "not rm"),
+        (["model.use_unsloth=true", "training.chunked_loss=true"], "chunked_loss and use_unsloth both replace the loss"),
         (["export.export_quantization_nsamples=64"], "an option of export_quantization_bit"),
         (["export.export_quantization_bit=4"], "set export.export_quantization_dataset"),
     ],
@@ -156,7 +157,7 @@ def test_unsloth_code_only_when_used_and_refused_without_cuda(demo, tmp_path, mo
         demo, tmp_path, ["model.use_unsloth=true", "model.use_unsloth_gc=true", "model.quantization_bit=4"]
     )
     assert "load_unsloth(" in code and "quantization_bit=4," in code and 'gradient_checkpointing="unsloth"' in code
-    assert "unsloth_lora(" in code and "activation_checkpointing=False" in code
+    assert "unsloth_lora(" in code and "activation_checkpointing=False" in code and "ChunkedLossTrainer" not in code
     assert "LoraConfig" not in code and "BitsAndBytesConfig" not in code and "AutoModelForCausalLM" not in code
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="model.use_unsloth needs a CUDA GPU and this machine has none"):
