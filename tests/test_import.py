@@ -221,7 +221,7 @@ def test_user_deepspeed_file_must_agree_with_the_section(lf, write_spec, tmp_pat
     "extra,named",
     [
         ("export_hub_model_id: me/x\n", "pushing the export to the Hub"),
-        ("shift_attn: true\n", "shift short attention"),
+        ("ref_model_adapters: saves/x\n", "reference models with adapters"),
         ("pref_loss: kto_pair\n", "kto_pair"),
         ("flash_attn: fa3\n", "flash_attn"),
         ("something_new: 1\n", "something_new"),
