@@ -196,6 +196,7 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     choose(d, "field-data-template", "chatml")
     set_text(d, "field-data-cutoff-len", "128")
     set_text(d, "field-training-max-steps", "16")
+    open_section(d, "training")  # everything beyond the essentials is in the closed Advanced sections
     set_text(d, "field-training-logging-steps", "2")
     set_text(d, "field-training-per-device-train-batch-size", "4")
     open_section(d, "inference")
@@ -324,7 +325,8 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
         "Chinese tabs",
     )
     tab(d, "配置")
-    assert "学习率 (learning_rate)" in d.find_element(By.ID, "field-training-learning-rate").text
+    learning_rate = d.find_element(By.ID, "field-training-learning-rate").text
+    assert "学习率" in learning_rate and "YAML 键：training.learning_rate" in learning_rate
     _input(d, "language").send_keys(Keys.ESCAPE)  # close the language list
     shot(d, shots, "11-chinese.png")
     assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]

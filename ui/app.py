@@ -325,10 +325,9 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         widgets["method.finetuning_type"].change(app.on_stage, *method_visibility)
         blocks.load(app.on_stage, *method_visibility)
         # The memory estimate follows every setting it reads.
-        plan_args = (app.on_plan, [language, gpu_memory, *inputs], plan_view)
-        for trigger in [gpu_memory, *(widgets[path] for path in form.PLAN_FIELDS)]:
-            trigger.change(*plan_args, show_progress="hidden")
-        blocks.load(*plan_args)
+        plan_triggers = [blocks.load, language.change, gpu_memory.change]
+        plan_triggers += [widgets[path].change for path in form.PLAN_FIELDS]
+        gr.on(plan_triggers, app.on_plan, [language, gpu_memory, *inputs], plan_view, show_progress="hidden")
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
@@ -357,7 +356,6 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
 
         # Language: every label and help text again, in the chosen language.
         language.change(tr.relabel, language, tr.components)
-        language.change(*plan_args)
     blocks.ffc_app = app  # for tests and shutdown
     return blocks
 
