@@ -181,6 +181,11 @@ def find(hub_id_or_name: Optional[str]) -> Optional[CatalogueModel]:
     return next((m for m in MODELS if lowered in (m.hub_id.lower(), m.name.lower())), None)
 
 
+def params_text(params: int) -> str:
+    """A parameter count as people write it: 0.49B, 135.0M."""
+    return f"{params / 1e9:.2f}B" if params >= 4e8 else f"{params / 1e6:.1f}M"
+
+
 def nominal_params(size: str) -> float:
     """ "0.5B" -> 5e8, "135M" -> 1.35e8."""
     return float(size[:-1]) * {"B": 1e9, "M": 1e6}[size[-1]]

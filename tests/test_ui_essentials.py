@@ -74,7 +74,9 @@ def test_essentials_have_human_labels_and_show_their_yaml_key():
     assert all(set(words) == {"en", "zh"} for words in locales.HUMAN_LABEL.values())
     field = form.BY_PATH["training.per_device_train_batch_size"]
     assert locales.essential_label(field.path, "en") == "Batch size per GPU"
-    assert locales.essential_help(field.path, field.description, "en").endswith("YAML: training.per_device_train_batch_size")
+    assert locales.essential_help(field.path, field.description, "en").endswith(
+        "YAML: training.per_device_train_batch_size"
+    )
     assert locales.essential_help(field.path, field.description, "zh").startswith(locales.ZH_HELP[field.path])
 
 
@@ -122,7 +124,9 @@ def test_memory_estimate_is_ffc_plans_and_follows_the_settings(tmp_path):
                                 planner.setup_from_spec(Spec.model_validate(spec)))  # fmt: skip
     assert f"{expected.total:.2f}" in estimate.memory_estimate(ws, local, None, "en")
     # What gives no estimate says why, in the chosen language.
-    assert "neither in the model catalogue" in estimate.memory_estimate(ws, _values(**{"model.model_name_or_path": "x/y"}), 8, "en")
+    assert "neither in the model catalogue" in estimate.memory_estimate(
+        ws, _values(**{"model.model_name_or_path": "x/y"}), 8, "en"
+    )
     outside = estimate.memory_estimate(ws, _values(**{"model.model_name_or_path": str(tmp_path.parent)}), 8, "en")
     assert "neither in the model catalogue" in outside  # a folder outside the workspace is not read
     assert "learning_rate" in estimate.memory_estimate(ws, _values(**{"training.learning_rate": -1}), 8, "en")
@@ -142,13 +146,15 @@ def app(tmp_path):
 
 
 def test_picking_a_catalogue_model_sets_its_template(app, tmp_path):
-    note, template = app.on_model("Qwen/Qwen3-4B-Instruct-2507", "en")
+    note, template, picker = app.on_model("Qwen/Qwen3-4B-Instruct-2507", "en")
     assert template["value"] == "qwen3_nothink" and "from the model catalogue" in note and "262144" in note
+    assert "4.02B parameters" in note and picker["value"] == "Qwen/Qwen3-4B-Instruct-2507"
     assert app.on_model("meta-llama/Llama-3.1-8B-Instruct", "zh")[1]["value"] == "llama3_1"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    note, template = app.on_model("mine", "en")  # a local model: the suggestion as before
-    assert template["value"] == "qwen" and "config.json" in note
+    note, template, picker = app.on_model("mine", "en")  # a local model: the suggestion as before
+    assert template["value"] == "qwen" and "config.json" in note and picker["value"] is None
+    assert catalogue.params_text(134_515_008) == "134.5M"
 
 
 def _fake_run(ws: Workspace, name: str, lr: float, losses: list) -> None:

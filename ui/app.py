@@ -183,7 +183,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                                     scale=0, min_width=200,
                                 )  # fmt: skip
                             dataset_preview = tr(
-                                gr.Textbox, {"label": "dataset_preview_out"}, lines=8, max_lines=30,
+                                gr.Textbox, {"label": "dataset_preview_out"}, lines=4, max_lines=30,
                                 elem_id="dataset-preview",
                             )  # fmt: skip
                             dataset_images = tr(
@@ -242,7 +242,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                 compare_table = gr.Markdown(elem_id="compare-table")
                 compare_plot = tr(
                     gr.LinePlot, {"label": "compare_curves"}, x="step", y="loss", color="run", elem_id="compare-plot",
-                    height=300,
+                    height=380,
                 )  # fmt: skip
                 with tr(gr.Accordion, {"label": "sweep_title"}, open=False, elem_id="sweep"):
                     with gr.Row(equal_height=True):
@@ -310,7 +310,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         file_choice.change(app.on_file, [file_choice, files_state], file_view)
         model_path = widgets["model.model_name_or_path"]
         model_picker.change(lambda hub_id: gr.update() if not hub_id else hub_id, model_picker, model_path)
-        model_path.change(app.on_model, [model_path, language], [suggestion, widgets["data.template"]])
+        model_path.change(app.on_model, [model_path, language], [suggestion, widgets["data.template"], model_picker])
         dataset_choices = ([widgets["data.dataset_dir"], widgets["data.dataset"], language], widgets["data.dataset"])
         widgets["data.dataset_dir"].change(app.on_dataset_dir, *dataset_choices)
         blocks.load(app.on_dataset_dir, *dataset_choices)
@@ -327,7 +327,10 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         # The memory estimate follows every setting it reads.
         plan_triggers = [blocks.load, language.change, gpu_memory.change]
         plan_triggers += [widgets[path].change for path in form.PLAN_FIELDS]
-        gr.on(plan_triggers, app.on_plan, [language, gpu_memory, *inputs], plan_view, show_progress="hidden")
+        gr.on(
+            plan_triggers, app.on_plan, [language, gpu_memory, *inputs], plan_view, show_progress="hidden",
+            trigger_mode="always_last",  # a change while it computes runs it again once it is done
+        )  # fmt: skip
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)

@@ -66,13 +66,18 @@ def memory_estimate(workspace: Workspace, by_path: dict, gpu_gb: Optional[float]
     except ValueError as exc:
         return title + say("plan_invalid", problem=str(exc))
     result = planner.estimate(shape, setup)
-    lines = [say("plan_params", params=shape.params / 1e9, setup=setup.label()), "", planner.table(result)]
+    lines = [
+        say("plan_params", params=catalogue.params_text(shape.params), setup=setup.label()),
+        "",
+        planner.table(result),
+    ]
     if gpu_gb:
         fits = result.total <= gpu_gb
         lines += ["", say("plan_fits" if fits else "plan_too_big", total=result.total, gpu=gpu_gb)]
         if not fits:
             options = planner.alternatives(shape, setup, gpu_gb, limit=ALTERNATIVES_SHOWN)
-            lines += [say("plan_options")] + [f"- {o.total:.1f} GB: {o.setup.label()}" for o in options]
-            if not options:
-                lines.append(say("plan_nothing_fits"))
+            if options:
+                lines += ["", say("plan_options"), ""] + [f"- {o.total:.1f} GB: {o.setup.label()}" for o in options]
+            else:
+                lines += ["", say("plan_nothing_fits")]
     return title + "\n".join(lines)

@@ -84,21 +84,27 @@ class App:
         return gr.update(value=(files or {}).get(choice, ""), language=language)
 
     def on_model(self, model, lang):
-        """The chat template for the model: the catalogue's for a model it lists, else the suggestion from the
-        model's name or its files in the workspace (as ``template: auto`` decides)."""
+        """(note, template, model picker): the catalogue's template for a model it lists, else the suggestion
+        from the model's name or its files in the workspace (as ``template: auto`` decides); the picker shows
+        the catalogue entry, or nothing for a model it does not list."""
         entry = catalogue.find(model)
         if entry is not None:
             about = locales.text(
-                "catalogue_entry", lang, params=entry.params / 1e9, modalities=entry.modalities, context=entry.context,
-                licence=entry.licence,
+                "catalogue_entry", lang, params=catalogue.params_text(entry.params), modalities=entry.modalities,
+                context=entry.context, licence=entry.licence,
             )  # fmt: skip
             source = locales.text("from_catalogue", lang)
             note = f"{locales.text('suggested_template', lang)}: **{entry.template}** ({source})\n\n{about}"
-            return note, gr.update(value=entry.template)
+            return note, gr.update(value=entry.template), gr.update(value=entry.hub_id)
+        picker = gr.update(value=None)
         template, why = suggest_template(model, self.ws.root, may_read=self.ws.contains)
         if not template:
-            return f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}", gr.update()
-        return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template)
+            return (
+                f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}",
+                gr.update(),
+                picker,
+            )
+        return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template), picker
 
     def on_plan(self, lang, gpu_gb, *values):
         return estimate.memory_estimate(self.ws, _by_path(values), gpu_gb, lang)

@@ -401,8 +401,8 @@ ESSENTIALS_TEXT = {
     },
     "from_catalogue": {"en": "from the model catalogue", "zh": "来自模型目录"},
     "catalogue_entry": {
-        "en": "{params:.2f}B parameters · {modalities} · context {context} tokens · licence: {licence}",
-        "zh": "{params:.2f}B 参数 · {modalities} · 上下文 {context} token · 许可：{licence}",
+        "en": "{params} parameters · {modalities} · context {context} tokens · licence: {licence}",
+        "zh": "{params} 参数 · {modalities} · 上下文 {context} token · 许可：{licence}",
     },
     "yaml_key": {"en": "YAML: {key}", "zh": "YAML 键：{key}"},
     "gpu_memory": {"en": "GPU memory (GB per GPU)", "zh": "显存（每张 GPU，GB）"},
@@ -414,7 +414,7 @@ ESSENTIALS_TEXT = {
         "en": "Will it fit? (memory per GPU, `ffc plan`)",
         "zh": "放得下吗？（每张 GPU 的显存，`ffc plan`）",
     },
-    "plan_params": {"en": "{params:.2f}B parameters; {setup}", "zh": "{params:.2f}B 参数；{setup}"},
+    "plan_params": {"en": "{params} parameters; {setup}", "zh": "{params} 参数；{setup}"},
     "plan_fits": {
         "en": "✅ {total:.1f} GB fits in {gpu:g} GB per GPU.",
         "zh": "✅ {total:.1f} GB，可放入每卡 {gpu:g} GB。",
