@@ -179,6 +179,18 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def wait_for_reply(driver, sent: str) -> list:
+    """The chat's messages once the model answered ``sent`` (the first message)."""
+
+    def reply():
+        texts = [b.text.strip() for b in driver.find_elements(By.CSS_SELECTOR, "#chatbot .message")]
+        return len(texts) >= 2 and texts[-1] and texts[-1] != sent and texts
+
+    texts = wait_for(reply, 180, "a reply")
+    assert texts[0] == sent and "start the model server" not in texts[-1], texts
+    return texts
+
+
 # -- the walk-through -------------------------------------------------------------------------------------
 
 
@@ -268,13 +280,7 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     set_text(d, "chat-input", "Hello there")
     click(d, "send-button")
 
-    def reply():
-        bubbles = d.find_elements(By.CSS_SELECTOR, "#chatbot .message")
-        texts = [b.text.strip() for b in bubbles]
-        return len(texts) >= 2 and texts[-1] and texts[-1] != "Hello there" and texts
-
-    texts = wait_for(reply, 180, "a reply")
-    assert texts[0] == "Hello there" and "start the model server" not in texts[-1]
+    wait_for_reply(d, "Hello there")
     shot(d, shots, "07-chat.png")
     click(d, "server-stop")
 

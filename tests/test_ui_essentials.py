@@ -108,7 +108,7 @@ def test_memory_estimate_is_ffc_plans_and_follows_the_settings(tmp_path):
     small = estimate.memory_estimate(ws, _values(), 8, "en")
     bigger = estimate.memory_estimate(ws, _values(**{"training.per_device_train_batch_size": 8}), 8, "en")
     total = lambda text: float(text.split("| **total** | **")[1].split("**")[0])  # noqa: E731
-    assert "0.49B parameters; LoRA" in small and "batch 1 x 2048" in small and "✅" in small
+    assert "0.49B parameters; LoRA" in small and "batch 1 x 2048" in small and "fits in 8 GB" in small
     assert total(bigger) > total(small) and "batch 8 x 2048" in bigger
     assert "does not fit in 8 GB" in bigger and "Settings that fit" in bigger
     # The same figure as `ffc plan` on the spec the form writes, with the model's config.json.
@@ -169,14 +169,18 @@ def _fake_run(ws: Workspace, name: str, lr: float, losses: list) -> None:
 
 def test_comparing_runs_shows_differing_settings_and_curves(app):
     _fake_run(app.ws, "a", 1e-4, [3.0, 2.5, 2.0])
-    _fake_run(app.ws, "b", 5e-4, [3.0, 2.0])
-    table, curves = app.on_compare(["a", "b"], "en")
+    _fake_run(app.ws, "b", 5e-4, [3.0, 2.2])
+    table, image = app.on_compare(["a", "b"], "en")
     assert "`training.learning_rate`" in table and "0.0001" in table and "0.0005" in table
     assert "model.model_name_or_path" not in table  # the same in both
-    assert sorted(set(curves["run"])) == ["a", "b"] and len(curves) == 5
-    assert curves[curves["run"] == "b"]["loss"].tolist() == [3.0, 2.0]
+    assert "final_loss" in table and "| 2.2 |" in table  # b's last logged loss
+    assert image.size[0] > 400 and len(set(image.convert("RGB").getdata())) > 50  # the PNG `ffc compare -o` draws
     assert app.on_compare(["a"], "en") == (locales.text("compare_pick_two", "en"), None)
     assert app.on_compare(["a", "../b"], "en")[1] is None  # not a run name: left out
+    _fake_run(app.ws, "c", 1e-3, [])
+    _fake_run(app.ws, "d", 1e-3, [])
+    table, image = app.on_compare(["c", "d"], "en")
+    assert image is None and "The runs' settings are the same" in table  # nothing logged: no plot
 
 
 def _demo_workspace(demo, tmp_path) -> Workspace:

@@ -22,6 +22,7 @@ from .test_ui_browser import (  # noqa: F401  (fixtures: ui, browser, shots)
     text_of,
     ui,
     wait_for,
+    wait_for_reply,
 )
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 def snap(driver, folder, name, elem_id=None):
     """A screenshot with no menu left open."""
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
     driver.find_element(By.ID, "title").click()
     time.sleep(0.3)
     shot(driver, folder, name, elem_id)
@@ -128,13 +130,7 @@ def test_essentials_pick_estimate_train_compare_chat(ui, browser, shots):  # noq
     box.click()
     box.send_keys("Hello base model")
     box.send_keys(Keys.ENTER)
-
-    def reply():
-        texts = [b.text.strip() for b in d.find_elements(By.CSS_SELECTOR, "#chatbot .message")]
-        return len(texts) >= 2 and texts[-1] and texts[-1] != "Hello base model" and texts
-
-    texts = wait_for(reply, 180, "a reply")
-    assert texts[0] == "Hello base model" and "start the model server" not in texts[-1]
+    wait_for_reply(d, "Hello base model")
     snap(d, shots, "e04-chat-base-model.png")
     click(d, "server-stop")
 

@@ -187,8 +187,8 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                                 elem_id="dataset-preview",
                             )  # fmt: skip
                             dataset_images = tr(
-                                gr.Gallery, {"label": "dataset_images"}, elem_id="dataset-images", columns=6,
-                                height=180, visible=False, object_fit="contain",
+                                gr.Gallery, {"label": "dataset_images"}, elem_id="dataset-images", columns=8,
+                                height="auto", visible=False, object_fit="contain", allow_preview=True,
                             )  # fmt: skip
                     with gr.Row():
                         gpu_memory = tr(
@@ -241,8 +241,8 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                     compare_button = tr(gr.Button, {"value": "compare"}, elem_id="compare-button", scale=1)
                 compare_table = gr.Markdown(elem_id="compare-table")
                 compare_plot = tr(
-                    gr.LinePlot, {"label": "compare_curves"}, x="step", y="loss", color="run", elem_id="compare-plot",
-                    height=380,
+                    gr.Image, {"label": "compare_curves"}, type="pil", interactive=False, elem_id="compare-plot",
+                    height=420,
                 )  # fmt: skip
                 with tr(gr.Accordion, {"label": "sweep_title"}, open=False, elem_id="sweep"):
                     with gr.Row(equal_height=True):
@@ -359,6 +359,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
 
         # Language: every label and help text again, in the chosen language.
         language.change(tr.relabel, language, tr.components)
+        language.change(lambda model, lang: app.on_model(model, lang)[0], [model_path, language], suggestion)
     blocks.ffc_app = app  # for tests and shutdown
     return blocks
 

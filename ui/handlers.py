@@ -230,18 +230,23 @@ class App:
     # -- many runs: comparison and sweeps --------------------------------------------------------------------
 
     def on_compare(self, runs, lang):
-        """(the table of differing settings and final metrics, the loss curves overlaid): ``ffc compare``'s."""
+        """(the table of differing settings and final metrics, the loss curves overlaid): ``ffc compare``'s
+        table and its PNG (eval curves dashed, every run in the legend)."""
+        import tempfile
+
+        from PIL import Image
+
         from ffc.compiler import compare as comparing
 
         names = [check_name(r) for r in runs or [] if service.check_name(r) is None]
         if len(names) < 2:
             return locales.text("compare_pick_two", lang), None
         comparison = comparing.compare_runs([self.ws.run_dir(name) for name in names])
-        import pandas as pd
-
-        points = [(run.name, step, value) for run in comparison.runs for step, value in run.curves.get("loss", [])]
-        curves = pd.DataFrame(points, columns=["run", "step", "loss"]) if points else None
-        return comparing.markdown(comparison), curves
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "compare.png"
+            drawn = comparing.plot(comparison, path)
+            image = Image.open(path).copy() if drawn else None
+        return comparing.markdown(comparison), image
 
     def on_sweep(self, run, key, values_text, lang):
         """Build the selected run again once per value of one setting (``ffc sweep``'s grid and names), as runs
@@ -288,7 +293,8 @@ class App:
             return f"**{exc}**"
         job = self.ws.job(run, "serve")
         if job and job.alive and self.serving_base.get(run) == bool(base):
-            return locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
+            serving = locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
+            return (locales.text("serving_base", lang) if base else "") + serving
         if job and job.alive:
             self.ws.stop(run, "serve")
         port = _free_port()
@@ -298,7 +304,7 @@ class App:
         except ValueError as exc:
             return f"**{exc}**"
         self.servers[run], self.serving_base[run] = port, bool(base)
-        return self._wait_for_server(run, port, lang)
+        return (locales.text("serving_base", lang) if base else "") + self._wait_for_server(run, port, lang)
 
     def _base_model_args(self, run: str) -> list[str]:
         """serve.py's options for the untrained base model: no adapter, and the base itself where the run

@@ -416,8 +416,8 @@ ESSENTIALS_TEXT = {
     },
     "plan_params": {"en": "{params} parameters; {setup}", "zh": "{params} 参数；{setup}"},
     "plan_fits": {
-        "en": "✅ {total:.1f} GB fits in {gpu:g} GB per GPU.",
-        "zh": "✅ {total:.1f} GB，可放入每卡 {gpu:g} GB。",
+        "en": "**{total:.1f} GB fits in {gpu:g} GB per GPU.**",
+        "zh": "**{total:.1f} GB，可放入每卡 {gpu:g} GB。**",
     },
     "plan_too_big": {
         "en": "⚠️ **{total:.1f} GB does not fit in {gpu:g} GB per GPU.**",
@@ -454,6 +454,10 @@ ESSENTIALS_TEXT = {
     "sweep_needs_run": {
         "en": "Choose the run to vary in the Run menu first.",
         "zh": "请先在运行菜单中选择要改变的运行。",
+    },
+    "serving_base": {
+        "en": "the base model, without the training: ",
+        "zh": "基座模型（不含训练结果）：",
     },
     "chat_base": {"en": "Chat with the base model (without the training)", "zh": "与基座模型对话（不使用训练结果）"},
     "generation": {"en": "Generation settings", "zh": "生成设置"},
