@@ -101,6 +101,7 @@ def set_text(driver, elem_id, value):
     box.send_keys(Keys.BACKSPACE)
     box.send_keys(str(value))
     box.send_keys(Keys.TAB)  # Gradio commits the value on blur
+    close_menu(driver)
 
 
 def choose(driver, elem_id, value):
@@ -113,6 +114,13 @@ def choose(driver, elem_id, value):
     time.sleep(0.3)
     box.send_keys(Keys.ENTER)
     box.send_keys(Keys.TAB)
+    close_menu(driver)
+
+
+def close_menu(driver):
+    """Tab may land on a menu (the essentials put the template menu next to the model box), which opens its
+    list over the fields below it: Escape closes it, and does nothing in a text box."""
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
 
 
 def click(driver, elem_id):

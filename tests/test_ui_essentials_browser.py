@@ -15,6 +15,7 @@ from .test_ui_browser import (  # noqa: F401  (fixtures: ui, browser, shots)
     browser,
     choose,
     click,
+    close_menu,
     set_text,
     shot,
     shots,
@@ -191,3 +192,4 @@ def add_choice(d, elem_id, value):
     box.send_keys(Keys.ENTER)
     box.send_keys(Keys.ESCAPE)
     time.sleep(0.3)
+    close_menu(d)
