@@ -188,7 +188,7 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                             )  # fmt: skip
                             dataset_images = tr(
                                 gr.Gallery, {"label": "dataset_images"}, elem_id="dataset-images", columns=8,
-                                height="auto", visible=False, object_fit="contain", allow_preview=True,
+                                height=190, visible=False, object_fit="contain", fit_columns=False,
                             )  # fmt: skip
                     with gr.Row():
                         gpu_memory = tr(
