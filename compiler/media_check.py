@@ -15,7 +15,16 @@ from ffc.runtime.data.media import MEDIA_KEYS
 
 from .loader import Issue, LoadedSpec, SpecError
 
-VISION_STAGES = ("sft",)
+VISION_STAGES = ("sft", "dpo", "orpo", "simpo", "kto")
+# Stages that cannot take images yet, and why (the build error says it).
+VISION_REFUSED = {
+    "pt": "pre-training reads plain text, which has no place for images",
+    "rm": "the reward model is a sequence classifier, and transformers has no sequence-classification head for "
+    "vision-language models; train it on the text, or use dpo/kto with images",
+    "ppo": "PPO generates responses online, and ffc's PPO loop and reward model take text only; use dpo or kto",
+    "grpo": "GRPO would generate from the images, and ffc hands TRL's GRPOTrainer pre-tokenised text prompts only; "
+    "use dpo or kto",
+}
 VISION_METHODS = ("lora", "full")
 
 
@@ -59,8 +68,10 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"set data.template to one that has: {fits}"
             )
         if spec.method.stage not in VISION_STAGES:
+            why = VISION_REFUSED.get(spec.method.stage, "it is not supported yet")
             problems.append(
-                f"{said}: images are trained in stage {', '.join(VISION_STAGES)} so far, not {spec.method.stage}"
+                f"{said}: stage {spec.method.stage} cannot train on images ({why}); "
+                f"stages that can: {', '.join(VISION_STAGES)}"
             )
         if spec.method.finetuning_type not in VISION_METHODS:
             problems.append(

@@ -108,16 +108,21 @@ class VisionCollator(Collator):
         self.image_token_id = image_token_id
 
     def __call__(self, features: Iterable[dict]) -> dict:
-        from PIL import Image
-
         features = list(features)
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
         batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
         if paths:
-            images = []
-            for path in paths:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            batch.update(self.image_processor(images=images, return_tensors="pt"))
+            batch.update(pixel_inputs(self.image_processor, paths))
         return batch
+
+
+def pixel_inputs(image_processor, paths: list[str]) -> dict:
+    """The processor's tensors (``pixel_values``, ``image_grid_thw``) for the images at ``paths``, in order."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return image_processor(images=images, return_tensors="pt")
