@@ -59,7 +59,11 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
             continue
         said = f"dataset {name!r} has {' and '.join(kinds)}"
         if "videos" in kinds:
-            problems.append(f"{said}: ffc does not train on videos yet; use a dataset of images")
+            problems.append(
+                f"{said}: ffc does not train on videos yet (no frame sampling by model.video_fps/video_maxlen; "
+                "transformers' Qwen2-VL video processor also needs torchvision, which ffc's tested set does not "
+                "include); use a dataset of images, e.g. frames taken from the videos"
+            )
         template = spec.data.template
         if template not in VISION_TEMPLATES:
             fits = ", ".join(VISION_TEMPLATES)

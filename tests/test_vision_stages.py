@@ -348,3 +348,147 @@ def test_built_eval_reads_the_images(demo, tmp_path):
     spec = _spec(demo, tmp_path, "sft", "demo_vision", extra="eval: {predict_dataset: [demo_vision]}\n")
     source = build_files(load_spec(spec), tmp_path / "run")[1]["eval.py"].decode()
     assert 'kind="prompts", max_samples=args.max_samples, media=True' in source and "VisionHFEngine(" in source
+
+
+# --- images as bytes, data: URLs and http(s) URLs -----------------------------------------------------------------
+
+
+def _png(color="red", size=40) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _parquet_rows(folder, images_column, rows=None):
+    """An openai-format Parquet file with an images column (written as Hugging Face datasets writes it)."""
+    import datasets
+
+    texts = [
+        [{"role": "user", "content": "<image>What color?"}, {"role": "assistant", "content": "Red."}] for _ in images_column
+    ]
+    features = None
+    if images_column and isinstance(images_column[0], list) and images_column[0] and isinstance(images_column[0][0], dict):
+        features = datasets.Features(
+            {
+                "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
+                "images": datasets.List(datasets.Image()),
+            }
+        )
+    data = datasets.Dataset.from_dict({"messages": texts, "images": images_column}, features=features)
+    data.to_parquet(str(folder / "mm.parquet"))
+    return {"mm": {"file_name": "mm.parquet", "formatting": "openai", "columns": {"messages": "messages", "images": "images"}}}
+
+
+def _check_loaded(folder, registry, **kwargs):
+    from PIL import Image
+
+    from ffc.runtime.data.loading import load_datasets
+    from ffc.runtime.data.media import image_source
+
+    rows = load_datasets(folder, registry, ["mm"], "conversations", media=True, **kwargs)
+    for row in rows:
+        (reference,) = row["images"]
+        assert reference.startswith("data:image") and ";base64," in reference  # the bytes kept in the dataset
+        with Image.open(image_source(reference)) as image:
+            assert image.convert("RGB").getpixel((3, 3)) == (255, 0, 0)
+    return rows
+
+
+def test_parquet_images_as_hf_image_features(demo, tmp_path):
+    """Hugging Face's Image feature: {"bytes": ..., "path": ...} structs, decoded to PIL images when read; the
+    bytes go on to the encoder (vision-token counts) and the collator (pixels)."""
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.loading import tokenize_dataset
+    from ffc.runtime.data.multimodal import VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.tokenize import MaskOptions
+
+    registry = _parquet_rows(tmp_path, [[{"bytes": _png(), "path": None}], [{"bytes": _png(), "path": None}]])
+    rows = _check_loaded(tmp_path, registry)
+    tokenizer, processor, _ = _vision_inputs(demo, max_pixels=56 * 56)
+    plugin = vision_plugin("qwen2_vl")
+    encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), plugin, processor)
+    data, _ = tokenize_dataset(rows, encoder)
+    pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+    batch = VisionCollator(tokenizer.pad_token_id, processor, pad)(list(data))
+    assert int((batch["input_ids"] == pad).sum()) == 8 and batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
+
+
+def test_parquet_images_as_plain_bytes_and_data_urls(tmp_path):
+    import base64
+
+    registry = _parquet_rows(tmp_path, [[_png()], [_png()]])
+    assert len(_check_loaded(tmp_path, registry)) == 2
+    url = "data:image/png;base64," + base64.b64encode(_png()).decode()
+    (tmp_path / "mm.json").write_text(
+        json.dumps([{"messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": "Red."}], "images": [url]}])
+    )
+    registry = {"mm": {"file_name": "mm.json", "formatting": "openai", "columns": {"messages": "messages", "images": "images"}}}
+    (row,) = _check_loaded(tmp_path, registry)
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        ("data:image/png;base64,@@@", "image 1 of 'images': the data: URL is not valid base64"),
+        ("data:image/png,rawtext", "image 1 of 'images': a data: URL image must be base64"),
+        (b"\x89PNG\r\n\x1a\nbroken", "image 1 of 'images' is not an image file PIL can read"),
+        ("http://127.0.0.1:1/cat.png", "is a URL (http://127.0.0.1:1/cat.png), and downloading images is off"),
+    ],
+    ids=["bad-base64", "not-base64", "corrupt-bytes", "url-off"],
+)
+def test_bad_image_values_are_row_errors(tmp_path, image, message):
+    from ffc.runtime.data.loading import DataError, load_datasets
+
+    import base64
+
+    good = _png() if isinstance(image, bytes) else "data:image/png;base64," + base64.b64encode(_png()).decode()
+    registry = _parquet_rows(tmp_path, [[good], [image]])  # one Arrow type per column: bytes, or strings
+    with pytest.raises(DataError) as info:
+        load_datasets(tmp_path, registry, ["mm"], "conversations", media=True)
+    assert "mm.parquet: row 2: " in str(info.value) and message in str(info.value)
+
+
+def test_image_urls_are_downloaded_when_allowed(tmp_path):
+    import http.server
+    import threading
+
+    from ffc.runtime.data.loading import DataError, load_datasets
+
+    picture = _png()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == "/red.png"
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(picture if found else b"")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        registry = _parquet_rows(tmp_path, [[f"{base}/red.png"]])
+        assert len(_check_loaded(tmp_path, registry, fetch_image_urls=True)) == 1
+        registry = _parquet_rows(tmp_path, [[f"{base}/missing.png"]])
+        with pytest.raises(DataError, match="row 1: image 1 of 'images': .*missing.png cannot be downloaded"):
+            load_datasets(tmp_path, registry, ["mm"], "conversations", media=True, fetch_image_urls=True)
+    finally:
+        server.shutdown()
+
+
+def test_fetch_image_urls_reaches_train_py(demo, tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+
+    spec = _spec(demo, tmp_path, "sft", "demo_vision", data=", fetch_image_urls: true")
+    assert "fetch_image_urls=True," in build_files(load_spec(spec), tmp_path / "run")[1]["train.py"].decode()
+    spec = _spec(demo, tmp_path, "sft", "demo_vision")
+    assert "fetch_image_urls" not in build_files(load_spec(spec), tmp_path / "run")[1]["train.py"].decode()

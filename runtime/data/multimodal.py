@@ -15,14 +15,15 @@ from typing import Iterable
 from ..chat.templates import ConversationError
 from ..chat.vision import MediaError, VisionPlugin
 from .packing import Collator
+from .media import image_source
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file's header (PIL reads no pixels for this)."""
+    """(height, width) from the file's header (PIL reads no pixels for this); ``path`` may be a data: URL."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(image_source(path)) as image:
         return image.height, image.width
 
 
@@ -123,6 +124,6 @@ def pixel_inputs(image_processor, paths: list[str]) -> dict:
 
     images = []
     for path in paths:
-        with Image.open(path) as image:
+        with Image.open(image_source(path)) as image:
             images.append(image.convert("RGB"))
     return image_processor(images=images, return_tensors="pt")
