@@ -225,7 +225,9 @@ def evaluate_generation(engine, rows: list[dict], output_dir: Path, batch_size: 
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             conversations = [with_images(row) for row in batch]
-            prompts = [engine.prompt_ids(messages, row.get("system") or None) for row, messages in zip(batch, conversations)]
+            prompts = [
+                engine.prompt_ids(messages, row.get("system") or None) for row, messages in zip(batch, conversations)
+            ]
             for row, predict in zip(batch, generate_batch(engine, prompts, engine.defaults, conversations)):
                 scores = generation_scores(predict, row["answer"])
                 for key, value in scores.items():

@@ -25,7 +25,7 @@ def _vision_inputs(demo, max_pixels=None):
 
 def _encoded(demo, dataset, kind, encoder_class, cutoff_len=256, max_pixels=None, max_samples=4):
     from ffc.runtime.chat.templates import get_template
-    from ffc.runtime.data.loading import load_datasets, tokenize_dataset
+    from ffc.runtime.data.loading import load_datasets
     from ffc.runtime.data.tokenize import MaskOptions
 
     tokenizer, processor, vision = _vision_inputs(demo, max_pixels)
@@ -132,7 +132,9 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
     tokenizer, processor, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data = for_trl(to_legacy_pairs(tokenize_dataset(raw, encoder)[0]))
     model = _model(demo)
-    collate = VisionBatchCollator(legacy_pair_collator(tokenizer.pad_token_id), processor, model.config.image_token_id, 2)
+    collate = VisionBatchCollator(
+        legacy_pair_collator(tokenizer.pad_token_id), processor, model.config.image_token_id, 2
+    )
     args = ORPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False, max_length=256)
     trainer = PretokenizedORPOTrainer(
         model=model, args=args, train_dataset=data, processing_class=tokenizer, data_collator=collate
@@ -140,7 +142,9 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
     batch = collate(list(data))
     with torch.no_grad():
         seen = trainer.concatenated_forward(model, batch)[0]
-        blank = trainer.concatenated_forward(model, {**batch, "pixel_values": torch.zeros_like(batch["pixel_values"])})[0]
+        blank = trainer.concatenated_forward(model, {**batch, "pixel_values": torch.zeros_like(batch["pixel_values"])})[
+            0
+        ]
     assert torch.isfinite(seen).all() and not torch.allclose(seen, blank)
 
 
@@ -160,7 +164,12 @@ def _spec(demo, tmp_path, stage, dataset, extra="", data="", method=""):
 
 @pytest.mark.parametrize(
     "stage, dataset",
-    [("dpo", "demo_vision_pairs"), ("orpo", "demo_vision_pairs"), ("simpo", "demo_vision_pairs"), ("kto", "demo_vision_kto")],
+    [
+        ("dpo", "demo_vision_pairs"),
+        ("orpo", "demo_vision_pairs"),
+        ("simpo", "demo_vision_pairs"),
+        ("kto", "demo_vision_kto"),
+    ],
 )
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_preference_stages_build_the_vision_path(demo, tmp_path, stage, dataset, method):
@@ -246,7 +255,9 @@ def test_dpo_with_images_trains(demo, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage, dataset", [("orpo", "demo_vision_pairs"), ("simpo", "demo_vision_pairs"), ("kto", "demo_vision_kto")])
+@pytest.mark.parametrize(
+    "stage, dataset", [("orpo", "demo_vision_pairs"), ("simpo", "demo_vision_pairs"), ("kto", "demo_vision_kto")]
+)
 def test_other_preference_stages_train_on_images(demo, tmp_path, stage, dataset):
     extra = (
         "training: {learning_rate: 1.0e-3, max_steps: 2, per_device_train_batch_size: 4, gradient_accumulation_steps: 1, "
@@ -273,7 +284,9 @@ def exported(demo, tmp_path):
     return folder
 
 
-IMAGE_TURN = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape is in the picture?"}]}]
+IMAGE_TURN = [
+    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape is in the picture?"}]}
+]
 
 
 def test_export_keeps_the_runs_default_system(exported):
@@ -368,10 +381,16 @@ def _parquet_rows(folder, images_column, rows=None):
     import datasets
 
     texts = [
-        [{"role": "user", "content": "<image>What color?"}, {"role": "assistant", "content": "Red."}] for _ in images_column
+        [{"role": "user", "content": "<image>What color?"}, {"role": "assistant", "content": "Red."}]
+        for _ in images_column
     ]
     features = None
-    if images_column and isinstance(images_column[0], list) and images_column[0] and isinstance(images_column[0][0], dict):
+    if (
+        images_column
+        and isinstance(images_column[0], list)
+        and images_column[0]
+        and isinstance(images_column[0][0], dict)
+    ):
         features = datasets.Features(
             {
                 "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
@@ -380,7 +399,13 @@ def _parquet_rows(folder, images_column, rows=None):
         )
     data = datasets.Dataset.from_dict({"messages": texts, "images": images_column}, features=features)
     data.to_parquet(str(folder / "mm.parquet"))
-    return {"mm": {"file_name": "mm.parquet", "formatting": "openai", "columns": {"messages": "messages", "images": "images"}}}
+    return {
+        "mm": {
+            "file_name": "mm.parquet",
+            "formatting": "openai",
+            "columns": {"messages": "messages", "images": "images"},
+        }
+    }
 
 
 def _check_loaded(folder, registry, **kwargs):
@@ -411,7 +436,9 @@ def test_parquet_images_as_hf_image_features(demo, tmp_path):
     rows = _check_loaded(tmp_path, registry)
     tokenizer, processor, _ = _vision_inputs(demo, max_pixels=56 * 56)
     plugin = vision_plugin("qwen2_vl")
-    encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), plugin, processor)
+    encoder = VisionConversationEncoder(
+        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), plugin, processor
+    )
     data, _ = tokenize_dataset(rows, encoder)
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     batch = VisionCollator(tokenizer.pad_token_id, processor, pad)(list(data))
@@ -425,9 +452,18 @@ def test_parquet_images_as_plain_bytes_and_data_urls(tmp_path):
     assert len(_check_loaded(tmp_path, registry)) == 2
     url = "data:image/png;base64," + base64.b64encode(_png()).decode()
     (tmp_path / "mm.json").write_text(
-        json.dumps([{"messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": "Red."}], "images": [url]}])
+        json.dumps(
+            [
+                {
+                    "messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": "Red."}],
+                    "images": [url],
+                }
+            ]
+        )
     )
-    registry = {"mm": {"file_name": "mm.json", "formatting": "openai", "columns": {"messages": "messages", "images": "images"}}}
+    registry = {
+        "mm": {"file_name": "mm.json", "formatting": "openai", "columns": {"messages": "messages", "images": "images"}}
+    }
     (row,) = _check_loaded(tmp_path, registry)
 
 
@@ -442,9 +478,9 @@ def test_parquet_images_as_plain_bytes_and_data_urls(tmp_path):
     ids=["bad-base64", "not-base64", "corrupt-bytes", "url-off"],
 )
 def test_bad_image_values_are_row_errors(tmp_path, image, message):
-    from ffc.runtime.data.loading import DataError, load_datasets
-
     import base64
+
+    from ffc.runtime.data.loading import DataError, load_datasets
 
     good = _png() if isinstance(image, bytes) else "data:image/png;base64," + base64.b64encode(_png()).decode()
     registry = _parquet_rows(tmp_path, [[good], [image]])  # one Arrow type per column: bytes, or strings

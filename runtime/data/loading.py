@@ -313,7 +313,10 @@ def load_one(
             remove_columns=columns,
             features=_converted_features(kind, media),
             fn_kwargs={
-                "attr": attr, "kind": kind, "media_dir": dataset_dir if media else None, "fetch_urls": fetch_image_urls,
+                "attr": attr,
+                "kind": kind,
+                "media_dir": dataset_dir if media else None,
+                "fetch_urls": fetch_image_urls,
             },  # fmt: skip
             **({} if streaming else {"desc": f"converting {attr.name}"}),
         )

@@ -14,8 +14,8 @@ from typing import Iterable
 
 from ..chat.templates import ConversationError
 from ..chat.vision import MediaError, VisionPlugin
-from .packing import Collator
 from .media import image_source
+from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
 

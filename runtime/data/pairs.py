@@ -162,7 +162,9 @@ class KTOEncoder(CompletionEncoder):
     def encode_batch(self, batch: dict) -> dict:
         out = _columns("prompt_ids", "completion_ids", "label", *self.media_columns)
         texts, drops = [], []
-        for messages, system, tools, images in zip(batch["messages"], batch["system"], batch["tools"], self._images(batch)):
+        for messages, system, tools, images in zip(
+            batch["messages"], batch["system"], batch["tools"], self._images(batch)
+        ):
             try:
                 texts.append(self.split_text(messages[:-1], messages[-1]["content"], system, tools, images))
                 drops.append("")
