@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     from trl.experimental.utils import DPODataCollatorWithPadding
 
 from .data.tokenize import IGNORE_INDEX
+from .data.vision_pairs import VisionBatchCollator
 
 # ORPOConfig and CPOConfig are re-exported: generated train.py imports them from here, under the
 # warning filter above.
@@ -64,6 +65,11 @@ class _LegacyPairs:
 
     Their forward pass gives the model tokens only; with images (``VisionBatchCollator`` put the pixels
     in the batch) the model also gets the pixels and which tokens are image tokens."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A VisionBatchCollator wraps TRL's DPODataCollatorWithPadding: evaluation may rely on its batches.
+        self.use_dpo_data_collator = self.use_dpo_data_collator or isinstance(self.data_collator, VisionBatchCollator)
 
     def tokenize_row(self, feature, model=None):
         return feature

@@ -139,6 +139,7 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
     trainer = PretokenizedORPOTrainer(
         model=model, args=args, train_dataset=data, processing_class=tokenizer, data_collator=collate
     )
+    assert trainer.use_dpo_data_collator  # evaluation takes the wrapped collator's batches without a warning
     batch = collate(list(data))
     with torch.no_grad():
         seen = trainer.concatenated_forward(model, batch)[0]
@@ -252,6 +253,13 @@ def test_dpo_with_images_trains(demo, tmp_path):
     final = [log for log in logs if "eval_rewards/margins" in log][-1]
     assert final["eval_rewards/margins"] > 0 and final["eval_loss"] < math.log(2), final
     assert (run / "output" / "preprocessor_config.json").exists()  # saved beside the adapter for chat/export
+    done = subprocess.run([sys.executable, "export.py"], cwd=run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from transformers import AutoConfig, AutoImageProcessor
+
+    exported = run / "exported"
+    assert AutoConfig.from_pretrained(exported).model_type == "qwen2_vl"
+    assert AutoImageProcessor.from_pretrained(exported, backend="pil").max_pixels == 589824  # the run's bound
 
 
 @pytest.mark.slow
