@@ -75,6 +75,16 @@ def test_padding_free_batch_equals_padded_batch(attention):
         assert torch.allclose(expected, got, atol=1e-6)
 
 
+def test_padding_free_without_varlen_attention_pads_batches_whose_row_would_cost_more():
+    """SDPA/eager mask the whole row: (sum of lengths)^2 against batch x longest^2 decides per batch."""
+    row = lambda n: {"input_ids": list(range(5, 5 + n)), "labels": list(range(5, 5 + n))}  # noqa: E731
+    collate = Collator(0, padding_free=True, varlen_attention=False)
+    assert collate([row(512)] * 8)["input_ids"].shape == (8, 512)  # equal lengths: 4096^2 > 8 x 512^2
+    uneven = [row(500), row(20), row(30), row(60)]  # 610^2 <= 4 x 500^2
+    assert collate(uneven)["input_ids"].shape == (1, 610)
+    assert Collator(0, padding_free=True)([row(512)] * 8)["input_ids"].shape == (1, 4096)  # varlen kernels
+
+
 def test_padding_free_keeps_packed_rows_apart():
     """Packed rows keep their own position ids (restarting per sample) when concatenated."""
     rows = [
@@ -157,7 +167,17 @@ def test_liger_is_refused_without_a_gpu(monkeypatch):
 @pytest.mark.parametrize(
     "overrides,present,absent",
     [
-        ([], ["ChunkedLossTrainer(", "padding_free=True"], ["trainer = Trainer(", "use_liger_kernel"]),
+        (
+            [],
+            [
+                "ChunkedLossTrainer(",
+                "padding_free=True",
+                'varlen_attention=model.config._attn_implementation.startswith("flash")',
+            ],
+            ["trainer = Trainer(", "use_liger_kernel"],
+        ),
+        (["model.attn_implementation=sdpa"], ["padding_free=True", "varlen_attention=False"], []),
+        (["model.attn_implementation=flash_attention_2"], ["padding_free=True", "varlen_attention=True"], []),
         (["data.padding_free=false"], ["Collator(tokenizer.pad_token_id)"], ["padding_free=True"]),
         (["training.chunked_loss=false"], ["trainer = Trainer("], ["ChunkedLossTrainer"]),
         (
