@@ -267,8 +267,10 @@ class DataSection(Section):
     )
     padding_free: Optional[bool] = derived(
         "Concatenate the samples of each batch into one row, position ids restarting per sample, instead of "
-        "padding them to the longest: the same samples and loss, no compute on padding. Default: on for pt and "
-        "sft (text; runs with images always pad: their 3-D rotary positions are per sample)."
+        "padding them to the longest: the same samples and loss, no compute on padding. Without FlashAttention "
+        "(SDPA/eager mask the whole row) a batch goes into one row only when that costs no more attention than "
+        "padding it. Default: on for pt and sft (text; runs with images always pad: their 3-D rotary positions "
+        "are per sample)."
     )
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
         "concat",
