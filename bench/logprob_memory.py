@@ -96,10 +96,16 @@ def run_case(case: str, rows: int, seq: int, vocab: int) -> dict:
             for i in range(0, rows, 2)
         ]  # fmt: skip
         args = trainers.ORPOConfig(
-            output_dir=tempfile.mkdtemp(), use_cpu=True, report_to=[], max_length=seq, per_device_train_batch_size=rows // 2
+            output_dir=tempfile.mkdtemp(),
+            use_cpu=True,
+            report_to=[],
+            max_length=seq,
+            per_device_train_batch_size=rows // 2,
         )
         trainer_class = trainers.ChunkedORPOTrainer if case == "orpo_ffc" else trainers.PretokenizedORPOTrainer
-        tokenizer = type("Tok", (), {"pad_token": "<pad>", "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None})()
+        tokenizer = type(
+            "Tok", (), {"pad_token": "<pad>", "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}
+        )()
         data = trainers.to_legacy_pairs(Dataset.from_list(pairs))
         trainer = trainer_class(model=model, args=args, train_dataset=data, processing_class=tokenizer)
         batch = next(iter(trainer.get_train_dataloader()))

@@ -19,7 +19,9 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     runs = tmp_path / "runs"
-    expected = {"sft_lora", "sft_lora_padded", "sft_full", "sft_lora_liger", "sft_qlora", "dpo_lora", "grpo_lora"}
+    expected = {
+        "sft_lora", "sft_lora_padded", "sft_full", "sft_lora_liger", "sft_qlora", "dpo_lora", "orpo_lora", "grpo_lora",
+    }  # fmt: skip
     assert {p.name for p in runs.iterdir()} == expected
     code = {name: (runs / name / "train.py").read_text() for name in expected}
     assert "ChunkedLossTrainer(" in code["sft_lora"] and "padding_free=True" in code["sft_lora"]
@@ -28,6 +30,7 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     assert "use_liger_kernel=True" in code["sft_lora_liger"]
     assert "load_in_4bit=True" in code["sft_qlora"]
     assert "DPOTrainer" in code["dpo_lora"] and "GRPO" in code["grpo_lora"]
+    assert "ChunkedORPOTrainer(" in code["orpo_lora"]
     assert (runs / "sft_lora" / "serve.py").exists()
     config = (tmp_path / "qwen2.5-0.5b-shaped" / "config.json").read_text()
     assert '"vocab_size": 151936' in config and not (tmp_path / "qwen2.5-0.5b-shaped" / "model.safetensors").exists()
