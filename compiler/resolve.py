@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 
 from ffc.runtime.data.registry import RegistryError, data_files, read_registry
 from ffc.runtime.data.registry import resolve as resolve_datasets
+from ffc.runtime.provenance import sha256_file
 from ffc.schemas import Spec
 from ffc.schemas.methods import (
     BACKEND_SECTIONS,
@@ -55,6 +56,9 @@ TESTED_VERSIONS = {
     "onnxruntime": "1.32.0",
     "torchao": "0.18.0",  # model.quantization_method: torchao
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
+    # export.export_quantization_bit: the current releases; GPTQ quantizes on a GPU, which CI lacks
+    "optimum": "2.3.0",
+    "gptqmodel": "7.7.0",
 }
 
 # transformers/PEFT behaviour the run relies on, spelled out so a library upgrade cannot change it silently.
@@ -132,14 +136,6 @@ def inapplicable(spec: Spec) -> dict:
     return exclude
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str]:
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
     dataset_dir = loaded.base_dir / spec.data.dataset_dir
@@ -166,7 +162,9 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
         for attr in attrs:
             for path in data_files(dataset_dir, attr):
                 if path.is_file():
-                    inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
+                    inputs[path.relative_to(dataset_dir).as_posix()] = sha256_file(
+                        path
+                    )  # as train.py's provenance hashes them
     except RegistryError as exc:
         raise SpecError([Issue(where, "data.dataset", str(exc))]) from None
     except OSError as exc:
@@ -222,9 +220,10 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         method = _fill(method, lora_alpha=2 * method.lora_rank)
     has_eval = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
     training = _fill(spec.training, eval_strategy="steps" if has_eval else "no")
-    # Where ffc computes the log-probabilities (Stage.lean_logits "ffc"), chunked unless Liger does it or the
-    # output head is sharded; TRL's DPO/KTO/GRPO always use their own fused head ("trl": true, for the lock).
-    lean_loss = stage.lean_logits == "ffc" and not spec.model.enable_liger_kernel
+    # Where ffc computes the log-probabilities (Stage.lean_logits "ffc"), chunked unless Liger or Unsloth brings
+    # its own fused loss or the output head is sharded; TRL's DPO/KTO/GRPO always use their own fused head
+    # ("trl": true, for the lock).
+    lean_loss = stage.lean_logits == "ffc" and not spec.model.enable_liger_kernel and not spec.model.use_unsloth
     sharded_head = spec.distributed.backend == "fsdp" or (
         # a DeepSpeed file of the user's own may hold ZeRO-3: its stage is read later, so assume it
         spec.distributed.backend == "deepspeed"
