@@ -393,9 +393,9 @@ class TrainingSection(Section):
     chunked_loss: Optional[bool] = derived(
         "Compute the loss and log-probabilities from the final hidden states a chunk of positions at a time, "
         "never the full-vocabulary logits (the largest tensor of fine-tuning with 128k+ vocabularies). Default: "
-        "on for pt, sft, orpo, simpo and ppo without enable_liger_kernel (whose fused loss does the same on GPUs) "
-        "and without FSDP or DeepSpeed ZeRO-3 (whose sharded output head it would call outside the model's "
-        "forward); always on for dpo, kto and grpo (TRL's fused LM head); not for rm."
+        "on for pt, sft, orpo, simpo and ppo without enable_liger_kernel or use_unsloth (whose fused losses do "
+        "the same on GPUs) and without FSDP or DeepSpeed ZeRO-3 (whose sharded output head it would call outside "
+        "the model's forward); always on for dpo, kto and grpo (TRL's fused LM head); not for rm."
     )
     include_num_input_tokens_seen: bool = Field(
         False, description="Count the non-padding tokens trained on (logged as num_input_tokens_seen)."

@@ -144,7 +144,7 @@ ZH_HELP = {
     "data.cutoff_len": "分词后样本的最大长度（token 数），过长的样本会被截断。",
     "data.packing": "将多个短样本拼接进一个序列以提高吞吐（样本之间互不可见）。",
     "data.padding_free": "把一个批次的样本拼接成一行（位置编码按样本重新计数），代替填充到最长：样本与损失不变，不在填充上浪费计算。没有 FlashAttention 时（SDPA/eager 对整行做掩码），仅当拼接的注意力开销不超过填充时才拼接该批次。默认对 pt 和 sft 开启（含图像的运行总是填充）。",
-    "training.chunked_loss": "由最后的隐藏状态分块计算损失与对数概率，从不生成完整词表的 logits（大词表时最大的张量）。pt、sft、orpo、simpo、ppo 默认开启，除非启用 Liger 或使用 FSDP / DeepSpeed ZeRO-3；dpo、kto、grpo 始终开启（TRL 的融合输出层）；不适用于 rm。",
+    "training.chunked_loss": "由最后的隐藏状态分块计算损失与对数概率，从不生成完整词表的 logits（大词表时最大的张量）。pt、sft、orpo、simpo、ppo 默认开启，除非启用 Liger、Unsloth 或使用 FSDP / DeepSpeed ZeRO-3；dpo、kto、grpo 始终开启（TRL 的融合输出层）；不适用于 rm。",
     "model.enable_liger_kernel": "pt/sft：使用 Liger 的 Triton 内核（融合线性交叉熵，不生成完整 logits；RMSNorm、RoPE、SwiGLU）。需要 CUDA GPU 与 liger-kernel，取代 chunked_loss。",
     "data.val_size": "划出的验证集：小于 1 为比例，否则为样本数。",
     "data.max_samples": "每个数据集最多使用的样本数。",
