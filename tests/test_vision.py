@@ -231,7 +231,7 @@ def test_text_template_with_image_data_fails_at_build(tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["method.stage=pt", "data.template=null"], "images are trained in stage sft so far, not pt"),
+        (["method.stage=pt", "data.template=null"], "stage pt cannot train on images"),
         (["method.finetuning_type=freeze"], "finetuning_type freeze is not supported with images"),
         (["data.packing=true"], "packing with images is refused"),
     ],

@@ -14,15 +14,16 @@ from typing import Iterable
 
 from ..chat.templates import ConversationError
 from ..chat.vision import MediaError, VisionPlugin
+from .media import image_source
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
 
 def image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file's header (PIL reads no pixels for this)."""
+    """(height, width) from the file's header (PIL reads no pixels for this); ``path`` may be a data: URL."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    with Image.open(image_source(path)) as image:
         return image.height, image.width
 
 
@@ -108,16 +109,21 @@ class VisionCollator(Collator):
         self.image_token_id = image_token_id
 
     def __call__(self, features: Iterable[dict]) -> dict:
-        from PIL import Image
-
         features = list(features)
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
         batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
         if paths:
-            images = []
-            for path in paths:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            batch.update(self.image_processor(images=images, return_tensors="pt"))
+            batch.update(pixel_inputs(self.image_processor, paths))
         return batch
+
+
+def pixel_inputs(image_processor, paths: list[str]) -> dict:
+    """The processor's tensors (``pixel_values``, ``image_grid_thw``) for the images at ``paths``, in order."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        with Image.open(image_source(path)) as image:
+            images.append(image.convert("RGB"))
+    return image_processor(images=images, return_tensors="pt")
