@@ -304,7 +304,7 @@ class DataSection(Section):
     preprocessing_num_workers: Optional[int] = Field(
         None,
         ge=1,
-        description="Processes for conversion, tokenisation and packing (default: one per CPU core, at most 8, for datasets "
+        description="Processes for tokenisation and packing (default: one per CPU core, at most 8, for datasets "
         "of 20,000 rows or more; one for smaller ones).",
     )
     preprocessing_batch_size: int = Field(1000, ge=1, description="Rows per tokenisation batch.")

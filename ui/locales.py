@@ -219,7 +219,7 @@ ZH_HELP = {
     "data.interleave_probs": "交替采样时各数据集的概率。",
     "data.streaming": "流式读取数据而不全部加载（需要 training.max_steps）。",
     "data.buffer_size": "流式读取时的打乱缓冲区大小。",
-    "data.preprocessing_num_workers": "格式转换、分词与打包的进程数（默认：数据不少于 20,000 行时每个 CPU 核一个，最多 8 个；否则一个）。",
+    "data.preprocessing_num_workers": "分词与打包的进程数（默认：数据不少于 20,000 行时每个 CPU 核一个，最多 8 个；否则一个）。",
     "data.preprocessing_batch_size": "每个分词批次的行数。",
     "data.default_system": "样本没有系统提示词时使用的系统提示词（替换模板的默认值）。",
     "data.enable_thinking": "推理模板（qwen3），含义同 LLaMA-Factory：true 训练推理内容，无推理的回答训练空 <think> 块；false 去掉所有推理（空块归入提示，不训练）；null 由数据决定。",

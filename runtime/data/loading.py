@@ -289,10 +289,7 @@ def load_one(
     seed: int = 42,
     cache_dir: Optional[str] = None,
     fetch_image_urls: bool = False,
-    num_proc: Optional[int] = None,
 ):
-    """One dataset's rows converted to the kind's columns. ``num_proc``: conversion processes, as
-    ``tokenize_dataset``'s (None: one per core for large datasets, see ``workers_for``)."""
     raw = _read(attr, dataset_dir, streaming, cache_dir)
     where = dataset_dir / attr.path if attr.source == "file" else f"hub dataset {attr.path}"
     if not streaming and len(raw) == 0:
@@ -321,8 +318,7 @@ def load_one(
                 "media_dir": dataset_dir if media else None,
                 "fetch_urls": fetch_image_urls,
             },  # fmt: skip
-            # Conversion is Python, one core per process: a quarter of the preparation time on one core.
-            **({} if streaming else {"desc": f"converting {attr.name}", "num_proc": workers_for(len(raw), num_proc)}),
+            **({} if streaming else {"desc": f"converting {attr.name}"}),
         )
     except UnicodeDecodeError as exc:  # pyarrow's JSON reader keeps invalid UTF-8; reading the rows finds it
         raise _unreadable(attr, dataset_dir, exc) from None
