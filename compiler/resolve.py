@@ -133,6 +133,10 @@ def inapplicable(spec: Spec) -> dict:
     exclude: dict = {"method": method_fields, "distributed": other_backends}
     if data_fields:
         exclude["data"] = data_fields
+    if not STAGES[stage].trains:  # an inference-only run: nothing of training applies
+        exclude["method"] = set(type(spec.method).model_fields) - {"stage"}
+        for section in ("training", "logging", "distributed"):
+            exclude[section] = set(type(getattr(spec, section)).model_fields)
     return exclude
 
 
@@ -140,6 +144,8 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
     dataset_dir = loaded.base_dir / spec.data.dataset_dir
     names = list(dict.fromkeys(spec.data.dataset + spec.data.eval_dataset))
+    if not names:  # an inference-only run without evaluation data reads no dataset_info.json
+        return None, {}, ""
     try:
         # lexists: a dangling link or a link loop is there, and read_registry says what is wrong with it.
         present = os.path.lexists(dataset_dir / "dataset_info.json")

@@ -76,6 +76,16 @@ def stage_checks(spec: Spec):
 
 
 @rule
+def training_needs_data(spec: Spec):
+    if STAGES[spec.method.stage].trains and not spec.data.dataset:
+        yield Problem(
+            ("data", "dataset"),
+            f"stage {spec.method.stage} trains on data.dataset: name at least one dataset of dataset_info.json "
+            "(or set method.stage: none for a run that only chats, serves, evaluates and exports).",
+        )
+
+
+@rule
 def masking_options(spec: Spec):
     if spec.data.mask_history and spec.data.train_on_prompt:
         yield Problem(

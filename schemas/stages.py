@@ -16,7 +16,7 @@ from .problem import Problem
 
 @dataclass(frozen=True)
 class DataKind:
-    """What a stage trains on. ``name`` is a key of ``ffc.runtime.data.convert.DATA_KINDS``."""
+    """What a stage trains on. ``name`` is a key of ``ffc.runtime.data.convert.DATA_KINDS`` (but NO_DATA's)."""
 
     name: str
     summary: str  # one line for the run's README
@@ -57,6 +57,7 @@ LABELLED = DataKind(
 PROMPTS = DataKind(
     "prompts", "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions)."
 )
+NO_DATA = DataKind("none", "No training data: the model is used as it is (eval.py reads its own datasets).")
 
 # Option groups of the method section, named once and shared by the stages below.
 ONLINE_OPTIONS = ("reward_model", "reward_funcs", "max_new_tokens", "temperature", "top_p")
@@ -94,19 +95,29 @@ def _grpo_groups(spec) -> Iterator[Problem]:
         )
 
 
+def _no_training(spec) -> Iterator[Problem]:
+    if spec.data.dataset:
+        yield Problem(
+            ("data", "dataset"),
+            "stage none trains nothing: remove data.dataset (eval.py scores eval.predict_dataset or "
+            "data.eval_dataset), or choose a training stage.",
+        )
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     title: str  # as in the run's title: "LoRA <title> of MODEL on DATA"
     summary: str  # what it optimises, one line
     data: DataKind
-    recipe: str  # the file template of its train.py
+    recipe: Optional[str]  # the file template of its train.py (None: the stage trains nothing)
     options: tuple[str, ...] = ()  # method options that apply to this stage (besides the shared ones)
     data_options: tuple[str, ...] = ()  # data options that apply to this stage (besides the shared ones)
     plot_keys: Optional[tuple[str, ...]] = None  # metrics plotted at the end (None: the loss only)
     packing_default: bool = False
     needs_reward: bool = False  # scores generated responses: needs reward_model or reward_funcs
     language_model: bool = True  # ends with a causal LM, so chat/serve/eval/export apply
+    trains: bool = True  # False: an inference-only run (no train.py, launch files or training options)
     check: Optional[Callable[..., Iterator[Problem]]] = None  # what the stage requires of the rest of the spec
     trainer_class: Optional[str] = None  # for recipes shared by several stages: the classes that differ
     config_class: Optional[str] = None
@@ -176,6 +187,11 @@ _STAGES = (
         "group relative policy optimisation: score groups of sampled responses per prompt and favour the above-average ones",
         PROMPTS, "train_grpo.py.j2", options=("pref_beta", "ref_model", *ONLINE_OPTIONS, "num_generations"),
         plot_keys=("loss", "reward", "kl"), needs_reward=True, check=_grpo_groups, lean_logits="trl",
+    ),
+    Stage(
+        "none", "inference",
+        "no training: chat with, serve, evaluate and export the model as it is (with model.adapter_name_or_path, "
+        "its adapters merged)", NO_DATA, None, trains=False, check=_no_training,
     ),
 )  # fmt: skip
 STAGES: dict[str, Stage] = {stage.name: stage for stage in _STAGES}
