@@ -300,8 +300,10 @@ class DataSection(Section):
     )
     padding_free: Optional[bool] = derived(
         "Concatenate the samples of each batch into one row, position ids restarting per sample, instead of "
-        "padding them to the longest: the same samples and loss, no compute on padding. Default: on for pt and "
-        "sft (text; runs with images always pad: their 3-D rotary positions are per sample)."
+        "padding them to the longest: the same samples and loss, no compute on padding. Without FlashAttention "
+        "(SDPA/eager mask the whole row) a batch goes into one row only when that costs no more attention than "
+        "padding it. Default: on for pt and sft (text; runs with images always pad: their 3-D rotary positions "
+        "are per sample)."
     )
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
         "concat",
@@ -413,10 +415,11 @@ class TrainingSection(Section):
     )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
     chunked_loss: Optional[bool] = derived(
-        "pt/sft: compute the loss from the final hidden states a chunk of positions at a time, never the "
-        "full-vocabulary logits (the largest tensor of fine-tuning with 128k+ vocabularies). Default: on for pt "
-        "and sft without enable_liger_kernel (whose fused loss does the same on GPUs) and without FSDP or "
-        "DeepSpeed ZeRO-3 (whose sharded output head it would call outside the model's forward)."
+        "Compute the loss and log-probabilities from the final hidden states a chunk of positions at a time, "
+        "never the full-vocabulary logits (the largest tensor of fine-tuning with 128k+ vocabularies). Default: "
+        "on for pt, sft, orpo, simpo and ppo without enable_liger_kernel or use_unsloth (whose fused losses do "
+        "the same on GPUs) and without FSDP or DeepSpeed ZeRO-3 (whose sharded output head it would call outside "
+        "the model's forward); always on for dpo, kto and grpo (TRL's fused LM head); not for rm."
     )
     include_num_input_tokens_seen: bool = Field(
         False, description="Count the non-padding tokens trained on (logged as num_input_tokens_seen)."
