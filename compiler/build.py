@@ -230,6 +230,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         stage_info=stage,
         trains=stage.trains,
         model_hub=None if model_is_local else _model_hub(model),
+        data_hub=_model_hub(model),  # dataset_info.json's ms_hub_url / om_hub_url win, as in LLaMA-Factory
         # logging.offline: the trackers of report_to that ffc.runtime.trackers can keep local (not TensorBoard's files)
         # (PPO's own loop reports to none).
         local_trackers=[t for t in spec.logging.report_to if t not in ("none", "tensorboard")]

@@ -8,7 +8,7 @@ import importlib
 import sys
 from typing import Optional
 
-from .errors import EXIT_USER_ERROR
+from .errors import EXIT_USER_ERROR, UserError
 
 # hub -> (module with snapshot_download, pip package, spec option, the hub's name for the default branch)
 HUBS = {
@@ -33,3 +33,43 @@ def download_model(hub: str, model_id: str, revision: str = "main", cache_dir: O
         )
         sys.exit(EXIT_USER_ERROR)
     return snapshot_download(model_id, revision=default_branch if revision == "main" else revision, cache_dir=cache_dir)
+
+
+# hub -> (module and class whose ``load`` reads a dataset, pip package): LLaMA-Factory's loaders for
+# dataset_info.json's ms_hub_url and om_hub_url entries.
+HUB_DATASETS = {
+    "modelscope": ("modelscope", "MsDataset", "load", "modelscope"),
+    "openmind": ("openmind", "OmDataset", "load_dataset", "openmind"),
+}
+
+
+def load_hub_dataset(
+    hub: str,
+    dataset_id: str,
+    subset: Optional[str],
+    folder: Optional[str],
+    split: str,
+    streaming: bool,
+    cache_dir: Optional[str],
+):
+    """A dataset from ModelScope or Modelers as a ``datasets`` Dataset (or IterableDataset when streaming)."""
+    module, cls, method, package = HUB_DATASETS[hub]
+    try:
+        loader = getattr(getattr(importlib.import_module(module), cls), method)
+    except (ImportError, AttributeError):
+        raise UserError(
+            f"dataset {dataset_id}: loading it from {hub} needs the {package} package: pip install {package} "
+            "(or download it and give dataset_info.json a file_name for it)"
+        ) from None
+    if hub == "modelscope":
+        dataset = loader(
+            dataset_name=dataset_id,
+            subset_name=subset,
+            data_dir=folder,
+            split=split,
+            cache_dir=cache_dir,
+            use_streaming=streaming,
+        )
+        to_hf = getattr(dataset, "to_hf_dataset", None)  # MsDataset wraps a datasets.Dataset
+        return to_hf() if callable(to_hf) else dataset
+    return loader(path=dataset_id, name=subset, data_dir=folder, split=split, cache_dir=cache_dir, streaming=streaming)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import UserError
+from ..hubs import HUB_DATASETS, load_hub_dataset
 from .convert import RowError, converter, describe
 from .media import MEDIA_KEYS, attach, media_columns, texts_of
 from .registry import DatasetAttr, RegistryError, data_files, file_kind, parse_entry
@@ -179,6 +180,8 @@ def _csv_options(path: Path) -> dict:
 def _read(attr: DatasetAttr, dataset_dir: Path, streaming: bool, cache_dir: Optional[str]):
     import datasets
 
+    if attr.source in HUB_DATASETS:
+        return load_hub_dataset(attr.source, attr.path, attr.subset, attr.folder, attr.split, streaming, cache_dir)
     if attr.source == "hub":
         return datasets.load_dataset(
             attr.path,
@@ -291,7 +294,7 @@ def load_one(
     fetch_image_urls: bool = False,
 ):
     raw = _read(attr, dataset_dir, streaming, cache_dir)
-    where = dataset_dir / attr.path if attr.source == "file" else f"hub dataset {attr.path}"
+    where = dataset_dir / attr.path if attr.source == "file" else f"{attr.source} dataset {attr.path}"
     if not streaming and len(raw) == 0:
         raise DataError(f"{where}: no rows. Add rows, or remove {attr.name!r} from data.dataset.")
     picks = None  # the file's row of each selected row, for messages
@@ -368,12 +371,14 @@ def load_datasets(
     interleave_probs: Optional[list[float]] = None,
     seed: int = 42,
     media: bool = False,
+    hub: Optional[str] = None,
     **kwargs,
 ):
     """Load, convert and mix the named datasets of a registry (the run's dataset_info.json).
 
     ``media``: the run was built for images (ffc build decided it from dataset_info.json); a text run
-    refuses a dataset with media columns rather than train on its text without the pictures."""
+    refuses a dataset with media columns rather than train on its text without the pictures.
+    ``hub``: "modelscope" or "openmind" when the spec downloads from that hub (see parse_entry)."""
     import datasets
 
     dataset_dir = Path(dataset_dir)
@@ -382,7 +387,7 @@ def load_datasets(
     for name in names:
         if name not in registry:
             raise DataError(f"dataset {name!r} is not in the run's dataset_info.json. Add it there, or fix the name.")
-        attr = parse_entry(info, name, registry[name])
+        attr = parse_entry(info, name, registry[name], hub)
         if attr.ranking and kind != "pairs":
             raise DataError(
                 f"dataset {name!r} is ranking (preference) data: this run needs {kind}, not pairs. "

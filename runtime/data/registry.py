@@ -74,7 +74,7 @@ class RegistryError(UserError, ValueError):
 @dataclass(frozen=True)
 class DatasetAttr:
     name: str
-    source: Literal["file", "hub"]
+    source: Literal["file", "hub", "modelscope", "openmind"]  # hub: Hugging Face's
     path: str  # file or folder name relative to dataset_dir, or the hub repository id
     formatting: str = "alpaca"
     ranking: bool = False
@@ -149,8 +149,12 @@ def _names(info_path: Path, name: str, key: str, value: Any, known: set) -> dict
     return dict(value)
 
 
-def parse_entry(info_path: Path, name: str, entry: Any) -> DatasetAttr:
-    """One dataset_info.json entry, checked key by key: every problem is a RegistryError naming the key."""
+def parse_entry(info_path: Path, name: str, entry: Any, hub: Optional[str] = None) -> DatasetAttr:
+    """One dataset_info.json entry, checked key by key: every problem is a RegistryError naming the key.
+
+    ``hub`` ("modelscope" or "openmind", the spec's use_modelscope_hub / use_openmind_hub) picks that
+    hub's address where an entry has several; an entry with only ms_hub_url or om_hub_url uses it
+    anyway. This is LLaMA-Factory's rule, so its registered datasets load from the same place."""
     if not isinstance(entry, dict):
         raise _fail(info_path, name, f"an entry must be an object with file_name or hf_hub_url, not {_describe(entry)}")
     unknown = sorted(set(entry) - KNOWN_KEYS)
@@ -178,10 +182,16 @@ def parse_entry(info_path: Path, name: str, entry: Any) -> DatasetAttr:
     tags = _names(info_path, name, "tags", entry.get("tags"), KNOWN_TAGS)
     if "file_name" in entry:
         source, path = "file", entry["file_name"]
+    elif "ms_hub_url" in entry and (hub == "modelscope" or "hf_hub_url" not in entry):
+        source, path = "modelscope", entry["ms_hub_url"]
+    elif "om_hub_url" in entry and (hub == "openmind" or "hf_hub_url" not in entry):
+        source, path = "openmind", entry["om_hub_url"]
     elif "hf_hub_url" in entry:
         source, path = "hub", entry["hf_hub_url"]
     else:
-        raise _fail(info_path, name, "needs file_name (a local file) or hf_hub_url (a hub dataset)")
+        raise _fail(
+            info_path, name, "needs file_name (a local file) or hf_hub_url, ms_hub_url or om_hub_url (a hub dataset)"
+        )
     return DatasetAttr(
         name=name,
         source=source,
