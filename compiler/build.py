@@ -362,6 +362,9 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     env = rendering.environment()
     env.filters.update(ident=_ident, module=_module, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
     present = [f for f in RUN_FILES if f.when(ctx)]
+    copies = [GeneratedFile(n, None, "a copy of your module of training.callbacks") for n in resolved.callback_sources]
+    at = next(i for i, f in enumerate(present) if f.name == "spec.yaml")
+    present[at:at] = copies  # listed in the README with the other copies of your files
     ctx["lock"] = lock(resolved, run_dir)
     ctx["run_files"] = present
     texts = {}
@@ -374,6 +377,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     files["spec.yaml"] = loaded.text.encode("utf-8")
     if resolved.reward_source is not None:
         files["rewards.py"] = resolved.reward_source
+    files.update(resolved.callback_sources)
     if vendor:
         files.update(vendored_runtime())
     return resolved, files

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping, Optional
@@ -97,6 +97,9 @@ class Resolved:
     registry_note: str = ""
     reward_functions: tuple = ()  # names of the public functions of method.reward_funcs
     reward_source: Optional[bytes] = None  # that file, copied into the run as rewards.py
+    callback_sources: Mapping = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # "my_callbacks.py" -> its source, for training.callbacks
     template_note: str = ""  # how template: auto chose, printed by the build
     deepspeed_config: Optional[Mapping] = None  # distributed.deepspeed.config_file, read (the run's ds_config.json)
 
@@ -291,6 +294,9 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         inputs["reward_funcs:" + spec.method.reward_funcs] = hashlib.sha256(reward_source).hexdigest()
     if deepspeed_config is not None:
         inputs["deepspeed:" + spec.distributed.deepspeed.config_file] = inputs_ds
+    callback_sources = _callback_files(loaded, spec)
+    for name, source in callback_sources.items():
+        inputs["callbacks:" + name] = hashlib.sha256(source).hexdigest()
     return Resolved(
         loaded=loaded,
         spec=spec,
@@ -300,6 +306,7 @@ def resolve(loaded: LoadedSpec) -> Resolved:
         registry_note=note,
         reward_functions=reward_functions,
         reward_source=reward_source,
+        callback_sources=MappingProxyType(callback_sources),
         template_note=template_note,
         deepspeed_config=MappingProxyType(deepspeed_config) if deepspeed_config is not None else None,
     )
@@ -350,29 +357,61 @@ def _user_deepspeed(loaded: LoadedSpec, spec: Spec) -> tuple[Spec, dict]:
     return spec.model_copy(update={"distributed": dist}), config
 
 
-def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
-    """Read the reward-functions file (never import it: building runs no user code) and list its functions."""
+def _python_file(loaded: LoadedSpec, value: str, where, key: str, what: str):
+    """(source, syntax tree) of a user's Python file beside the spec, read and parsed but never imported
+    (building runs no user code); every problem is a SpecError at ``where``."""
     import ast
     import stat
 
     path = loaded.base_dir / value
-    where = loaded.where(("method", "reward_funcs"))
     try:
         mode = path.stat().st_mode
         if not stat.S_ISREG(mode):  # a FIFO would block the build; a directory cannot be read
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise SpecError(
-                [Issue(where, "method.reward_funcs", f"{path} is {kind}: name a Python file of reward functions")]
-            )
+            raise SpecError([Issue(where, key, f"{path} is {kind}: name a Python file of {what}")])
         source = path.read_bytes()
-        tree = ast.parse(source, filename=str(path))
+        return source, ast.parse(source, filename=str(path))
     except FileNotFoundError:
-        raise SpecError([Issue(where, "method.reward_funcs", f"{path} not found")]) from None
+        raise SpecError([Issue(where, key, f"{path} not found")]) from None
     except (OSError, ValueError) as exc:  # a name too long, a link loop, a NUL byte
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise SpecError([Issue(where, "method.reward_funcs", f"cannot read {value!r}: {reason}")]) from None
+        raise SpecError([Issue(where, key, f"cannot read {value!r}: {reason}")]) from None
     except SyntaxError as exc:
-        raise SpecError([Issue(where, "method.reward_funcs", f"{path}:{exc.lineno}: {exc.msg}")]) from None
+        raise SpecError([Issue(where, key, f"{path}:{exc.lineno}: {exc.msg}")]) from None
+
+
+def _callback_files(loaded: LoadedSpec, spec: Spec) -> dict:
+    """training.callbacks whose module is a .py file beside the spec: copied into the run, as rewards are
+    (an installed module is imported from the environment instead). The file must define the class."""
+    import ast
+
+    from .build import RUN_FILES  # the names a copy must not take
+
+    taken = {f.name for f in RUN_FILES}
+    files: dict = {}
+    for index, item in enumerate(spec.training.callbacks):
+        module, _, cls = item.partition(":")
+        name = module + ".py"
+        if "." in module or not (loaded.base_dir / name).exists():
+            continue
+        where = loaded.where(("training", "callbacks", index))
+        if name in taken:
+            raise SpecError([Issue(where, "training.callbacks", f"{name} is a file ffc generates: rename your module")])
+        if name not in files:
+            files[name] = _python_file(loaded, name, where, "training.callbacks", "callbacks")
+        source, tree = files[name]
+        if not any(isinstance(n, ast.ClassDef) and n.name == cls for n in tree.body):
+            raise SpecError([Issue(where, "training.callbacks", f"{loaded.base_dir / name} defines no class {cls}")])
+    return {name: source for name, (source, _) in sorted(files.items())}
+
+
+def _reward_functions(loaded: LoadedSpec, value: str) -> tuple[bytes, tuple]:
+    """Read the reward-functions file and list its public functions."""
+    import ast
+
+    where = loaded.where(("method", "reward_funcs"))
+    source, tree = _python_file(loaded, value, where, "method.reward_funcs", "reward functions")
+    path = loaded.base_dir / value
     names = tuple(n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"))
     if not names:
         raise SpecError(
