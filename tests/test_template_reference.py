@@ -120,6 +120,17 @@ REFERENCES.update(
         "yi1_5": [("yi-1.5-chat", "chat_template.jinja")],
     }
 )
+# Vision-language templates: their text turns here; image turns in tests/test_vision_families.py.
+REFERENCES.update(
+    {
+        "gemma3": [("gemma-3-it", "tokenizer_config.json")],
+        "glm4v": [("glm-4.1v-thinking", "chat_template.jinja")],
+        "intern_vl": [("internvl3", "tokenizer_config.json")],
+    }
+)
+KNOWN_GAPS[("intern_vl", "internvl3", "tools_args_string")] = KNOWN_GAPS[
+    ("qwen", "qwen2.5-instruct", "tools_args_string")
+]
 REFERENCES["zephyr"].append(("tinyllama-chat", "chat_template.jinja"))  # TinyLlama-1.1B-Chat uses Zephyr's format
 _NO_TOOL_LIST = (
     "the official template ignores the tools list; ffc refuses tool definitions it has no format for rather than "
@@ -456,7 +467,7 @@ def _ffc_python(name: str, conversation, tools, generation, bos, eos, **kwargs) 
 
 def _without_trained_eos(name: str, text: str, eos, generation: bool) -> str:
     # glm4's one documented addition: a trained EOS closes a finished conversation (see its notes).
-    return text.removesuffix(eos or "") if name in ("glm4", "glm4_moe") and not generation else text
+    return text.removesuffix(eos or "") if name in ("glm4", "glm4_moe", "glm4v") and not generation else text
 
 
 def case(name: str, folder: str, source: str, kind: str) -> tuple[str, str, str, str]:

@@ -8,7 +8,7 @@ Layout (one obvious place for everything):
 - ``custom``: ``CustomTemplate``, the base of families that render turn by turn in Python and
   write their Jinja by hand (DeepSeek R1/V3.1, GLM-4.5, gpt-oss, Kimi-K2, Llama 3.1/4);
 - one module per family group, each calling ``register(...)`` with its entries:
-  ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``,
+  ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``, ``llava``,
   ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``, ``minicpm``, ``smollm``,
   ``olmo``, ``gpt_oss``, ``kimi``.
 
@@ -31,6 +31,7 @@ from . import (  # noqa: F401
     kimi,
     llama,
     llama31,
+    llava,
     minicpm,
     mistral,
     olmo,

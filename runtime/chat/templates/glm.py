@@ -41,6 +41,20 @@ register(
             "conversation gets a trained EOS that the official template does not render."
         ),
     ),
+    NextRoleEndTemplate(
+        name="glm4v",
+        prefix="[gMASK]<sop>",
+        system="<|system|>\n{content}",
+        user="<|user|>\n{content}",
+        assistant_prefix="<|assistant|>\n",
+        assistant_end="",
+        stop_words=("<|user|>", "<|observation|>"),
+        notes=(
+            "GLM-4.1V-Thinking with images: glm4's format (the official template has no tool turns); each <image> "
+            "is written <|begin_of_image|><|image|><|end_of_image|> and the processor expands <|image|>. Responses "
+            "carry the <think>/<answer> blocks as the data writes them."
+        ),
+    ),
 )
 
 
