@@ -122,7 +122,7 @@ class VisionHFEngine(HFEngine):
             system=system or self.default_system, tools=tools, add_generation_prompt=True,
         )  # fmt: skip
         try:
-            text = self.images.plugin.expand(rendered, self.images.blocks(self._images(messages)))
+            text = self.images.plugin.expand(rendered, self.images.expansions(self._images(messages)))
         except MediaError as exc:
             raise ImageError(str(exc)) from None
         ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]

@@ -142,3 +142,153 @@ def table() -> str:
 
 if __name__ == "__main__":
     print(table())
+
+
+# --- expansion: each <image> becomes exactly what the family's own transformers processor makes of it ----------
+
+# template -> (processor class, PIL image processor (class path, kwargs), processor settings, tokenizer's extra
+# special tokens, vision tokens per image or None where it depends on the picture). Sizes shrunk for speed
+# where the count does not depend on them.
+PROCESSORS = {
+    "llava": (
+        "LlavaProcessor",
+        ("clip.image_processing_pil_clip.CLIPImageProcessorPil", {"size": {"shortest_edge": 336}, "crop_size": 336}),
+        {"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
+        {"image_token": "<image>"},
+        576,  # LLaVA-1.5 at 336 px: 24 x 24 patches
+    ),
+    "llava_next": (
+        "LlavaNextProcessor",
+        (
+            "llava_next.image_processing_pil_llava_next.LlavaNextImageProcessorPil",
+            {
+                "size": {"shortest_edge": 56},
+                "crop_size": 56,
+                "image_grid_pinpoints": [[56, 112], [112, 56], [112, 112]],
+            },
+        ),
+        {"patch_size": 14, "vision_feature_select_strategy": "default", "num_additional_image_tokens": 1},
+        {"image_token": "<image>"},
+        None,  # anyres: base tile + the tiles of the best grid, unpadded, plus a newline token per row
+    ),
+    "gemma3": (
+        "Gemma3Processor",
+        ("gemma3.image_processing_pil_gemma3.Gemma3ImageProcessorPil", {"size": {"height": 64, "width": 64}}),
+        {"image_seq_length": 256},
+        {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+        256,
+    ),
+    "glm4v": (
+        "Glm4vProcessor",
+        (
+            "glm4v.image_processing_pil_glm4v.Glm4vImageProcessorPil",
+            {"size": {"shortest_edge": 56 * 56, "longest_edge": 112 * 112}},
+        ),
+        {},
+        {"image_token": "<|image|>", "boi": "<|begin_of_image|>", "eoi": "<|end_of_image|>"},
+        None,  # patches of 14 px merged 2 x 2: depends on the size
+    ),
+    "intern_vl": (
+        "InternVLProcessor",
+        (
+            "got_ocr2.image_processing_pil_got_ocr2.GotOcr2ImageProcessorPil",
+            {"size": {"height": 56, "width": 56}, "crop_to_patches": True, "max_patches": 4},
+        ),
+        {"image_seq_length": 16},
+        {
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+        None,  # 16 per tile, tiles by aspect ratio, plus <img> and </img>
+    ),
+}
+
+
+def _family_processor(name, tokenizer_dir):
+    import importlib
+
+    import transformers
+    from transformers import AutoTokenizer
+
+    from ffc.runtime.vlm import assemble_processor
+
+    cls_name, (pixels_path, pixels_kwargs), settings, tokens, _ = PROCESSORS[name]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, extra_special_tokens=tokens)
+    module, _, pixels_cls = pixels_path.rpartition(".")
+    pixels = getattr(importlib.import_module(f"transformers.models.{module}"), pixels_cls)(**pixels_kwargs)
+    return tokenizer, assemble_processor(getattr(transformers, cls_name), pixels, tokenizer, **settings)
+
+
+@pytest.mark.parametrize("name", list(PROCESSORS))
+def test_images_expand_as_the_family_processor_does(demo, tmp_path, name):
+    """ffc's tokens for a row with two pictures of different shapes are the processor's own (given the text the
+    official template writes), the pixels and token types its collator makes are the processor's, and no vision
+    token is trained."""
+    import torch
+    from PIL import Image
+
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.tokenize import IGNORE_INDEX, MaskOptions
+
+    tokenizer, processor = _family_processor(name, demo / "tiny-vlm")
+    paths = []
+    for index, size in enumerate([(60, 40), (40, 100)]):
+        paths.append(str(tmp_path / f"{index}.png"))
+        Image.new("RGB", size, (40 * index, 90, 200)).save(paths[-1])
+    messages = [
+        {"role": "user", "content": "<image>What is this? And<image>"},
+        {"role": "assistant", "content": "Two boxes."},
+    ]
+    images = ImageTokens(processor, vision_plugin(name))
+    encoder = VisionConversationEncoder(tokenizer, get_template(name), MaskOptions(cutoff_len=100_000), images)
+    row = {"messages": [messages], "system": [""], "tools": [""], "images": [paths], "videos": [[]]}
+    out = encoder.encode_batch(row)
+    assert out["_drop"] == [""], out["_drop"]
+    ids, labels = out["input_ids"][0], out["labels"][0]
+
+    rendered = get_template(name).render(messages, bos=tokenizer.bos_token, eos=tokenizer.eos_token)
+    official = vision_plugin(name).expand(rendered, [1, 1]).text  # as the official template writes it
+    pictures = [Image.open(path).convert("RGB") for path in paths]
+    reference = processor(text=[official], images=[pictures], add_special_tokens=False, return_tensors="pt")
+    expected = reference["input_ids"][0].tolist()
+    bos = [tokenizer.bos_token_id] if get_template(name).add_bos_token else []
+    if ids != bos + expected:
+        first = next(i for i, (a, b) in enumerate(zip(ids, bos + expected)) if a != b)
+        raise AssertionError(
+            f"{len(ids)} vs {len(bos + expected)} at {first}: "
+            f"{tokenizer.convert_ids_to_tokens(ids[first - 3 : first + 8])} vs "
+            f"{tokenizer.convert_ids_to_tokens((bos + expected)[first - 3 : first + 8])}"
+        )
+
+    vision = set(processor.image_token_ids)
+    counts = [
+        sum(t in vision for t in tokenizer(b, add_special_tokens=False)["input_ids"]) for b in images.expansions(paths)
+    ]
+    per_image = PROCESSORS[name][4]
+    if per_image is not None:
+        assert counts[0] == counts[1] == per_image
+    assert sum(t in vision for t in ids) == sum(counts) > 0
+    assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token in vision)
+
+    batch = VisionCollator(tokenizer.pad_token_id, images)([{"input_ids": ids, "labels": labels, "images": paths}])
+    for key, value in reference.items():
+        if key not in ("input_ids", "attention_mask"):  # pixels as they are; token types after ffc's BOS
+            assert torch.equal(batch[key][:, len(bos) :] if "type_ids" in key else batch[key], value), key
+
+
+def test_template_of_another_family_is_refused(demo):
+    from transformers import AutoTokenizer
+
+    from ffc.runtime.chat.vision import vision_plugin
+    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.errors import UserError
+    from ffc.runtime.vlm import load_processor
+
+    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
+    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None)  # Qwen2-VL
+    with pytest.raises(UserError, match="llava template writes images with <image>.*expands <\\|image_pad\\|>"):
+        ImageTokens(processor, vision_plugin("llava"))

@@ -12,6 +12,7 @@ from typing import Iterable
 
 from ..chat.templates import ConversationError
 from ..chat.vision import MediaError, VisionPlugin, image_turns
+from ..errors import UserError
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
@@ -46,30 +47,29 @@ class ImageTokens:
 
     def __init__(self, processor, plugin: VisionPlugin):
         if processor.image_token != plugin.image_token:
-            raise ValueError(
+            raise UserError(
                 f"the {plugin.name} template writes images with {plugin.image_token}, but this model's processor "
                 f"({type(processor).__name__}) expands {processor.image_token}: choose the template of the model's family"
             )
         self.processor, self.plugin = processor, plugin
         self.vision_ids = set(processor.image_token_ids)  # the tokens that stand for pixels: never trained
         if processor.tokenizer.unk_token_id in self.vision_ids or None in self.vision_ids:
-            raise ValueError(f"the tokenizer has no {processor.image_token} token: is this a {plugin.name} model?")
+            raise UserError(f"the tokenizer has no {processor.image_token} token: is this a {plugin.name} model?")
 
     def _process(self, images) -> dict:
         return self.processor.image_processor(open_images(images), return_tensors="pt")
 
-    def blocks(self, images) -> list[str]:
-        """The text of each image (``plugin.marker`` with the processor's expansion), in order."""
+    def expansions(self, images) -> list[str]:
+        """What the processor puts in place of each image's placeholder, in order (``plugin.expand`` takes them)."""
         if not images:
             return []
         processed = self._process(images)
-        return [
-            self.plugin.block("image", self.processor.replace_image_token(processed, i)) for i in range(len(images))
-        ]
+        return [self.processor.replace_image_token(processed, i) for i in range(len(images))]
 
     def count(self, image) -> int:
         """Vision tokens of one image (a path or a PIL image)."""
-        ids = self.processor.tokenizer(self.blocks([image])[0], add_special_tokens=False)["input_ids"]
+        block = self.plugin.block("image", self.expansions([image])[0])
+        ids = self.processor.tokenizer(block, add_special_tokens=False)["input_ids"]
         return sum(token in self.vision_ids for token in ids)
 
     def model_inputs(self, images, input_ids) -> dict:
@@ -105,7 +105,7 @@ class VisionConversationEncoder(ConversationEncoder):
                     raise MediaError("videos are not supported yet: remove the videos column or use images")
                 rendered = self.render(messages, system, tools)
                 turns = image_turns(rendered)
-                rendered = self.images.plugin.expand(rendered, self.images.blocks(images))
+                rendered = self.images.plugin.expand(rendered, self.images.expansions(images))
                 prepared.append((rendered, turns, images))
             except (ConversationError, MediaError) as exc:
                 prepared.append(f"cannot render: {exc}")
