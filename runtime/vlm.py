@@ -16,11 +16,21 @@ log = logging.getLogger("ffc.vlm")
 
 # Attribute paths of each part, per family (transformers' layout; several joined by commas): the vision
 # encoder, the projector that maps its features into the language model, and the language model.
-# Qwen2-VL's merger is its projector and lives inside the vision tower (Qwen3-VL adds deepstack mergers).
+# Qwen2-VL's merger is its projector and lives inside the vision tower (Qwen3-VL adds deepstack mergers; GLM-4.1V
+# alike); LLaVA, LLaVA-NeXT, Gemma 3 and InternVL share one layout, Idefics3 and SmolVLM another.
 PARTS = {
     "qwen2_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen2_5_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen3_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger,model.visual.deepstack_merger_list", "language_model": "model.language_model"},
+    "glm4v": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+    **{
+        model_type: {"vision_tower": "model.vision_tower", "projector": "model.multi_modal_projector", "language_model": "model.language_model"}
+        for model_type in ("llava", "llava_next", "gemma3", "internvl")
+    },
+    **{
+        model_type: {"vision_tower": "model.vision_model", "projector": "model.connector", "language_model": "model.text_model"}
+        for model_type in ("idefics3", "smolvlm")
+    },
 }  # fmt: skip
 
 

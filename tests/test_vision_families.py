@@ -23,6 +23,8 @@ VISION_REFERENCES = {
     "llava_next": ("llava-v1.6-mistral", "chat_template.jinja"),
     "gemma3": ("gemma-3-it", "chat_template.json"),
     "glm4v": ("glm-4.1v-thinking", "chat_template.jinja"),
+    "idefics3": ("idefics3", "chat_template.jinja"),
+    "smolvlm": ("smolvlm-instruct", "chat_template.jinja"),
 }
 STRING_TEXT = {"glm4v"}  # official templates that read system and assistant content as plain text
 IMAGE = {"type": "image"}
@@ -125,7 +127,9 @@ def test_recorded_image_rendering_matches(name):
         add_generation_prompt=True,
     )
     text = vision_plugin(name).expand(rendered, [1]).text
-    generation = {"llava": "ASSISTANT:", "glm4v": "<|assistant|>\n"}[name]
+    generation = {"llava": "ASSISTANT:", "glm4v": "<|assistant|>\n", "idefics3": "Assistant:", "smolvlm": "Assistant:"}[
+        name
+    ]
     assert text == recorded.read_text() + generation
 
 

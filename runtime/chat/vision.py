@@ -108,6 +108,8 @@ VISION_TEMPLATES: dict[str, VisionPlugin] = {
     "gemma3": VisionPlugin(name="gemma3", marker="<start_of_image>", image_token="<start_of_image>"),
     "glm4v": VisionPlugin(name="glm4v", marker="<|begin_of_image|><|image|><|end_of_image|>", image_token="<|image|>"),
     "intern_vl": VisionPlugin(name="intern_vl", marker="<IMG_CONTEXT>\n", image_token="<IMG_CONTEXT>"),
+    "idefics3": VisionPlugin(name="idefics3", marker="<image>", image_token="<image>"),
+    "smolvlm": VisionPlugin(name="smolvlm", marker="<image>", image_token="<image>"),
 }
 
 
