@@ -207,6 +207,16 @@ PROCESSORS = {
         },
         None,  # 16 per tile, tiles by aspect ratio, plus <img> and </img>
     ),
+    "idefics3": (
+        "Idefics3Processor",
+        (
+            "idefics3.image_processing_pil_idefics3.Idefics3ImageProcessorPil",
+            {"size": {"longest_edge": 128}, "max_image_size": {"longest_edge": 64}, "do_image_splitting": True},
+        ),
+        {"image_seq_len": 4},
+        {},
+        None,  # a grid of tiles by the picture's shape (<row_i_col_j>), then the global image
+    ),
 }
 
 
@@ -279,6 +289,7 @@ def test_images_expand_as_the_family_processor_does(demo, tmp_path, name):
     assert all(label == IGNORE_INDEX for token, label in zip(ids, labels) if token in vision)
 
     batch = VisionCollator(tokenizer.pad_token_id, images)([{"input_ids": ids, "labels": labels, "images": paths}])
+    assert set(batch) - {"labels"} == set(reference)  # what the model reads: no more, no less
     for key, value in reference.items():
         if key not in ("input_ids", "attention_mask"):  # pixels as they are; token types after ffc's BOS
             assert torch.equal(batch[key][:, len(bos) :] if "type_ids" in key else batch[key], value), key

@@ -57,7 +57,10 @@ class ImageTokens:
             raise UserError(f"the tokenizer has no {processor.image_token} token: is this a {plugin.name} model?")
 
     def _process(self, images) -> dict:
-        return self.processor.image_processor(open_images(images), return_tensors="pt")
+        """The pixels as the processor's own call makes them (with its image settings, e.g. Idefics3's tiles)."""
+        processor = self.processor
+        settings = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)["images_kwargs"]
+        return processor.image_processor(open_images(images), **{**settings, "return_tensors": "pt"})
 
     def expansions(self, images) -> list[str]:
         """What the processor puts in place of each image's placeholder, in order (``plugin.expand`` takes them)."""
@@ -79,7 +82,8 @@ class ImageTokens:
         out = {}
         if images:
             processed = self._process(images)
-            out.update({k: v for k, v in processed.items() if k not in self.processor.unused_input_names})
+            wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
+            out.update({k: v for k, v in processed.items() if k in wanted})
         for key in ("mm_token_type_ids", "token_type_ids"):
             if key in self.processor.model_input_names:
                 out[key] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids), dtype=torch.long)
