@@ -307,3 +307,64 @@ def test_template_of_another_family_is_refused(demo):
     processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None)  # Qwen2-VL
     with pytest.raises(UserError, match="llava template writes images with <image>.*expands <\\|image_pad\\|>"):
         ImageTokens(processor, vision_plugin("llava"))
+
+
+# --- training: a tiny LLaVA-1.5 learns the demo image task through the generated train.py ----------------------
+
+
+@pytest.mark.slow
+def test_lora_sft_on_images_trains_tiny_llava_exports_and_chats(demo, tmp_path):
+    import subprocess
+    import sys
+
+    from ffc.devtools.vlm import make_tiny_llava
+
+    model = make_tiny_llava(tmp_path / "tiny-llava")
+    spec = tmp_path / "llava.yaml"
+    spec.write_text(
+        f"name: llava\nmodel: {{model_name_or_path: {model}}}\n"
+        "method: {stage: sft, finetuning_type: lora, lora_rank: 16}\n"
+        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: llava, cutoff_len: 256}}\n"
+        "training: {learning_rate: 2.0e-3, max_steps: 30, per_device_train_batch_size: 8, "
+        "gradient_accumulation_steps: 1, logging_steps: 5, save_strategy: 'no'}\nlogging: {report_to: [none]}\n"
+    )
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    preview = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True)
+    assert preview.returncode == 0, preview.stderr[-3000:]
+    assert "USER: <image>×16\n" in preview.stdout  # 56 px through 14 px patches, CLS dropped; untrained
+    done = subprocess.run([sys.executable, "train.py"], cwd=run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (run / "output" / "trainer_log.jsonl").read_text().splitlines()
+    losses = [json.loads(line)["loss"] for line in log if '"loss"' in line]
+    print("tiny LLaVA LoRA losses:", losses)
+    assert losses[-1] < losses[0] - 0.5, losses
+    assert (run / "output" / "processor_config.json").is_file()  # chat, serve and export rebuild the processor
+
+    picture = demo / "data" / "demo_vision" / "circle_red_0.png"
+    chat = subprocess.run(
+        [sys.executable, "chat.py", "--image", str(picture)], cwd=run, capture_output=True, text=True,
+        input="What shape is in the picture?\n/exit\n", timeout=600,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stderr[-3000:]
+    assert "Assistant: " in chat.stdout and chat.stdout.split("Assistant: ")[1].strip()
+
+    done = subprocess.run([sys.executable, "export.py"], cwd=run, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import torch
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    exported = run / "exported"
+    processor = AutoProcessor.from_pretrained(exported)  # LLaVA's processor has no video part: no torchvision
+    model = AutoModelForImageTextToText.from_pretrained(exported)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What shape is it?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=text, images=[Image.open(picture).convert("RGB")], return_tensors="pt")
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 16
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert processor.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
