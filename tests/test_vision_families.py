@@ -148,6 +148,18 @@ if __name__ == "__main__":
     print(table())
 
 
+@pytest.mark.parametrize("name", ["llava", "llava_next", "gemma3", "glm4v", "intern_vl", "idefics3", "smolvlm"])
+def test_vision_templates_build_and_are_listed_where_text_templates_fail(tmp_path, name):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+
+    from .test_vision import _vision_spec
+
+    build_files(load_spec(_vision_spec(tmp_path, name)), tmp_path / "run")  # a vision template: the build accepts it
+    with pytest.raises(SpecError, match=f"set data.template to one that has: .*\\b{name}\\b"):
+        build_files(load_spec(_vision_spec(tmp_path, "gemma" if name == "gemma3" else "vicuna")), tmp_path / "run2")
+
+
 # --- expansion: each <image> becomes exactly what the family's own transformers processor makes of it ----------
 
 # template -> (processor class, PIL image processor (class path, kwargs), processor settings, tokenizer's extra
