@@ -160,6 +160,11 @@ def make_tiny_vlm(folder: str | Path, *, hidden_size: int = 64, num_layers: int 
 
 
 LLAVA_IMAGE_SIZE = 56  # 4 x 4 patches of 14 px (LLaVA keeps them all: 16 <image> tokens per picture)
+# LLaVA-1.5's official processor chat template (llava-hf), for the saved tokenizer: it renders image parts.
+LLAVA_JINJA = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
 
 
 def make_tiny_llava(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
@@ -169,12 +174,10 @@ def make_tiny_llava(folder: str | Path, *, hidden_size: int = 64, num_layers: in
     from transformers import LlavaConfig, LlavaForConditionalGeneration
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from ffc.runtime.chat.templates import get_template
-
     folder = Path(folder)
     tokenizer = train_tokenizer()
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tokenizer.chat_template = get_template("llava").to_jinja()
+    tokenizer.chat_template = LLAVA_JINJA
     image_token = tokenizer.convert_tokens_to_ids("<image>")
     config = LlavaConfig(
         vision_config=dict(
