@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .diff import flatten
 from .render import _md_code
 
 MISSING = None  # a setting a run's lock does not have (another stage, an older ffc)
@@ -41,15 +42,6 @@ class Comparison:
         }
 
 
-def _flatten(node, prefix: str = "") -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): node}
-
-
 def _json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -65,7 +57,7 @@ def read_run(path: Path, name: Optional[str] = None) -> RunData:
     lock = _json(path / "ffc.lock.json")
     output = "output"
     if isinstance(lock, dict) and isinstance(lock.get("spec"), dict):
-        run.settings = _flatten(lock["spec"])
+        run.settings = flatten(lock["spec"])
         output = str(run.settings.get("training.output_dir") or output)
     else:
         run.notes.append("ffc.lock.json " + ("missing" if lock is None else "damaged") + ": settings unknown")

@@ -10,11 +10,12 @@ from pathlib import Path
 from .writer import MANIFEST
 
 
-def _flatten(node, prefix: str = "") -> dict:
+def flatten(node, prefix: str = "") -> dict:
+    """A nested mapping as {"section.key": value} (how diff and compare name settings)."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): node}
 
@@ -62,7 +63,7 @@ def diff_files(left: dict[str, bytes], right: dict[str, bytes]) -> str:
     lines = []
     lock_a = json.loads(left.get("ffc.lock.json", b"{}")).get("spec", {})
     lock_b = json.loads(right.get("ffc.lock.json", b"{}")).get("spec", {})
-    fa, fb = _flatten(lock_a), _flatten(lock_b)
+    fa, fb = flatten(lock_a), flatten(lock_b)
     changes = [key for key in sorted(set(fa) | set(fb)) if fa.get(key, "<unset>") != fb.get(key, "<unset>")]
     if changes:
         lines.append("settings:")

@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 
 from ffc.runtime.data.registry import RegistryError, data_files, read_registry
 from ffc.runtime.data.registry import resolve as resolve_datasets
+from ffc.runtime.provenance import sha256_file
 from ffc.schemas import Spec
 from ffc.schemas.methods import (
     BACKEND_SECTIONS,
@@ -135,14 +136,6 @@ def inapplicable(spec: Spec) -> dict:
     return exclude
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str]:
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
     dataset_dir = loaded.base_dir / spec.data.dataset_dir
@@ -169,7 +162,9 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
         for attr in attrs:
             for path in data_files(dataset_dir, attr):
                 if path.is_file():
-                    inputs[path.relative_to(dataset_dir).as_posix()] = _sha256(path)
+                    inputs[path.relative_to(dataset_dir).as_posix()] = sha256_file(
+                        path
+                    )  # as train.py's provenance hashes them
     except RegistryError as exc:
         raise SpecError([Issue(where, "data.dataset", str(exc))]) from None
     except OSError as exc:

@@ -35,19 +35,14 @@ def choose_template(loaded: LoadedSpec, spec: Spec) -> tuple[Spec, str]:
     return chosen, f"data.template auto: {found} (from {why}); check it with: ffc templates --check MODEL_DIR"
 
 
-def renders_tools(template) -> bool:
-    # Families with their own renderer (CustomTemplate) say so with tool_definitions, not a format string.
-    return template.tools is not None or getattr(template, "tool_definitions", False)
-
-
 def tool_templates() -> list[str]:
-    return [name for name, template in TEMPLATES.items() if renders_tools(template)]
+    return [name for name, template in TEMPLATES.items() if template.renders_tools]
 
 
 def check_tool_data(loaded: LoadedSpec, spec: Spec, attrs) -> None:
     """Datasets with a tools column need a template that can render tool definitions."""
     name = spec.data.template
-    if not name or name == "tokenizer" or name not in TEMPLATES or renders_tools(TEMPLATES[name]):
+    if not name or name == "tokenizer" or name not in TEMPLATES or TEMPLATES[name].renders_tools:
         return
     problems = [
         f"dataset {attr.name!r} has tool definitions (its {attr.column('tools')!r} column) but template {name!r} "

@@ -119,6 +119,7 @@ def update_run(run_dir: Path, spec: Optional[Path] = None, overrides: Optional[l
     loaded = load_spec(spec_path, overrides)
     _, files = build_files(loaded, run_dir, vendor=vendor)
 
+    _refuse_unresolved(run_dir, files)
     result = UpdateResult(spec=spec_path)
     edits: dict[str, bytes] = {}
     for name, new in files.items():
@@ -167,6 +168,30 @@ def update_run(run_dir: Path, spec: Optional[Path] = None, overrides: Optional[l
     changed = write_run(run_dir, files, base=True, edits=edits)
     result.changed = [n for n in changed if not n.startswith(".ffc")]
     return result
+
+
+def _unresolved(data: bytes) -> bool:
+    """Whether ``data`` still holds a conflict block an earlier update wrote (our labels, both ends)."""
+    lines = data.splitlines()
+    return any(line.startswith(b"<<<<<<< yours: ") for line in lines) and any(
+        line.startswith(b">>>>>>> ffc's new build: ") for line in lines
+    )
+
+
+def _refuse_unresolved(run_dir: Path, files: dict) -> None:
+    """Merging a file that still has conflict markers would nest new markers inside the old ones (an
+    update with conflicts that was stopped and run again): refuse before anything is written."""
+    marked = []
+    for name in files:
+        path = run_dir / name
+        if path.is_file() and not path.is_symlink() and _unresolved(path.read_bytes()):
+            marked.append(name)
+    if marked:
+        raise UpdateError(
+            f"{', '.join(marked)} in {run_dir} still {'has' if len(marked) == 1 else 'have'} the conflict "
+            "markers of an earlier `ffc update`: resolve them (search for <<<<<<<, keep the lines you want, "
+            "remove the markers), then run ffc update again; nothing was changed"
+        )
 
 
 def _base(run_dir: Path, name: str, own: dict) -> Optional[bytes]:

@@ -8,7 +8,6 @@ exactly as in training; stop strings come from the template.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional
@@ -120,29 +119,35 @@ class _StopScanner:
         return out
 
 
-def parse_tool_calls(template: ChatTemplate, text: str) -> tuple[str, list[dict]]:
-    """Tool calls the model wrote in its template's call format (e.g. Qwen's <tool_call>{...}</tool_call>)."""
-    if not template.tools or template.function == "{content}":
+def parse_tool_calls(template: ChatTemplate, text: str, tools=None) -> tuple[str, list[dict]]:
+    """(text, calls) of a generated answer, each call in OpenAI's form ``{"name", "arguments": JSON text(, "id")}``.
+    The template reads its own call format (``ChatTemplate.parse_calls``, next to each family's rendering)."""
+    if not hasattr(template, "parse_calls"):  # a tokenizer's own template (data.template: tokenizer)
         return text, []
-    before, _, after = template.function.partition("{content}")
-    pattern = re.escape(before) + r"(.*?)" + re.escape(after)
-    calls = []
-    for match in re.finditer(pattern, text, flags=re.S):
-        try:
-            call = json.loads(match.group(1))
-        except json.JSONDecodeError:
-            continue
-        if isinstance(call, dict) and "name" in call:
-            arguments = call.get("arguments", {})
-            calls.append(
-                {
-                    "name": call["name"],
-                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
-                }
-            )
-    if not calls:
-        return text, []
-    return re.sub(pattern, "", text, flags=re.S).strip(), calls
+    text, calls = template.parse_calls(text, tools)
+    return text, [
+        {
+            **call,
+            "arguments": a if isinstance(a := call["arguments"], str) else json.dumps(a, ensure_ascii=False),
+        }
+        for call in calls
+    ]
+
+
+def _until_stop(text: str, stops) -> str:
+    """``text`` up to its first stop string, as generation ends it."""
+    return text[: min((text.find(s) for s in stops if s and s in text), default=len(text))]
+
+
+def _answer_and_calls(template, tokenizer, generated: list[int], streamed: str, stops, tools) -> tuple[str, list]:
+    """The answer's text and tool calls. Calls are read from the tokens decoded with their special tokens, since
+    several families mark calls with them ([TOOL_CALLS], <|tool_call_begin|>, <|channel|>, DeepSeek's tokens)
+    and the streamed text leaves them out; an answer without calls keeps the streamed text."""
+    eos = tokenizer.eos_token if isinstance(getattr(tokenizer, "eos_token", None), str) else None
+    ends = [*stops, *template.stop_strings(eos)]  # the template's ends too, where the request set its own stops
+    raw = _until_stop(tokenizer.decode(generated, skip_special_tokens=False), ends)
+    text, calls = parse_tool_calls(template, raw, tools)
+    return (text, calls) if calls else (streamed, [])
 
 
 class HFEngine:
@@ -258,7 +263,7 @@ class HFEngine:
             yield tail
         generated = result["output"][0, len(ids) :].tolist()
         hit_stop = scanner.stopped or bool(generated and generated[-1] in kwargs["eos_token_id"])
-        text, calls = parse_tool_calls(self.template, "".join(pieces))
+        text, calls = _answer_and_calls(self.template, self.tokenizer, generated, "".join(pieces), options.stop, tools)
         finish = "tool_calls" if calls else ("stop" if hit_stop else "length")
         self.last = Completion(text, len(ids), len(generated), finish, calls)
 
@@ -330,7 +335,9 @@ class VLLMEngine:
 
             lora = LoRARequest("run", 1, self.adapter_path)
         out = self.llm.generate(TokensPrompt(prompt_token_ids=ids), params, lora_request=lora)[0].outputs[0]
-        text, calls = parse_tool_calls(self.template, out.text)
+        text, calls = _answer_and_calls(
+            self.template, self.tokenizer, list(out.token_ids), out.text, options.stop, tools
+        )
         finish = "tool_calls" if calls else ("length" if out.finish_reason == "length" else "stop")
         return Completion(text, len(ids), len(out.token_ids), finish, calls)
 

@@ -244,12 +244,15 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
             calls = []
             for call in message.tool_calls:
                 try:
-                    arguments = json.loads(call.function.arguments or "{}")
+                    json.loads(call.function.arguments or "{}")
                 except ValueError as exc:
                     raise ConversationError(
                         f"messages[{index}]: tool call arguments are not JSON ({exc}): send them as a JSON string"
                     ) from None
-                calls.append({"name": call.function.name, "arguments": arguments})
+                # JSON text kept as sent: the template writes it as the model's official template does.
+                calls.append({"name": call.function.name, "arguments": call.function.arguments or "{}"})
+                if call.id:
+                    calls[-1]["id"] = call.id  # families that write call ids (Mistral, Kimi-K2) use the client's
             # One turn with all its calls and the text beside them (the form of ffc's data converter).
             value = calls[0] if len(calls) == 1 else calls
             if message.text():
@@ -272,7 +275,7 @@ def prepare(engine, body: ChatRequest, defaults: GenerationOptions, max_new_toke
     """The engine's arguments for a request: the prompt rendered and counted, ``max_tokens`` capped.
     Runs in a worker thread: tokenising a long prompt must not hold up the event loop."""
     template = engine.template
-    if body.tools and getattr(template, "tools", None) is None:
+    if body.tools and not getattr(template, "renders_tools", False):
         raise InvalidRequest(
             f"the chat template {getattr(template, 'name', '')!r} has no format for tools: leave out 'tools', "
             "or serve a model trained with a template that has one (data.template)",
@@ -551,7 +554,7 @@ def _tool_calls(calls: list[dict]) -> list[dict]:
     return [
         {
             "index": i,
-            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "id": c.get("id") or f"call_{uuid.uuid4().hex[:24]}",  # the model's own id where its format has one
             "type": "function",
             "function": {"name": c["name"], "arguments": c["arguments"]},
         }

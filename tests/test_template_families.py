@@ -121,9 +121,11 @@ def test_deepseek_r1_refuses_a_tool_list():
 
 
 def _with_ids(conversation: list[dict]) -> list[dict]:
-    """Kimi-K2's call ids: a tool result names functions.<name>:<index> of the call it answers."""
+    """Kimi-K2's call ids: a call is functions.<name>:<index>, and its result names that id."""
     out, position = copy.deepcopy(conversation), 0
     for index, message in enumerate(out):
+        for i, call in enumerate(message.get("tool_calls", [])):
+            call["id"] = f"functions.{call['function']['name']}:{i}"
         if message["role"] == "tool":
             position = 0 if out[index - 1]["role"] != "tool" else position + 1
             message["tool_call_id"] = f"functions.{message['name']}:{position}"
@@ -369,13 +371,16 @@ def _random_conversation(name: str, rng) -> tuple[list[dict], bool]:
                 }
                 for i in range(1 if name == "gpt_oss" else rng.choice([1, 1, 2]))
             ]
+            if name in ("gpt_oss", "kimi_k2") and rng.random() < 0.3:  # OpenAI's JSON text: quoted, as officially
+                for call in calls:
+                    call["function"]["arguments"] = json.dumps(call["function"]["arguments"], separators=(",", ":"))
             call = {"role": "assistant", "content": "" if name == "gpt_oss" else rng.choice(["", "Let me check."])}
             if rng.random() < 0.4:
                 call["reasoning_content"] = "think " + rng.choice(WORDS)
             messages.append({**call, "tool_calls": calls})
             name0 = calls[0]["function"]["name"]
             result = rng.choice(['{"t": 1}', "plain"])
-            messages.append({"role": "tool", "tool_call_id": f"functions.{name0}:0", "name": name0, "content": result})
+            messages.append({"role": "tool", "tool_call_id": calls[0]["id"], "name": name0, "content": result})
         answer = {"role": "assistant", "content": rng.choice(WORDS)}
         if rng.random() < 0.5:
             answer["reasoning_content"] = "reason " + rng.choice(WORDS)

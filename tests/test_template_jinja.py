@@ -47,7 +47,7 @@ def _cases():
         for conv, messages in {**CONVERSATIONS, **PROMPTS}.items():
             yield pytest.param(name, messages, None, conv in PROMPTS, id=f"{name}-{conv}")
         for conv, (messages, tools) in EXTRA.items():
-            if tools and template.tools is None:
+            if tools and not template.renders_tools:
                 continue
             yield pytest.param(name, messages, tools, False, id=f"{name}-{conv}")
 

@@ -3,6 +3,7 @@ conflicts are marked, listed and make the exit status 3, and nothing the user wr
 a copy is missing, the lock is damaged, or the update itself is killed half-way."""
 
 import json
+import os
 
 import pytest
 
@@ -126,6 +127,27 @@ def test_overrides_are_kept_unless_replaced(demo, tmp_path, capsys, monkeypatch)
     assert json.loads((run / "ffc.lock.json").read_text())["overrides"] == ["training.max_steps=9"]
 
 
+def _update_stopped_at(run, at, monkeypatch) -> bool:
+    """Run ffc update on ``run``, stopped just before its ``at``-th file operation; False if it finished."""
+    count = [0]
+    with monkeypatch.context() as patch:
+        for module, name in ((os, "replace"), (os, "rename"), (os, "unlink"), (writer, "_write_file")):
+            real = getattr(module, name)
+
+            def operation(*args, _real=real, **kwargs):
+                if count[0] >= at:
+                    raise Killed
+                count[0] += 1
+                return _real(*args, **kwargs)
+
+            patch.setattr(module, name, operation)
+        try:
+            update_run(run)
+            return False
+        except Killed:
+            return True
+
+
 class Killed(BaseException):
     pass
 
@@ -134,11 +156,9 @@ def test_update_killed_at_each_operation_then_run_again(demo, tmp_path, capsys, 
     """A kill anywhere in an update's writing leaves a run that the next update completes: the user's
     edit and the spec change both end up in train.py, with no conflict markers (in the run's files and
     in the pristine copies written after them)."""
-    import os
 
     lock_versions(monkeypatch)
     spec, run = _built(demo, tmp_path, capsys, "sft")
-    operations = [(os, "replace"), (os, "rename"), (os, "unlink"), (writer, "_write_file")]
     at, killed_somewhere = 0, True
     while killed_somewhere:
         # Back to the build's spec, a fresh build with the user's edit, then the spec change to update to.
@@ -146,23 +166,7 @@ def test_update_killed_at_each_operation_then_run_again(demo, tmp_path, capsys, 
         ffc(capsys, "build", spec, "-o", run, "--force")
         _edit(run, EDIT_ANCHOR, EDIT_ANCHOR + MY_LINE)
         spec.write_text(spec.read_text().replace("learning_rate: 1.0e-3", "learning_rate: 3.0e-3"))
-        count = [0]
-        with monkeypatch.context() as patch:
-            for module, name in operations:
-                real = getattr(module, name)
-
-                def operation(*args, _real=real, **kwargs):
-                    if count[0] >= at:
-                        raise Killed
-                    count[0] += 1
-                    return _real(*args, **kwargs)
-
-                patch.setattr(module, name, operation)
-            try:
-                update_run(run)
-                killed_somewhere = False
-            except Killed:
-                pass
+        killed_somewhere = _update_stopped_at(run, at, monkeypatch)
         result = update_run(run)
         assert not result.conflicts, (at, result.conflicts)
         train = (run / "train.py").read_text()
@@ -216,3 +220,42 @@ def test_an_ffc_upgrade_with_the_same_spec_is_merged_too(demo, tmp_path, capsys,
     assert code == 0 and "merged    train.py" in out
     train = (run / "train.py").read_text()
     assert MY_LINE in train and "def main() -> None:  # new ffc" in train
+
+
+def test_unresolved_markers_are_never_nested(demo, tmp_path, capsys, monkeypatch):
+    """An update with conflicts, stopped at any point of its writing and run again (or simply run again
+    before the conflicts are resolved), refuses to merge over the old markers and changes nothing; once
+    they are resolved, it completes with one level of markers at most."""
+
+    lock_versions(monkeypatch)
+    spec, run = _built(demo, tmp_path, capsys, "dpo")
+    _edit(run, "learning_rate=0.001,", "learning_rate=0.002,  # mine")
+    _change_lr(spec, "3.0e-3")
+    assert ffc(capsys, "update", run)[0] == 3
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code, _, err = ffc(capsys, "update", run)
+    assert code == 1 and "train.py" in err and "conflict markers of an earlier `ffc update`" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+    refused, at, killed_somewhere = 0, 0, True
+    while killed_somewhere:
+        spec.write_text(spec.read_text().replace("learning_rate: 3.0e-3", "learning_rate: 1.0e-3"))
+        ffc(capsys, "build", spec, "-o", run, "--force")
+        _edit(run, "learning_rate=0.001,", "learning_rate=0.002,  # mine")
+        _change_lr(spec, "3.0e-3")
+        killed_somewhere = _update_stopped_at(run, at, monkeypatch)
+        code, out, err = ffc(capsys, "update", run)
+        train = (run / "train.py").read_text()
+        assert train.count("<<<<<<<") <= 1 and train.count(">>>>>>>") <= 1, (at, out, err)
+        if code == 1:  # the markers were written before the stop: resolve them, then update completes
+            assert "conflict markers of an earlier" in err, (at, err)
+            refused += 1
+            start, end = train.index("<<<<<<<"), train.index(">>>>>>>")
+            end = train.index("\n", end) + 1
+            (run / "train.py").write_text(train[:start] + "        learning_rate=0.002,  # mine\n" + train[end:])
+            code, out, err = ffc(capsys, "update", run)
+        assert code in (0, 3), (at, out, err)
+        train = (run / "train.py").read_text()
+        assert train.count("<<<<<<<") <= 1 and "learning_rate=0.002,  # mine" in train, (at, train)
+        at += 5
+    assert refused, "no stop fell after the markers were written: the test no longer covers them"

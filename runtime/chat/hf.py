@@ -78,7 +78,11 @@ class TokenizerTemplate:
             hub = {
                 "role": "assistant",
                 "content": text,
-                "tool_calls": [{"type": "function", "function": c} for c in calls],
+                "tool_calls": [  # OpenAI's form: the id beside the function (Mistral's templates read it)
+                    {"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                    | ({"id": c["id"]} if "id" in c else {})
+                    for c in calls
+                ],
             }
             return {**hub, "reasoning_content": reasoning} if reasoning else hub
         return message

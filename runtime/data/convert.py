@@ -182,7 +182,11 @@ def _merge_calls(previous: dict, message: dict, where: str) -> dict:
 
 
 def _tool_calls(calls: Any, where: str) -> list[dict]:
-    """openai-style ``tool_calls`` of an assistant turn -> its calls ({"name", "arguments" object})."""
+    """openai-style ``tool_calls`` of an assistant turn -> its calls ({"name", "arguments"}).
+
+    Arguments stay as the user wrote them: an object, or JSON text (OpenAI's form, checked to hold an
+    object); each template writes either as its family's official template does.
+    """
     if not isinstance(calls, list):
         raise RowError(f"{where}: 'tool_calls' must be a list of calls, got {describe(calls)}")
     out = []
@@ -192,18 +196,19 @@ def _tool_calls(calls: Any, where: str) -> list[dict]:
         if not (isinstance(name, str) and name):
             raise RowError(f"{where}: tool call {number} must be an object with a function name, got {describe(call)}")
         args = fn.get("arguments")
+        decoded = args
         if isinstance(args, str):
             try:
-                args = json.loads(args)
+                decoded = json.loads(args)
             except json.JSONDecodeError as exc:
                 raise RowError(
                     f"{where}: tool call {number} ({name}): the arguments are not valid JSON ({exc.msg})"
                 ) from None
         if args is None:
-            args = {}
-        if not isinstance(args, dict):
+            args = decoded = {}
+        if not isinstance(decoded, dict):
             raise RowError(
-                f"{where}: tool call {number} ({name}): the arguments must be a JSON object, got {describe(args)}"
+                f"{where}: tool call {number} ({name}): the arguments must be a JSON object, got {describe(decoded)}"
             )
         out.append({"name": name, "arguments": args})
         if isinstance(call, dict) and isinstance(call.get("id"), str) and call["id"]:

@@ -97,7 +97,8 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
     Its content is JSON: one call ``{"name", "arguments"}``, a list of calls (LLaMA-Factory's form),
     or ``{"content", "reasoning_content", "tool_calls"}`` when the assistant also wrote text or
     reasoning beside its calls (what ffc's converter writes for such OpenAI/sharegpt turns).
-    Arguments given as a JSON string (OpenAI's form) are decoded, so every family sees an object.
+    Arguments stay as given: an object, or JSON text (OpenAI's form, checked to be valid JSON), which
+    each family writes as its official template does (``arguments_text``).
     """
     try:
         value = json.loads(content) if isinstance(content, str) else content
@@ -115,16 +116,93 @@ def tool_calls_of(content) -> tuple[str, str, list[dict]]:
             raise ConversationError(f"a function call must be an object with a name, got {call!r}")
         args = call.get("arguments")
         if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError as exc:
-                raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
+            arguments_object({"name": call["name"], "arguments": args})  # valid JSON text, or a clear error
         out.append({"name": call["name"], "arguments": {} if args is None else args})
         if isinstance(call_id, str) and call_id:
             out[-1]["id"] = call_id
     if not out:
         raise ConversationError("a function message holds no call")
     return text, reasoning, out
+
+
+def arguments_text(arguments: Any, as_given: bool) -> str:
+    """A call's arguments as its family's official template writes them.
+
+    An object is JSON (transformers' ``tojson``). JSON text (OpenAI's form) is written as it is where the
+    template writes a string as given (``as_given``: Qwen3, Gemma 4, DeepSeek), else through ``tojson``
+    like any value, i.e. as a quoted JSON string (Qwen2.5, Llama, Mistral, gpt-oss, Kimi-K2). The Jinja
+    export writes the same with ``jinja_arguments``.
+    """
+    return arguments if as_given and isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+def jinja_arguments(expression: str, as_given: bool) -> str:
+    """``arguments_text`` as a Jinja expression over the arguments ``expression``."""
+    if as_given:
+        return f"({expression} if {expression} is string else ({expression} | tojson))"
+    return f"({expression} | tojson)"
+
+
+def arguments_object(call: dict) -> dict:
+    """A call's arguments as an object, for families that write each argument by name (Qwen3.5, GLM-4.5):
+    JSON text is decoded (their official templates fail on it)."""
+    args = call["arguments"]
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except json.JSONDecodeError as exc:
+            raise ConversationError(f"the arguments of {call['name']} are not valid JSON ({exc.msg})") from None
+    if not isinstance(args, dict):
+        raise ConversationError(f"the arguments of {call['name']} must be a JSON object, got {type(args).__name__}")
+    return args
+
+
+# -- reading the calls a model generated (serve.py): each family's ``parse_calls`` next to its rendering --------
+_JSON = json.JSONDecoder()
+
+
+def json_prefix(text: str) -> tuple[Any, str]:
+    """(the JSON value ``text`` starts with, after blanks; the rest), or (None, text) when there is none."""
+    stripped = text.lstrip()
+    try:
+        value, end = _JSON.raw_decode(stripped)
+    except json.JSONDecodeError:
+        return None, text
+    return value, stripped[end:]
+
+
+def parameter_types(tools: Optional[list], name: str) -> dict[str, str]:
+    """The JSON-schema type of each parameter of tool ``name`` in a request's ``tools`` (OpenAI form)."""
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            return {}
+    for tool in tools if isinstance(tools, list) else []:
+        function = tool.get("function", tool) if isinstance(tool, dict) else {}
+        if isinstance(function, dict) and function.get("name") == name:
+            properties = (function.get("parameters") or {}).get("properties") or {}
+            return {k: v.get("type") for k, v in properties.items() if isinstance(v, dict)}
+    return {}
+
+
+def typed_argument(raw: str, schema_type: Optional[str]) -> Any:
+    """An argument a family writes as bare text (Qwen3.5's <parameter>, GLM-4.5's <arg_value>): text where the
+    tool's schema says string, else its JSON value when it is one (3, true, {...}), else the text."""
+    if schema_type == "string":
+        return raw
+    value, rest = json_prefix(raw)
+    return value if value is not None and not rest.strip() else {"True": True, "False": False}.get(raw, raw)
+
+
+def call_json(value: Any, key: str = "arguments") -> Optional[dict]:
+    """A call written as JSON ``{"name", <key>}`` -> ``{"name", "arguments"}``, or None when it is not one."""
+    if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) <= {"name", key, "id"}:
+        call = {"name": value["name"], "arguments": value.get(key, {})}
+        if isinstance(value.get("id"), str):
+            call["id"] = value["id"]
+        return call
+    return None
 
 
 @dataclass(frozen=True)
@@ -145,6 +223,7 @@ class ChatTemplate:
     function: str = "{content}"  # one assistant tool call; {content} is its JSON {"name", "arguments"}
     call_separator: str = "\n"  # between the calls of one turn
     call_text_separator: str = "\n"  # between the text an assistant writes beside its calls and the calls
+    arguments_as_given: bool = False  # arguments given as JSON text are written as they are (see arguments_text)
     tool_result_separator: str = "\n"  # between the results of one turn's calls, inside ``observation``
     tools: Optional[str] = None  # how tool definitions join the system prompt: "{system}...{content}"
     tools_without_system: Optional[str] = None  # the same when there is no system prompt (default: ``tools``)
@@ -249,11 +328,39 @@ class ChatTemplate:
         return self.call_separator.join(
             fill(
                 self.function,
-                content=json.dumps({k: call[k] for k in ("name", "arguments")}, ensure_ascii=False),
+                content=f'{{"name": {json.dumps(call["name"], ensure_ascii=False)}, '
+                f'"arguments": {self.arguments_text(call)}}}',
                 **values,
             )
             for call in calls
         )
+
+    def arguments_text(self, call: dict) -> str:
+        return arguments_text(call["arguments"], self.arguments_as_given)
+
+    @property
+    def renders_tools(self) -> bool:
+        """The template has a format for tool definitions (and calls): the build's tool-data check and serve.py's
+        ``tools`` ask this."""
+        return self.tools is not None
+
+    def parse_calls(self, text: str, tools: Optional[list] = None) -> tuple[str, list[dict]]:
+        """(the text beside them, the calls [{"name", "arguments"(, "id")}]) that a model wrote in ``text``, its
+        generated answer up to the stop string: the inverse of ``calls_text``. Families with markup of their own
+        override it next to their rendering; a template without a tool format reads none (its calls are bare JSON,
+        which a model answering in JSON also writes). ``tools``: the request's, for families that need the types."""
+        if self.tools is None or "{content}" not in self.function:
+            return text, []
+        before, _, after = self.function.partition("{content}")
+        pattern = re.escape(before) + r"(.*?)" + re.escape(after)
+        calls = []
+        for match in re.finditer(pattern, text, flags=re.S):
+            value, rest = json_prefix(match.group(1))
+            call = call_json(value) if not rest.strip() else None
+            if call is None:
+                return text, []  # not a call after all: the answer is text
+            calls.append(call)
+        return (re.sub(pattern, "", text, flags=re.S).strip(), calls) if calls else (text, [])
 
     @staticmethod
     def _content(message: dict) -> str:

@@ -57,6 +57,22 @@ CONVERSATIONS = {
         False,
         "tool",
     ),
+    "JSON-text args": (  # a tool call with OpenAI's form: written as the model's template writes it
+        [
+            SYSTEM,
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{**_CALL, "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+            },
+            {"role": "tool", "tool_call_id": "abc123def", "content": '{"temperature": 18}'},
+            {"role": "assistant", "content": "18 °C."},
+        ],
+        TOOLS,
+        False,
+        "tool",
+    ),
     "reasoning": (
         [
             {"role": "user", "content": "What is 2+2?"},

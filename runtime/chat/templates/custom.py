@@ -15,7 +15,15 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from .base import ChatTemplate, ConversationError, Rendered, Segment, SegmentKind, tool_calls_of, tool_results_of
+from .base import (
+    ChatTemplate,
+    ConversationError,
+    Rendered,
+    Segment,
+    SegmentKind,
+    tool_calls_of,
+    tool_results_of,
+)
 
 
 def split_reasoning(message: dict) -> tuple[str, str, list[dict]]:
@@ -35,11 +43,6 @@ def split_reasoning(message: dict) -> tuple[str, str, list[dict]]:
         reasoning = reasoning or head.split("<think>")[-1]
         text = text.lstrip("\n")
     return (reasoning or "").strip("\n"), text, calls
-
-
-def args_json(call: dict) -> str:
-    """A call's arguments as JSON text, as transformers' ``tojson`` writes them."""
-    return json.dumps(call["arguments"], ensure_ascii=False)
 
 
 class Turns:
@@ -104,6 +107,10 @@ class CustomTemplate(ChatTemplate):
         )
         return Rendered(out.segments)
 
+    @property
+    def renders_tools(self) -> bool:
+        return self.tool_definitions
+
     def turns(self, out: Turns, messages: list[dict], **options) -> None:
         raise NotImplementedError
 
@@ -146,11 +153,6 @@ JINJA_SPLIT = (
     "{%- endif -%}"
     "{%- set reasoning = reasoning.strip('\\n') -%}"
     "{%- set calls = message['tool_calls'] if message['tool_calls'] is defined and message['tool_calls'] else [] -%}"
-)
-# A call's name and arguments text (OpenAI's arguments JSON text is written as given).
-JINJA_CALL = (
-    "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
-    "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}"
 )
 
 

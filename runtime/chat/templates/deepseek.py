@@ -4,20 +4,9 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ChatTemplate, register
-from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, args_json, jinja_head, split_reasoning
-from .jinja import jinja_str
-
-register(
-    ChatTemplate(
-        name="deepseek3",
-        prefix="{bos}",
-        user="<｜User｜>{content}",
-        assistant_prefix="<｜Assistant｜>",
-        assistant_end="<｜end▁of▁sentence｜>",
-        notes="DeepSeek-V3 (R1 differs: its generation prompt opens a <think> block).",
-    ),
-)
+from .base import ChatTemplate, json_prefix, register
+from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 USER, ASSISTANT, END = "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -42,7 +31,7 @@ V31_TOOLS_TAIL = (
 class DeepSeekTemplate(CustomTemplate):
     """DeepSeek's own tool tokens; a response right after tool outputs has no <｜Assistant｜> tag.
 
-    ``version`` "r1": calls are ``function<｜tool▁sep｜>name`` + a json code block, joined by newlines,
+    ``version`` "v3": as "r1" without thinking modes (V3 is no reasoning model). "r1": calls are ``function<｜tool▁sep｜>name`` + a json code block, joined by newlines,
     tool outputs are wrapped in <｜tool▁outputs▁begin/end｜>, reasoning is ``<think>\\n...\\n</think>\\n\\n``
     (``think_in_prompt``: the generation prompt already opens ``<think>\\n``, so it is untrained).
     "v3.1": ``name<｜tool▁sep｜>arguments`` chained, bare outputs, and every response after a user turn
@@ -51,7 +40,8 @@ class DeepSeekTemplate(CustomTemplate):
     generation does; earlier responses drop it, as the official templates do.
     """
 
-    version: Literal["r1", "v3.1"] = "r1"
+    version: Literal["v3", "r1", "v3.1"] = "r1"
+    arguments_as_given: bool = True  # DeepSeek's templates concatenate the arguments text as given
     think_in_prompt: bool = True
     output_separator: str = ""  # between the output blocks of several results (R1-0528: a newline)
     reasoning_turns: Literal["official", "all"] = "official"  # "all": every response keeps its reasoning
@@ -80,7 +70,8 @@ class DeepSeekTemplate(CustomTemplate):
             if self.version == "v3.1":
                 out.prompt(ASSISTANT + ("<think>" if enable_thinking is True else "</think>"))
             else:
-                opening = CLOSED if enable_thinking is False else "<think>\n" if self.think_in_prompt else ""
+                off = enable_thinking is False and self.version == "r1"
+                opening = CLOSED if off else "<think>\n" if self.think_in_prompt else ""
                 out.prompt(ASSISTANT + opening)
 
     def _opening(self, reasoning: str, think: bool, calls: bool, after_tool: bool) -> tuple[str, str]:
@@ -102,10 +93,17 @@ class DeepSeekTemplate(CustomTemplate):
         if not calls:
             return ""
         if self.version == "v3.1":
-            parts = [CALL_BEGIN + c["name"] + CALL_SEP + args_json(c) + CALL_END for c in calls]
+            parts = [CALL_BEGIN + c["name"] + CALL_SEP + self.arguments_text(c) + CALL_END for c in calls]
         else:
             parts = [
-                CALL_BEGIN + "function" + CALL_SEP + c["name"] + "\n```json\n" + args_json(c) + "\n```" + CALL_END
+                CALL_BEGIN
+                + "function"
+                + CALL_SEP
+                + c["name"]
+                + "\n```json\n"
+                + self.arguments_text(c)
+                + "\n```"
+                + CALL_END
                 for c in calls
             ]
         return CALLS_BEGIN + ("" if self.version == "v3.1" else "\n").join(parts) + CALLS_END
@@ -127,6 +125,23 @@ class DeepSeekTemplate(CustomTemplate):
             for t in tools
         )
         return V31_TOOLS_HEAD + entries + V31_TOOLS_TAIL
+
+    def parse_calls(self, text, tools=None):
+        """``<｜tool▁calls▁begin｜>`` then each ``<｜tool▁call▁begin｜>`` call: ``function<｜tool▁sep｜>NAME`` and
+        a json code block (V3, R1), or ``NAME<｜tool▁sep｜>{...}`` (V3.1)."""
+        head, marker, section = text.partition(CALLS_BEGIN)
+        calls = []
+        for part in section.split(CALL_BEGIN)[1:]:
+            part = part.split(CALL_END)[0]
+            name, _, arguments = part.partition(CALL_SEP)
+            if self.version != "v3.1":
+                name, _, arguments = arguments.partition("\n")
+                arguments = arguments.strip().removeprefix("```json").removesuffix("```")
+            value, rest = json_prefix(arguments)
+            if value is None or rest.strip() or not name.strip():
+                return text, []
+            calls.append({"name": name.strip(), "arguments": value})
+        return (head, calls) if marker and calls else (text, [])
 
     def jinja(self, default_system: str) -> str:
         v31 = self.version == "v3.1"
@@ -157,7 +172,9 @@ class DeepSeekTemplate(CustomTemplate):
                 "{%- if think and " + ("true" if self.think_in_prompt else "false") + " and not after_tool -%}"
                 "{%- set opening = opening + '<think>\\n' -%}{%- set body = reasoning + '\\n</think>\\n\\n' -%}"
                 "{%- elif think -%}{%- set body = '<think>\\n' + reasoning + '\\n</think>\\n\\n' -%}{%- endif -%}"
-                "{%- if mode is false and (loop.index0 > ns.last_query or "
+                "{%- if mode is false and "
+                + ("true" if self.version == "r1" else "false")
+                + " and (loop.index0 > ns.last_query or "
                 + ("true" if self.reasoning_turns == "all" else "false")
                 + ") and not after_tool -%}{%- set opening = opening + '<think>\\n\\n</think>\\n\\n' -%}{%- endif -%}"
             )
@@ -167,7 +184,8 @@ class DeepSeekTemplate(CustomTemplate):
             )
             output = f"{s(OUTPUT[0])} + message['content'] + {s(OUTPUT[1])}"
             output_open, output_close = s(OUTPUTS[0]), s(OUTPUTS[1])
-            generation = f"{s(ASSISTANT)} + ('<think>\\n\\n</think>\\n\\n' if mode is false else {think})"
+            closed = "mode is false" if self.version == "r1" else "false"
+            generation = f"{s(ASSISTANT)} + ('<think>\\n\\n</think>\\n\\n' if {closed} else {think})"
         separator = "''" if v31 else "'\\n'"
         return (
             jinja_head(default_system)
@@ -189,7 +207,7 @@ class DeepSeekTemplate(CustomTemplate):
             + opening
             + "{%- set body = body + text -%}"
             "{%- if calls -%}{%- set c = namespace(text='') -%}{%- for tool_call in calls -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             + f"{{%- set c.text = c.text + ({separator} if not loop.first else '') + {call} -%}}"
             f"{{%- endfor -%}}{{%- set body = body + {s(CALLS_BEGIN)} + c.text + {s(CALLS_END)} -%}}{{%- endif -%}}"
             f"{{{{- opening + body + {s(END)} -}}}}"
@@ -200,6 +218,22 @@ class DeepSeekTemplate(CustomTemplate):
 
 
 register(
+    DeepSeekTemplate(
+        name="deepseek3",
+        version="v3",
+        think_in_prompt=False,
+        output_separator="\n",
+        notes=(
+            "DeepSeek-V3 (R1 differs: its generation prompt opens a <think> block). Tool calls and outputs with "
+            "DeepSeek's tokens, as V3's template writes them when a calling turn's content is null (OpenAI's form; "
+            "with text beside the calls the official template drops the calls, ffc writes the text before them, as "
+            "R1's template does). The official template never closes a turn of a single call and writes the outputs "
+            "opening only in the first tool round; ffc closes every calling turn (<｜tool▁calls▁end｜> and the EOS, "
+            "so the model learns to stop) and opens every round's outputs, as R1 and V3-0324 do. Reasoning in the data "
+            "is kept as a <think> block in the responses after the last user query (the official template drops "
+            "reasoning_content); tool definitions have no official format (refused)."
+        ),
+    ),
     DeepSeekTemplate(
         name="deepseekr1",
         notes=(

@@ -1,8 +1,10 @@
 """Gemma (Google): Gemma 2/3, Gemma 3n, Gemma 4."""
 
+import json
+import re
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, register, tool_results_of
+from .base import ChatTemplate, ConversationError, json_prefix, register, tool_results_of
 from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
 
 _GEMMA3 = dict(
@@ -37,6 +39,41 @@ def _value(value, escape_keys: bool = True) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_value(v, escape_keys) for v in value) + "]"
     return str(value)
+
+
+def _read_value(text: str):
+    """(value, rest) of the value ``text`` starts with in Gemma 4's argument notation: the inverse of ``_value``
+    (keys quoted or bare). Raises ValueError where it is not that notation."""
+    if text.startswith(Q):
+        end = text.index(Q, len(Q))
+        return text[len(Q) : end], text[end + len(Q) :]
+    if text[:1] in "{[":
+        close, items, rest = "}" if text[0] == "{" else "]", [], text[1:]
+        while not rest.startswith(close):
+            if items:
+                if not rest.startswith(","):
+                    raise ValueError(f"expected ',' at {rest[:20]!r}")
+                rest = rest[1:]
+            if close == "}":
+                if rest.startswith(Q):
+                    key, rest = _read_value(rest)
+                else:
+                    key, colon, after = rest.partition(":")
+                    rest = colon + after
+                if not rest.startswith(":"):
+                    raise ValueError(f"expected key:value at {rest[:20]!r}")
+                value, rest = _read_value(rest[1:])
+                items.append((key, value))
+            else:
+                value, rest = _read_value(rest)
+                items.append(value)
+        return (dict(items) if close == "}" else items), rest[1:]
+    token = re.match(r"[^,}\]]*", text).group(0)
+    try:
+        value = json.loads(token)
+    except json.JSONDecodeError:
+        value = {"None": None, "True": True, "False": False}.get(token, token)
+    return value, text[len(token) :]
 
 
 def _quoted_list(items) -> str:
@@ -172,7 +209,7 @@ class Gemma4Template(CustomTemplate):
                 written = "".join(
                     "<|tool_call>call:" + c["name"] + _value(c["arguments"], False) + "<tool_call|>"
                     if isinstance(c["arguments"], dict)
-                    else "<|tool_call>call:" + c["name"] + "{}<tool_call|>"
+                    else "<|tool_call>call:" + c["name"] + "{" + c["arguments"] + "}<tool_call|>"  # JSON text: as given
                     for c in calls
                 )
                 out.prompt("<|turn>model\n")
@@ -183,6 +220,25 @@ class Gemma4Template(CustomTemplate):
                     pending = (calls, _strip_thoughts(text))
         if add_generation_prompt and messages[-1]["role"] != "observation":
             out.prompt("<|turn>model\n")
+
+    def parse_calls(self, text, tools=None):
+        """``<|tool_call>call:NAME{key:value,...}<tool_call|>`` in Gemma's argument notation (``_value``)."""
+        calls = []
+        for match in re.finditer(r"<\|tool_call>call:([^{<]+)(\{.*?\})<tool_call\|>", text, flags=re.S):
+            arguments, rest = json_prefix(match.group(2)[1:-1])  # JSON text given as the arguments: as written
+            if not isinstance(arguments, dict) or rest.strip():
+                try:
+                    arguments, rest = _read_value(match.group(2))
+                except ValueError:
+                    return text, []
+            if rest or not isinstance(arguments, dict):
+                return text, []
+            calls.append({"name": match.group(1).strip(), "arguments": arguments})
+        if not calls:
+            return text, []
+        return re.sub(r"<\|tool_call>.*?<tool_call\|>", "", text, flags=re.S).removesuffix(
+            "<|tool_response>"
+        ).strip(), calls
 
     def jinja(self, default_system: str) -> str:
         q = "'<|\"|>'"
@@ -340,15 +396,16 @@ register(
         tool_result_separator=None,  # each result in its own block (turns() splits them)
         tool_definitions=True,
         assistant_end="<turn|>",
-        stop_words=("<turn|>",),
+        stop_words=("<turn|>", "<|tool_response>"),  # after its calls the model hands over to the tool
         notes=(
             "Gemma 4 instruct, as its official template: tool declarations in Gemma's own notation in the system "
             "turn, calls as <|tool_call>call:name{...}<tool_call|>, results as <|tool_response>...<tool_response|> "
             "inside the calling model turn, and the response after them continuing that turn. Responses keep no "
             "reasoning (reasoning_content and <think> blocks are removed, so not trained) except the thought "
             "channel before calls after the last user message (dropped with enable_thinking false, which the official "
-            "template ignores); enable_thinking true adds <|think|> to the system turn. Arguments given as JSON text are trained as an object (the official template writes the text). "
-            "A tool result answers the call at its position (ffc's data keeps no tool_call_id)."
+            "template ignores); enable_thinking true adds <|think|> to the system turn. Arguments given as JSON text "
+            "are written as given, as the official template does. A tool result answers the call at its position "
+            "(ffc's data keeps no tool_call_id)."
         ),
     ),
 )

@@ -1,12 +1,13 @@
 """GLM (Zhipu AI): ChatGLM3, GLM-4."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import NextRoleEndTemplate, Rendered, Segment, register
-from .custom import JINJA_CALL, JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import NextRoleEndTemplate, Rendered, Segment, arguments_object, parameter_types, register, typed_argument
+from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 _GLM4 = dict(
     prefix="[gMASK]<sop>",
@@ -125,6 +126,18 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
         if add_generation_prompt:
             out.prompt("<|assistant|>" + ("\n<think></think>" if enable_thinking is False else ""))
 
+    def parse_calls(self, text, tools=None):
+        """``<tool_call>NAME`` and ``<arg_key>k</arg_key><arg_value>v</arg_value>`` pairs: text values as they
+        are, others as JSON (``tools``' parameter types decide for a text that reads as JSON)."""
+        calls = []
+        for match in re.finditer(r"<tool_call>([^\n<]+)(.*?)</tool_call>", text, flags=re.S):
+            name, types = match.group(1).strip(), parameter_types(tools, match.group(1).strip())
+            pairs = re.findall(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", match.group(2), flags=re.S)
+            calls.append({"name": name, "arguments": {k: typed_argument(v, types.get(k)) for k, v in pairs}})
+        if not calls:
+            return text, []
+        return re.sub(r"\s*<tool_call>.*?</tool_call>", "", text, flags=re.S).strip(), calls
+
     def jinja(self, default_system: str) -> str:
         s = jinja_str
         return (
@@ -154,7 +167,7 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
             "{{- '<|assistant|>\\n<think>' + reasoning.strip() + '</think>' -}}"
             "{%- if text.strip() -%}{{- '\\n' + text.strip() -}}{%- endif -%}"
             "{%- for tool_call in calls -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             # Jinja cannot parse JSON text: arguments must be an object here (the official template fails too).
             + "{%- if call['arguments'] is not mapping -%}"
             "{{- raise_exception('GLM-4.5 writes each argument of a call: pass the arguments as an object') -}}"
@@ -172,7 +185,7 @@ class GLM45Template(CustomTemplate, NextRoleEndTemplate):  # a NextRoleEndTempla
 
 
 def _glm45_call(call: dict) -> str:
-    args = call["arguments"] if isinstance(call["arguments"], dict) else {}
+    args = arguments_object(call)
     pairs = "".join(
         f"<arg_key>{k}</arg_key>\n<arg_value>{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
         "</arg_value>\n"

@@ -1,12 +1,13 @@
 """gpt-oss (OpenAI): the harmony format, with channels analysis / commentary / final."""
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ConversationError, register
-from .custom import CustomTemplate, Turns, args_json, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import ConversationError, json_prefix, register
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 START, END, RETURN, CALL = "<|start|>", "<|end|>", "<|return|>", "<|call|>"
 CHANNELS = "# Valid channels: analysis, commentary, final. Channel must be included for every message."
@@ -135,7 +136,8 @@ class HarmonyTemplate(CustomTemplate):
                     else ""
                 )
                 body += f"{START}assistant".join(
-                    f" to=functions.{c['name']}<|channel|>commentary json<|message|>{args_json(c)}{CALL}" for c in calls
+                    f" to=functions.{c['name']}<|channel|>commentary json<|message|>{self.arguments_text(c)}{CALL}"
+                    for c in calls
                 )
                 last_calls = [c["name"] for c in calls]
                 out.response(body)
@@ -148,12 +150,23 @@ class HarmonyTemplate(CustomTemplate):
         if add_generation_prompt:
             out.prompt(START + "assistant")
 
+    def parse_calls(self, text, tools=None):
+        """`` to=functions.NAME<|channel|>commentary json<|message|>{...}``: harmony ends the turn at each call
+        (<|call|> is a stop string), so an answer holds one; reasoning before it is in the analysis channel."""
+        match = re.search(r"to=functions\.([^\s<]+)\s*<\|channel\|>commentary[^<]*<\|message\|>", text)
+        if not match:
+            return text, []
+        arguments, rest = json_prefix(text[match.end() :])
+        if arguments is None or rest.strip():
+            return text, []
+        return text[: match.start()].strip(), [{"name": match.group(1), "arguments": arguments}]
+
     def jinja(self, default_system: str) -> str:
         return jinja_head(default_system) + _JINJA.replace("MODEL_IDENTITY", jinja_str(self.model_identity)).replace(
             "REASONING_EFFORT", jinja_str(self.reasoning_effort)
         ).replace("CURRENT_DATE", jinja_str(self.current_date)).replace(
             "KEEP_ALL", "true" if self.reasoning_turns == "all" else "false"
-        )
+        ).replace("JINJA_CALL", jinja_call(self))
 
 
 # The Jinja twin of typescript() and namespace(); whitespace is spelled out, never left to the layout.
@@ -246,8 +259,7 @@ _JINJA = (
     "{{- '<|start|>assistant<|channel|>analysis<|message|>' + analysis + '<|end|>' -}}{%- endif -%}"
     "{%- set last.calls = [] -%}{%- set last.k = 0 -%}"
     "{%- for tool_call in message['tool_calls'] -%}"
-    "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
-    "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}"
+    "JINJA_CALL"
     "{{- '<|start|>assistant to=functions.' + call['name'] + '<|channel|>commentary json<|message|>' + args + "
     "'<|call|>' -}}{%- set last.calls = last.calls + [call['name']] -%}"
     "{%- endfor -%}"

@@ -13,7 +13,7 @@ import functools
 import json
 from typing import Optional
 
-from .base import PLACEHOLDER, ChatTemplate, ReasoningTemplate
+from .base import PLACEHOLDER, ChatTemplate, ReasoningTemplate, jinja_arguments
 
 _CALL_JSON = "('{\"name\": ' + (call['name'] | tojson) + ', \"arguments\": ' + args + '}')"
 _MESSAGE_CONTENT = "message['content']"
@@ -36,6 +36,14 @@ def jinja_expr(fmt: str, content: str = "''", system: str = "system") -> str:
     if last < len(fmt):
         pieces.append(jinja_str(fmt[last:]))
     return " + ".join(pieces) if pieces else "''"
+
+
+def jinja_call(t: ChatTemplate) -> str:
+    """Jinja setting ``call`` (name, arguments) of a ``tool_call`` and ``args``, its ``arguments_text``."""
+    return (
+        "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}"
+        "{%- set args = " + jinja_arguments("call['arguments']", t.arguments_as_given) + " -%}"
+    )
 
 
 def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
@@ -111,9 +119,7 @@ def export(t: ChatTemplate, default_system: Optional[str] = None) -> str:
         response_jinja(t),
         "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
         "{%- set calls = namespace(text='') -%}{%- for tool_call in message['tool_calls'] -%}",
-        "{%- set call = tool_call['function'] if tool_call['function'] is defined else tool_call -%}",
-        # OpenAI sends the arguments as JSON text: written as given (Jinja cannot parse JSON).
-        "{%- set args = call['arguments'] if call['arguments'] is string else (call['arguments'] | tojson) -%}",
+        jinja_call(t),
         f"{{%- set calls.text = calls.text + ({jinja_str(t.call_separator)} if not loop.first else '') + "
         f"{jinja_expr(t.function, content=_CALL_JSON)} -%}}",
         "{%- endfor -%}",

@@ -1,11 +1,12 @@
 """Kimi (Moonshot AI): Kimi-K2-Instruct."""
 
 import json
+import re
 from dataclasses import dataclass
 
-from .base import register
-from .custom import JINJA_CALL, CustomTemplate, Turns, args_json, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import json_prefix, register
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 SYSTEM, USER, ASSISTANT = (
     "<|im_system|>system<|im_middle|>",
@@ -47,13 +48,29 @@ class KimiTemplate(CustomTemplate):
                 body = text
                 if calls:
                     ids = [f"functions.{c['name']}:{i}" for i, c in enumerate(calls)]
-                    last_ids = ids
+                    # A result names its call's id: the data's (an OpenAI tool_call_id), else Kimi's own.
+                    last_ids = [c.get("id") or i for i, c in zip(ids, calls)]
                     body += SECTION[0]
-                    body += "".join(CALL[0] + i + CALL[1] + args_json(c) + CALL[2] for i, c in zip(ids, calls))
+                    body += "".join(
+                        CALL[0] + i + CALL[1] + self.arguments_text(c) + CALL[2] for i, c in zip(ids, calls)
+                    )
                     body += SECTION[1]
                 out.response(body + END)
         if add_generation_prompt:
             out.prompt(ASSISTANT)
+
+    def parse_calls(self, text, tools=None):
+        """The section of calls ``<|tool_call_begin|>functions.NAME:i<|tool_call_argument_begin|>{...}<|tool_call_end|>``."""
+        head, marker, section = text.partition(SECTION[0])
+        pattern = re.escape(CALL[0]) + r"(.*?)" + re.escape(CALL[1]) + r"(.*?)" + re.escape(CALL[2])
+        calls = []
+        for match in re.finditer(pattern, section, flags=re.S):
+            arguments, rest = json_prefix(match.group(2))
+            name = match.group(1).strip().removeprefix("functions.").rpartition(":")[0]
+            if arguments is None or rest.strip() or not name:
+                return text, []
+            calls.append({"name": name, "arguments": arguments, "id": match.group(1).strip()})
+        return (head, calls) if marker and calls else (text, [])
 
     def jinja(self, default_system: str) -> str:
         s = jinja_str
@@ -78,9 +95,10 @@ class KimiTemplate(CustomTemplate):
             "{%- set last.ids = [] -%}{%- set last.k = 0 -%}"
             f"{{{{- {s(SECTION[0])} -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             + "{%- set id = 'functions.' + call['name'] + ':' + (loop.index0 | string) -%}"
-            "{%- set last.ids = last.ids + [id] -%}"
+            "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
+            "{%- set last.ids = last.ids + [given or id] -%}"
             f"{{{{- {s(CALL[0])} + id + {s(CALL[1])} + args + {s(CALL[2])} -}}}}"
             f"{{%- endfor -%}}{{{{- {s(SECTION[1])} -}}}}{{%- endif -%}}"
             f"{{{{- {s(END)} -}}}}"
@@ -96,10 +114,11 @@ register(
         tool_definitions=True,
         stop_words=(END,),
         notes=(
-            "Kimi-K2-Instruct (no LLaMA-Factory name): a tool result is labelled '## Return of functions.<name>:0' "
-            "(result i: the id of call i of the turn before it; ffc's data keeps no call ids), where the official template writes "
-            "the message's tool_call_id. Arguments given as JSON text are written as an object (the official "
-            "template would quote the text). Reasoning is not rendered: K2-Instruct has none."
+            "Kimi-K2-Instruct (no LLaMA-Factory name): calls are named functions.<name>:<i>, as officially; a tool "
+            "result is labelled with the id of the call at its position in the turn before (its OpenAI id where the "
+            "data gives one, else Kimi's functions.<name>:<i>), which is the official template's tool_call_id in "
+            "consistent data. Arguments given as JSON text are quoted through tojson, as officially. Reasoning is not "
+            "rendered: K2-Instruct has none."
         ),
     ),
 )

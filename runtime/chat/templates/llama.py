@@ -3,9 +3,9 @@
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, register, tool_results_of
-from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import ChatTemplate, call_json, json_prefix, register, tool_results_of
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 _LLAMA3_HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
 
@@ -58,17 +58,26 @@ class Llama4Template(CustomTemplate):
                 if reasoning:  # Llama 4 has no reasoning markup: kept in the text, as for plain responses
                     text = f"<think>\n{reasoning}\n</think>\n\n{text}"
                 written = "".join(
-                    '{"name": "'
-                    + c["name"]
-                    + '", "parameters": '
-                    + json.dumps(c["arguments"], ensure_ascii=False)
-                    + "}"
-                    for c in calls
+                    '{"name": "' + c["name"] + '", "parameters": ' + self.arguments_text(c) + "}" for c in calls
                 )
                 out.prompt(_llama4("assistant"))
                 out.response("<|python_start|>" + text + "<|python_end|>" + written + "<|eot|>")
         if add_generation_prompt:
             out.prompt(_llama4("assistant"))
+
+    def parse_calls(self, text, tools=None):
+        """<|python_start|>text<|python_end|> then the calls, ``{"name", "parameters"}`` one after another."""
+        if "<|python_end|>" not in text:
+            return text, []
+        head, _, rest = text.partition("<|python_end|>")
+        calls = []
+        while rest.strip():
+            value, rest = json_prefix(rest)
+            call = call_json(value, "parameters")
+            if call is None:
+                return text, []
+            calls.append(call)
+        return head.removeprefix("<|python_start|>"), calls
 
     def jinja(self, default_system: str) -> str:
         system, user, assistant, ipython = (
@@ -91,7 +100,7 @@ class Llama4Template(CustomTemplate):
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {assistant} + '<|python_start|>' + (message['content'] or '') + '<|python_end|>' -}}}}"
             "{%- for tool_call in message['tool_calls'] -%}"
-            + JINJA_CALL
+            + jinja_call(self)
             + "{{- '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + args + '}' -}}"
             "{%- endfor -%}{{- '<|eot|>' -}}"
             f"{{%- else -%}}{{{{- {assistant} + message['content'] + '<|eot|>' -}}}}"
@@ -137,8 +146,8 @@ register(
             "Llama 4 instruct (Scout, Maverick). As the official template: only the system prompt is trimmed; the "
             "tools list (JSON, indented by 4) opens the first user message; a response with calls writes its text "
             'between <|python_start|> and <|python_end|>, then each call as {"name", "parameters"}; a tool '
-            "result is written as a JSON string. Arguments given as JSON text are trained as an object (the "
-            "official template would quote them); the exported template writes them as given."
+            "result is written as a JSON string. Arguments given as JSON text are quoted through tojson, as "
+            "officially."
         ),
     ),
 )

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, register
-from .custom import CustomTemplate, Turns, args_json, split_reasoning
+from .base import ChatTemplate, ConversationError, call_json, jinja_arguments, json_prefix, register
+from .custom import CustomTemplate, Turns, split_reasoning
 
 EOT = "<|eot_id|>"
 TOOLS_INTRO = (
@@ -50,17 +50,28 @@ class Llama31Template(CustomTemplate):
             elif message["role"] == "observation":
                 out.prompt(_header("ipython") + json.dumps(message["content"], ensure_ascii=False) + EOT)
             elif message["role"] == "function":
-                _, _, calls = split_reasoning(message)  # text and reasoning beside a call: not rendered
+                reasoning, text, calls = split_reasoning(message)
+                if reasoning or text.strip():  # refused rather than dropped, as Mistral's templates do
+                    raise ConversationError(
+                        f"template {self.name!r} cannot write text or reasoning beside a tool call (Llama 3.1's "
+                        "format has no place for them); put the text in a turn of its own"
+                    )
                 if len(calls) != 1:
                     raise ConversationError(f"Llama 3.1 makes one tool call per turn; this turn makes {len(calls)}")
                 call = calls[0]
                 out.prompt(_header("assistant"))
-                out.response(f'{{"name": "{call["name"]}", "parameters": {args_json(call)}}}' + EOT)
+                out.response(f'{{"name": "{call["name"]}", "parameters": {self.arguments_text(call)}}}' + EOT)
             else:
                 out.prompt(_header("assistant"))
                 out.response(ChatTemplate._content(message).strip() + EOT)
         if add_generation_prompt:
             out.prompt(_header("assistant"))
+
+    def parse_calls(self, text, tools=None):
+        """A call is the whole answer: ``{"name", "parameters"}`` (after <|python_tag|> when the model writes it)."""
+        value, rest = json_prefix(text.removeprefix("<|python_tag|>"))
+        call = call_json(value, "parameters") if not rest.strip() else None
+        return ("", [call]) if call else (text, [])
 
     def jinja(self, default_system: str) -> str:
         def say(expression: str) -> str:
@@ -95,10 +106,11 @@ class Llama31Template(CustomTemplate):
                 "{%- if message['tool_calls'] is defined and message['tool_calls'] -%}",
                 "{%- set call = message['tool_calls'][0]['function'] if message['tool_calls'][0]['function'] is "
                 "defined else message['tool_calls'][0] -%}",
-                # As Meta's template: the arguments through tojson (JSON text given as a string gets quoted).
                 say(
                     header("'assistant'")
-                    + " + '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + (call['arguments'] | tojson) + '}'"
+                    + " + '{\"name\": \"' + call['name'] + '\", \"parameters\": ' + "
+                    + jinja_arguments("call['arguments']", self.arguments_as_given)
+                    + " + '}'"
                     + eot
                 ),
                 "{%- elif message['role'] == 'function' -%}",  # ffc's own form: the call's JSON as given
@@ -124,9 +136,9 @@ register(
         notes=(
             "Llama 3.1/3.2/3.3 instruct as Meta's template renders them: the date header with the template's default "
             "date (26 Jul 2024; 3.2/3.3 would write the day of rendering), tools in the first user turn, one call per "
-            'turn as {"name", "parameters"}, tool results as JSON strings. Text or reasoning beside a call is not '
-            "rendered (the template has no place for it); arguments given as JSON text are trained as an object "
-            "(the official template quotes them)."
+            'turn as {"name", "parameters"}, tool results as JSON strings. A turn with text or reasoning beside a '
+            "call is refused (the template has no place for them; the exported template drops them, as Meta's). "
+            "Arguments given as JSON text are written as the official template writes them: quoted, as a JSON string."
         ),
     ),
 )

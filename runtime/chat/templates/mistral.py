@@ -4,9 +4,9 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from .base import ChatTemplate, ConversationError, register, tool_results_of
-from .custom import JINJA_CALL, CustomTemplate, Turns, jinja_head, split_reasoning
-from .jinja import jinja_str
+from .base import ChatTemplate, ConversationError, call_json, json_prefix, register, tool_results_of
+from .custom import CustomTemplate, Turns, jinja_head, split_reasoning
+from .jinja import jinja_call, jinja_str
 
 # Mistral's call ids are 9 alphanumerics (Nemo's and Small's templates refuse others); a call without
 # such an id (LLaMA-Factory's data has none, OpenAI's are longer) gets "call" + its 1-based number in
@@ -97,7 +97,7 @@ class MistralTemplate(CustomTemplate):
                 for call in calls:
                     numbered += 1
                     ids.append(call["id"] if _mistral_id(call.get("id")) else _CALL_ID.format(numbered))
-                args = [json.dumps(c["arguments"], ensure_ascii=False) for c in calls]
+                args = [self.arguments_text(c) for c in calls]
                 names = [json.dumps(c["name"], ensure_ascii=False) for c in calls]
                 if v7:
                     written = "".join(
@@ -110,6 +110,26 @@ class MistralTemplate(CustomTemplate):
                     items = (f'{{"name": {n}, "arguments": {a}, "id": "{i}"}}' for n, a, i in zip(names, args, ids))
                     written = "[TOOL_CALLS][" + ", ".join(items) + "]"
                 out.response(written + eos)
+
+    def parse_calls(self, text, tools=None):
+        """``[TOOL_CALLS]`` then a JSON list of ``{"name", "arguments", "id"}`` (v0.3, Nemo), or, per call,
+        ``[TOOL_CALLS]name[CALL_ID]id[ARGS]{...}`` (v7: Small 3.x)."""
+        head, marker, rest = text.partition("[TOOL_CALLS]")
+        if not marker:
+            return text, []
+        value, tail = json_prefix(rest)
+        if isinstance(value, list):
+            calls = [call_json(item) for item in value]
+            return (head.strip(), calls) if calls and None not in calls and not tail.strip() else (text, [])
+        calls = []
+        for part in rest.split("[TOOL_CALLS]"):
+            name, _, args = part.partition("[ARGS]")
+            name, _, call_id = name.partition("[CALL_ID]")
+            arguments, tail = json_prefix(args)
+            if not name.strip() or not isinstance(arguments, (dict, str)) or tail.strip():
+                return text, []
+            calls.append({"name": name.strip(), "arguments": arguments, **({"id": call_id} if call_id else {})})
+        return head.strip(), calls
 
     def jinja(self, default_system: str) -> str:
         v3, v7 = self.flavour == "v3", self.flavour == "v7"
@@ -169,7 +189,7 @@ class MistralTemplate(CustomTemplate):
             "{%- elif message['tool_calls'] is defined and message['tool_calls'] -%}"
             f"{{{{- {calls_open} -}}}}"
             "{%- set ids.list = [] -%}{%- set ids.r = 0 -%}"
-            "{%- for tool_call in message['tool_calls'] -%}" + JINJA_CALL + "{%- set ids.n = ids.n + 1 -%}"
+            "{%- for tool_call in message['tool_calls'] -%}" + jinja_call(self) + "{%- set ids.n = ids.n + 1 -%}"
             "{%- set given = tool_call['id'] if tool_call['id'] is string else '' -%}"
             f"{{%- set id = given if given | length == 9 and given.isalnum() else {s(_CALL_ID.split('{')[0])} + "
             "('%05d' | format(ids.n)) -%}{%- set ids.last = id -%}{%- set ids.list = ids.list + [id] -%}"

@@ -2,9 +2,19 @@
 (qwen3_thinking), Qwen3.5 and Qwen3.6 (XML tool calls)."""
 
 import json
+import re
 from dataclasses import dataclass
 
-from .base import ChatTemplate, ConversationError, ReasoningTemplate, register, tool_calls_of
+from .base import (
+    ChatTemplate,
+    ConversationError,
+    ReasoningTemplate,
+    arguments_object,
+    parameter_types,
+    register,
+    tool_calls_of,
+    typed_argument,
+)
 from .custom import CustomTemplate, Turns, jinja_head
 from .generic import CHATML
 from .jinja import generation_opening_jinja, jinja_str
@@ -34,6 +44,7 @@ register(
         name="qwen3",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 (hybrid thinking): responses after the last user query carry a <think> block (empty when "
@@ -70,6 +81,7 @@ register(
         name="qwen3_vl",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         notes=(
             "Qwen3-VL instruct (images), no default system prompt; with tools and no system prompt the official "
             "template starts the system turn with '# Tools', ffc with a blank line before it."
@@ -106,6 +118,7 @@ register(
         name="qwen3_nothink",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 instruct-2507 (LLaMA-Factory's qwen3_nothink): ChatML with Qwen3's tool format and no <think> "
@@ -116,6 +129,7 @@ register(
         name="qwen3_thinking",
         **CHATML,
         **_QWEN_TOOLS,
+        arguments_as_given=True,  # Qwen3's templates write JSON-text arguments as given
         tools_without_system=_QWEN_TOOLS["tools"].removeprefix("{system}\n\n"),
         notes=(
             "Qwen3 thinking-2507: as qwen3, but the generation prompt always opens <think> (thinking cannot be "
@@ -159,11 +173,11 @@ class Qwen35Template(CustomTemplate):
     def _calls(self, text: str, calls: list[dict]) -> str:
         out = ""
         for index, call in enumerate(calls):
-            if not isinstance(call["arguments"], dict):
-                raise ConversationError(f"{self.name} writes each argument by name: the arguments must be an object")
             out += ("\n\n" if text else "") if index == 0 else "\n"
             out += f"<tool_call>\n<function={call['name']}>\n"
-            out += "".join(f"<parameter={k}>\n{self._value(v)}\n</parameter>\n" for k, v in call["arguments"].items())
+            out += "".join(
+                f"<parameter={k}>\n{self._value(v)}\n</parameter>\n" for k, v in arguments_object(call).items()
+            )
             out += "</function>\n</tool_call>"
         return out
 
@@ -211,6 +225,19 @@ class Qwen35Template(CustomTemplate):
             out.prompt("\n")
         if add_generation_prompt:
             out.prompt("<|im_start|>assistant\n" + (EMPTY_THINK if enable_thinking is False else "<think>\n"))
+
+    def parse_calls(self, text, tools=None):
+        """``<tool_call><function=NAME><parameter=k>\\nv\\n</parameter>...</function></tool_call>``: values as
+        ``typed_argument`` reads them (``tools``' parameter types decide for a text that reads as JSON)."""
+        calls = []
+        pattern = r"<tool_call>\s*<function=([^>\n]+)>(.*?)</function>\s*</tool_call>"
+        for match in re.finditer(pattern, text, flags=re.S):
+            name, types = match.group(1).strip(), parameter_types(tools, match.group(1).strip())
+            pairs = re.findall(r"<parameter=([^>\n]+)>\n?(.*?)\n?</parameter>", match.group(2), flags=re.S)
+            calls.append({"name": name, "arguments": {k: typed_argument(v, types.get(k)) for k, v in pairs}})
+        if not calls:
+            return text, []
+        return re.sub(r"\s*" + pattern, "", text, flags=re.S).strip(), calls
 
     def jinja(self, default_system: str) -> str:
         keep_all = (
@@ -287,7 +314,7 @@ register(
             "only when enable_thinking is true, so its saved template differs there). Tools before the system prompt, "
             "XML calls with one <parameter=...> per argument (non-text values as Python text, as the template's "
             "|string does), a think block on every response after the last user query. Arguments must be an object "
-            "(the template iterates them)."
+            "(the template iterates them; JSON text is decoded, where the official template fails)."
         ),
     ),
     Qwen35Template(
