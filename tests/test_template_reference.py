@@ -126,9 +126,6 @@ REFERENCES.update(
         "intern_vl": [("internvl3", "tokenizer_config.json")],
     }
 )
-KNOWN_GAPS[("intern_vl", "internvl3", "tools_args_string")] = KNOWN_GAPS[
-    ("qwen", "qwen2.5-instruct", "tools_args_string")
-]
 REFERENCES["zephyr"].append(("tinyllama-chat", "chat_template.jinja"))  # TinyLlama-1.1B-Chat uses Zephyr's format
 KNOWN_GAPS.update(
     {
