@@ -164,6 +164,8 @@ def _requirements(spec, vendored: bool) -> dict:
             names.append(package)
     if spec.export.onnx:
         names += ["onnx", "onnxruntime"]
+    if spec.export.export_quantization_bit:
+        names += ["optimum", "gptqmodel"]
     pins = {} if vendored else {"ffc": __version__}
     pins.update({name: TESTED_VERSIONS[name] for name in names})
     return pins
@@ -227,6 +229,11 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         reward_functions=resolved.reward_functions,
         dataset_dir=relative_to_run(loaded, data.dataset_dir, run_dir),
         eval_task_dir=relative_to_run(loaded, spec.eval.task_dir, run_dir) if spec.eval.task_dir else None,
+        quantization_dataset=(  # export.py's GPTQ calibration text
+            relative_to_run(loaded, spec.export.export_quantization_dataset, run_dir)
+            if spec.export.export_quantization_dataset
+            else None
+        ),
         predict_datasets=spec.eval.predict_dataset or data.eval_dataset,
         has_val_split=data.val_size > 0,
         has_eval=data.val_size > 0 or bool(data.eval_dataset),

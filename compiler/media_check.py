@@ -85,6 +85,11 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 "model only and would lose the vision tower); set export.gguf: [] and convert the exported folder "
                 "with llama.cpp's convert_hf_to_gguf.py and its --mmproj option"
             )
+        if spec.model.use_unsloth or spec.export.export_quantization_bit:
+            problems.append(
+                f"{said}: use_unsloth and export_quantization_bit are generated for text-only models (Unsloth's "
+                "FastLanguageModel, optimum's GPTQ of causal language models); remove them for a vision run"
+            )
         if _model_has_vision(loaded, spec.model.model_name_or_path) is False:
             problems.append(
                 f"{said}, but model {spec.model.model_name_or_path} has no vision input (its config.json has no "

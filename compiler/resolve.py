@@ -56,6 +56,9 @@ TESTED_VERSIONS = {
     "onnxruntime": "1.32.0",
     "torchao": "0.18.0",  # model.quantization_method: torchao
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
+    # export.export_quantization_bit: the current releases; GPTQ quantizes on a GPU, which CI lacks
+    "optimum": "2.3.0",
+    "gptqmodel": "7.7.0",
 }
 
 # Stages whose train.py computes the causal-LM loss itself (chunked_loss, enable_liger_kernel).
@@ -220,7 +223,8 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         method = _fill(method, lora_alpha=2 * method.lora_rank)
     has_eval = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
     training = _fill(spec.training, eval_strategy="steps" if has_eval else "no")
-    lean_loss = stage.name in LEAN_LOSS_STAGES and not spec.model.enable_liger_kernel
+    # Liger and Unsloth bring their own fused loss
+    lean_loss = stage.name in LEAN_LOSS_STAGES and not spec.model.enable_liger_kernel and not spec.model.use_unsloth
     sharded_head = spec.distributed.backend == "fsdp" or (
         # a DeepSpeed file of the user's own may hold ZeRO-3: its stage is read later, so assume it
         spec.distributed.backend == "deepspeed"

@@ -69,6 +69,74 @@ def merge_and_save(
     return model, tokenizer
 
 
+# -- GPTQ ----------------------------------------------------------------------------------------------
+
+
+def calibration_samples(tokenizer, dataset: str, nsamples: int, maxlen: int, seed: int = 42) -> list[dict]:
+    """LLaMA-Factory's GPTQ calibration: `nsamples` random windows of `maxlen` tokens from the "text" rows of a
+    JSON/JSONL file, already tokenized (optimum then skips its own tokenization)."""
+    import random
+
+    from datasets import load_dataset
+
+    from .errors import UserError
+
+    if not Path(dataset).is_file():
+        raise UserError(f"export.export_quantization_dataset: {dataset} is not a file: give a .json/.jsonl file.")
+    rows = load_dataset("json", data_files=dataset, split="train")
+    if "text" not in rows.column_names:
+        raise UserError(
+            f"export.export_quantization_dataset: {dataset} has no 'text' field (it has {rows.column_names}): "
+            'write one {"text": ...} object per row.'
+        )
+    texts = [text for text in rows["text"] if isinstance(text, str) and text]
+    long_enough = [ids for ids in tokenizer(texts)["input_ids"] if len(ids) > maxlen] if texts else []
+    if not long_enough:
+        raise UserError(
+            f"export.export_quantization_dataset: no row of {dataset} is longer than export_quantization_maxlen "
+            f"({maxlen} tokens): lower export_quantization_maxlen or give longer texts."
+        )
+    rng = random.Random(seed)
+    samples = []
+    for _ in range(nsamples):
+        ids = rng.choice(long_enough)
+        start = rng.randint(0, len(ids) - maxlen - 1)
+        samples.append({"input_ids": [ids[start : start + maxlen]], "attention_mask": [[1] * maxlen]})
+    return samples
+
+
+def quantize_gptq(
+    source: Path, target: Path, *, bits: int, dataset: str, nsamples: int, maxlen: int, shard_gb: float = 5
+) -> Path:
+    """The merged model in `source`, GPTQ-quantized into `target` through transformers' GPTQConfig (optimum
+    with the gptqmodel kernels, what transformers 5 uses; it quantizes layer by layer on the GPU)."""
+    from .tuning import TuningError, require_gpu
+
+    require_gpu("export.export_quantization_bit")
+    try:
+        import gptqmodel  # noqa: F401
+        import optimum  # noqa: F401
+    except ImportError as error:
+        raise TuningError(
+            f"export.export_quantization_bit: GPTQ needs optimum and gptqmodel ({error}): "
+            "pip install optimum gptqmodel, or remove export_quantization_bit."
+        ) from error
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = GPTQConfig(
+        bits=bits, tokenizer=tokenizer, dataset=calibration_samples(tokenizer, dataset, nsamples, maxlen)
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=config, device_map="auto", dtype=torch.float16
+    )
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB")
+    tokenizer.save_pretrained(target)
+    return target
+
+
 # -- GGUF ----------------------------------------------------------------------------------------------
 
 GGUF_ARCHS = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}

@@ -91,6 +91,47 @@ def upcast_lmhead_output(model) -> None:
     head.register_forward_hook(lambda module, args, output: output.to(torch.float32))
 
 
+# -- Unsloth --------------------------------------------------------------------------------------------
+
+
+def _unsloth():
+    """Unsloth's FastLanguageModel, after the checks that turn its import-time failures into one message."""
+    require_gpu("model.use_unsloth")
+    try:
+        from unsloth import FastLanguageModel
+    except ImportError as error:
+        raise TuningError(
+            f"model.use_unsloth: the unsloth package is not importable here ({error}): pip install unsloth, or "
+            "remove use_unsloth and rebuild."
+        ) from error
+    return FastLanguageModel
+
+
+def load_unsloth(path: str, *, max_seq_length: int, dtype, quantization_bit, gradient_checkpointing, **load):
+    """The model as Unsloth loads it (its patched attention, RoPE and MLP kernels; bitsandbytes quantization),
+    as LLaMA-Factory's load_unsloth_pretrained_model does; Unsloth's tokenizer fixes are not used (the run's
+    tokenizer is already loaded)."""
+    model, _ = _unsloth().from_pretrained(
+        model_name=path,
+        max_seq_length=max_seq_length,
+        dtype=dtype,
+        load_in_4bit=quantization_bit == 4,
+        load_in_8bit=quantization_bit == 8,
+        load_in_16bit=quantization_bit is None,
+        fix_tokenizer=False,
+        use_gradient_checkpointing=gradient_checkpointing,
+        **load,
+    )
+    return model
+
+
+def unsloth_lora(model, *, max_seq_length: int, gradient_checkpointing, **lora):
+    """LoRA through Unsloth's get_peft_model (its fused LoRA kernels and gradient checkpointing)."""
+    return _unsloth().get_peft_model(
+        model, max_seq_length=max_seq_length, use_gradient_checkpointing=gradient_checkpointing, **lora
+    )
+
+
 # -- LLaMA Pro ------------------------------------------------------------------------------------------
 
 

@@ -81,6 +81,22 @@ class ModelSection(Section):
     moe_aux_loss_coef: Optional[float] = Field(
         None, ge=0, description="Mixture-of-experts models: weight of the router's load-balancing loss (turns it on)."
     )
+    shift_attn: bool = Field(
+        False,
+        description="LongLoRA's shifted sparse attention while training: each token attends within a quarter of the "
+        "sequence, half of the heads shifted by half a group (models using transformers' attention interface).",
+    )
+    mixture_of_depths: Optional[Literal["convert", "load"]] = Field(
+        None,
+        description="Mixture-of-Depths (the mixture-of-depth package): refused, its latest release does not import "
+        "with transformers 5 (see docs/methods.md).",
+    )
+    use_unsloth: bool = Field(
+        False, description="Unsloth's patched model and LoRA (unsloth package; CUDA GPU, lora or qlora only)."
+    )
+    use_unsloth_gc: bool = Field(
+        False, description="Unsloth's gradient checkpointing (offloads activations to CPU memory; CUDA GPU)."
+    )
 
     @field_validator("attn_implementation", mode="before")
     @classmethod
@@ -609,6 +625,16 @@ class ExportSection(Section):
     onnx: bool = Field(
         False, description="Also write model.onnx: input_ids and attention_mask to logits, float32 (onnxruntime)."
     )
+    export_quantization_bit: Optional[Literal[2, 3, 4, 8]] = Field(
+        None,
+        description="Also write a GPTQ-quantized copy of the merged model (export_dir/gptq-int<bits>; optimum and "
+        "gptqmodel, CUDA GPU), calibrated on export_quantization_dataset.",
+    )
+    export_quantization_dataset: Optional[str] = Field(
+        None, description='GPTQ calibration text: a .json/.jsonl file of {"text": ...} rows (relative to the spec).'
+    )
+    export_quantization_nsamples: int = Field(128, ge=1, description="GPTQ: number of calibration samples.")
+    export_quantization_maxlen: int = Field(1024, ge=1, description="GPTQ: tokens per calibration sample.")
 
     _split = field_validator("gguf", mode="before")(_split_names)
 

@@ -169,3 +169,97 @@ def quantization_method(spec):
         for name in ("quantization_type", "double_quantization"):
             if name in model.model_fields_set:
                 yield Problem(("model", name), f"{name} is a bitsandbytes option: remove it for {chosen}.")
+
+
+# Why Mixture-of-Depths is refused: checked against the package index (docs/methods.md).
+MIXTURE_OF_DEPTHS_REFUSAL = (
+    "Mixture-of-Depths is not available: the only published implementation, the mixture-of-depth package (1.2.0, "
+    "its latest release), fails to import with transformers 5 (it imports TRANSFORMERS_CACHE, since removed) and "
+    "replaces the decoder layers with copies of transformers 4's model code. Remove mixture_of_depths."
+)
+# Stages whose recipe loads a causal LM and adapts it (Unsloth's FastLanguageModel has no other heads).
+UNSLOTH_STAGES = ("pt", "sft", "dpo", "kto", "orpo", "simpo")
+
+
+@rule
+def attention_and_kernels(spec):
+    model, method, distributed = spec.model, spec.method, spec.distributed
+    if model.mixture_of_depths:
+        yield Problem(("model", "mixture_of_depths"), MIXTURE_OF_DEPTHS_REFUSAL)
+    if model.shift_attn and model.attn_implementation not in ("auto", "sdpa"):
+        yield Problem(
+            ("model", "attn_implementation"),
+            f"shift_attn computes attention itself while training (SDPA within each group): set attn_implementation "
+            f"to auto or sdpa, not {model.attn_implementation}.",
+        )
+    if model.shift_attn and method.stage in ("ppo", "grpo"):
+        yield Problem(
+            ("model", "shift_attn"),
+            f"shift_attn trains on long sequences with sparse attention; stage {method.stage} generates with the "
+            "policy it trains, which would then see a different attention: remove shift_attn.",
+        )
+    if model.use_unsloth_gc and not model.use_unsloth:
+        yield Problem(
+            ("model", "use_unsloth_gc"),
+            "use_unsloth_gc is Unsloth's gradient checkpointing of the model Unsloth loads: set model.use_unsloth: true.",
+        )
+    if not model.use_unsloth:
+        return
+    if method.finetuning_type != "lora":
+        yield Problem(
+            ("model", "use_unsloth"),
+            f"Unsloth is generated for LoRA and QLoRA (its FastLanguageModel.get_peft_model): set "
+            f"method.finetuning_type: lora, not {method.finetuning_type}.",
+        )
+    if method.stage not in UNSLOTH_STAGES:
+        yield Problem(
+            ("model", "use_unsloth"),
+            f"Unsloth loads causal language models for stages {', '.join(UNSLOTH_STAGES)}, not {method.stage}.",
+        )
+    if distributed.backend == "fsdp" or (distributed.backend == "deepspeed" and distributed.deepspeed.zero_stage == 3):
+        yield Problem(
+            ("distributed", "backend"),
+            "Unsloth's patched model does not shard: use backend none, ddp or DeepSpeed ZeRO-0/1/2, not "
+            f"{'FSDP' if distributed.backend == 'fsdp' else 'ZeRO-3'}.",
+        )
+    if model.quantization_bit and model.quantization_method != "bnb":
+        yield Problem(
+            ("model", "quantization_method"), "Unsloth quantizes with bitsandbytes: use quantization_method: bnb."
+        )
+    if spec.training.chunked_loss:
+        yield Problem(
+            ("training", "chunked_loss"),
+            "chunked_loss and use_unsloth both replace the loss (Unsloth's is fused): choose one.",
+        )
+    others = [f"model.{n}" for n in ("shift_attn", "enable_liger_kernel", "rope_scaling") if getattr(model, n)]
+    others += [f"model.{n}" for n in ("moe_aux_loss_coef",) if getattr(model, n) is not None]
+    others += [f"method.{n}" for n in ("use_dora", "loftq_init") if getattr(method, n)]
+    if others:
+        section, name = others[0].split(".")
+        yield Problem(
+            (section, name),
+            f"{', '.join(others)} is not generated with use_unsloth (Unsloth loads and patches the model itself): "
+            "remove it or use_unsloth.",
+        )
+
+
+@rule
+def gptq_export(spec):
+    export = spec.export
+    if export.export_quantization_bit is None:
+        for name in ("export_quantization_dataset", "export_quantization_nsamples", "export_quantization_maxlen"):
+            if name in export.model_fields_set:
+                yield Problem(
+                    ("export", name), f"{name} is an option of export_quantization_bit: set it too, or remove {name}."
+                )
+        return
+    if not export.export_quantization_dataset:
+        yield Problem(
+            ("export", "export_quantization_bit"),
+            'GPTQ calibrates on text: set export.export_quantization_dataset to a .json/.jsonl file of {"text": ...} '
+            "rows (LLaMA-Factory's c4_demo.jsonl has that shape).",
+        )
+    if spec.method.stage == "rm":
+        yield Problem(
+            ("export", "export_quantization_bit"), "GPTQ export quantizes causal language models, not stage rm's."
+        )

@@ -11,12 +11,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET_MIB=${1:-52}
 PY=${PY:-.venv/bin/python}
-grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"  # also right in a worktree, where .git is a file
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '/.whl/' "$EXCLUDE" 2>/dev/null || echo '/.whl/' >> "$EXCLUDE"
 rm -rf .whl && mkdir -p .whl
 
 # The order is the priority: the last ones are dropped first when the budget is short.
 PACKAGES=(trl datasets dill multiprocess transformers huggingface-hub tokenizers pydantic pydantic-core annotated-types typing-inspection
-          ruamel.yaml ruff fastapi starlette uvicorn liger-kernel bitsandbytes)
+          ruamel.yaml ruff fastapi starlette uvicorn liger-kernel bitsandbytes
+          optimum gptqmodel unsloth unsloth_zoo)
+# Issue 15's GPU-only paths (docs/methods.md): optimum and gptqmodel for the GPTQ export (gptqmodel has no wheel
+# on the index, only a source archive), unsloth (28 MiB: over the budget) with unsloth_zoo, fetched only with it.
 PLATFORMS=()
 for n in 28 27 24 17 5; do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done
 PLATFORMS+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any)
@@ -25,6 +30,9 @@ version() { "$PY" -c "import importlib.metadata as m, sys; print(m.version(sys.a
 
 used=0
 for name in "${PACKAGES[@]}"; do
+    if [ "$name" = unsloth_zoo ] && ! compgen -G ".whl/unsloth-*.whl" >/dev/null; then
+        echo "unsloth_zoo: skipped with unsloth" | tee -a .whl/SKIPPED; continue
+    fi
     pinned=$(version "$name")
     [ -n "$pinned" ] || pinned=$("$PY" -c "from ffc.compiler.resolve import TESTED_VERSIONS as t; print(t.get('$name', ''))")
     spec=$name${pinned:+==$pinned}

@@ -7,7 +7,9 @@ parameters, 151,936-token vocabulary) trained through ffc-built run directories 
 (padding-free batches, chunked loss): bf16 LoRA and full SFT (tokens/s, MFU = 6·N·tokens/s ÷ 790
 TFLOP/s, peak memory), the padded batch and Liger for comparison, QLoRA when bitsandbytes is
 installed, DPO, GRPO with transformers generation, and serve.py streaming an answer; plus
-packed-vs-separate logits of the same samples on the GPU. ``--dry-run`` builds every run directory it
+packed-vs-separate logits of the same samples on the GPU; then issue 15's GPU-only paths (shift_attn,
+LoftQ, torchao int4, fp8, Unsloth, GPTQ export: docs/methods.md) as far as the machine has their packages
+(``--only NAME,...`` runs a subset). ``--dry-run`` builds every run directory it
 would launch and writes the model's config and tokenizer, without torch or a GPU (the test suite runs
 it). Missing packages travel as wheels: scripts/fetch_gpu_wheels.sh.
 """
@@ -90,6 +92,35 @@ def runs(steps: int, have: set[str]) -> dict[str, dict]:
         "training.max_steps": max(2, steps // 4),
         "training.include_num_input_tokens_seen": False,
     }
+    out.update(method_runs(sft, steps, have))
+    return out
+
+
+def method_runs(sft: dict, steps: int, have: set[str]) -> dict[str, dict]:
+    """Issue 15's GPU-only paths (docs/methods.md): each trains a few steps; export_* runs then run export.py.
+    Only those whose packages the GPU machine has (unsloth, 28 MiB, does not fit fetch_gpu_wheels.sh's budget;
+    gptqmodel has no wheel on the index, only a source archive that compiles CUDA kernels)."""
+    short = {**sft, "training.max_steps": max(2, steps // 5), "training.include_num_input_tokens_seen": False}
+    out = {"sft_shift_attn": {**short, "model.shift_attn": True}}  # S2-Attn at cutoff 1024: four groups of 256
+    if "bitsandbytes" in have:
+        out["sft_qlora_loftq"] = {**short, "model.quantization_bit": 4, "method.loftq_init": True}
+    if "torchao" in have:
+        out["sft_qlora_torchao_int4"] = {
+            **short, "model.quantization_method": "torchao", "model.quantization_bit": 4
+        }  # fmt: skip
+        out["sft_fp8"] = {**short, "training.bf16": False, "training.fp8": True, "training.fp8_backend": "torchao"}
+    if "unsloth" in have:
+        out["sft_unsloth"] = {**short, "model.use_unsloth": True, "model.use_unsloth_gc": True}
+        if "bitsandbytes" in have:
+            out["sft_unsloth_qlora"] = {**short, "model.use_unsloth": True, "model.quantization_bit": 4}
+    if "gptqmodel" in have and "optimum" in have:
+        out["export_gptq"] = {
+            **short,
+            "export.export_quantization_bit": 4,
+            "export.export_quantization_dataset": "calibration.jsonl",  # written by prepare(), next to the specs
+            "export.export_quantization_nsamples": 16,
+            "export.export_quantization_maxlen": 256,
+        }
     return out
 
 
@@ -101,6 +132,12 @@ def prepare(work: Path, dry_run: bool) -> Path:
     data = work / "data"
     if not (data / "dataset_info.json").exists():
         write_demo_data(data)
+    calibration = work / "specs" / "calibration.jsonl"  # GPTQ calibration text (export_gptq)
+    calibration.parent.mkdir(parents=True, exist_ok=True)
+    from ffc.devtools.demo import corpus
+
+    text = " ".join(corpus())
+    calibration.write_text("".join(json.dumps({"text": text[i : i + 4000]}) + "\n" for i in range(0, 40000, 4000)))
     model_dir = work / "qwen2.5-0.5b-shaped"
     model_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / "tokenizer.json").exists():
@@ -154,6 +191,9 @@ finally:
 def train(run_dir: Path, timeout: int) -> dict:
     started = time.time()
     proc = subprocess.run([sys.executable, "-c", RUNNER], cwd=run_dir, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode == 0 and run_dir.name.startswith("export_"):  # then the export script (GPTQ)
+        left = max(1, int(timeout - (time.time() - started)))
+        proc = subprocess.run([sys.executable, "export.py"], cwd=run_dir, capture_output=True, text=True, timeout=left)
     result = {"ok": proc.returncode == 0, "wall_s": time.time() - started}
     if proc.returncode:
         result["error"] = (proc.stderr or proc.stdout)[-1500:]
@@ -295,13 +335,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gpu-results.md")
     parser.add_argument("--timeout", type=int, default=150, help="seconds allowed to each training run")
     parser.add_argument("--budget", type=int, default=540, help="seconds for the whole check: later runs are skipped")
+    parser.add_argument("--only", help="comma-separated run names (e.g. sft_lora,sft_shift_attn): run just these")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args.work.mkdir(parents=True, exist_ok=True)
 
     have, skipped = set(), []
-    for module, what in (("liger_kernel", "Liger on/off"), ("bitsandbytes", "QLoRA")):
+    modules = (
+        ("liger_kernel", "Liger on/off"),
+        ("bitsandbytes", "QLoRA and LoftQ"),
+        ("torchao", "torchao int4 and fp8"),
+        ("unsloth", "Unsloth"),
+        ("optimum", "GPTQ export"),
+        ("gptqmodel", "GPTQ export"),
+    )
+    for module, what in modules:
         try:
             __import__(module) if not args.dry_run else None
             have.add(module)
@@ -309,6 +358,11 @@ def main() -> int:
             skipped.append(f"{what} ({module} not installed)")
     model_dir = prepare(args.work, args.dry_run)
     plan = runs(args.steps, have)
+    if args.only:
+        unknown = set(args.only.split(",")) - set(plan)
+        if unknown:
+            parser.error(f"--only: no run named {', '.join(sorted(unknown))} (runs: {', '.join(plan)})")
+        plan = {name: overrides for name, overrides in plan.items() if name in args.only.split(",")}
     run_dirs = {name: build(args.work, model_dir, name, overrides) for name, overrides in plan.items()}
     if args.dry_run:
         for name, run_dir in run_dirs.items():
@@ -338,10 +392,11 @@ def main() -> int:
         print(name, json.dumps({k: v for k, v in results[name].items() if k != "error"}), flush=True)
         if not results[name]["ok"]:
             print(results[name]["error"], flush=True)
-    serve = serve_stream(run_dirs["sft_lora"]) if results["sft_lora"]["ok"] else {"ok": False, "error": "no model"}
+    trained = results.get("sft_lora", {}).get("ok")
+    serve = serve_stream(run_dirs["sft_lora"]) if trained else {"ok": False, "error": "sft_lora did not train here"}
     print("serve:", serve, flush=True)
     report(args.out, params, results, logits, serve, skipped)
-    return 0 if all(r["ok"] for r in results.values()) and serve.get("ok") else 1
+    return 0 if all(r["ok"] for r in results.values()) and (serve.get("ok") or "sft_lora" not in plan) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check (scripts/gpu_check.py): lean SFT, LoRA/full/QLoRA, Liger, DPO, GRPO and serve on one GPU,
-# results in docs/gpu-results.md. Under 10 minutes on one H200.
+# results in docs/gpu-results.md. Under 10 minutes on one H200; then issue 15's GPU-only paths (docs/methods.md)
+# while the --budget lasts, or just those: --only sft_shift_attn,sft_qlora_loftq,sft_qlora_torchao_int4,sft_fp8,...
 #
 #   bash scripts/fetch_gpu_wheels.sh        # here, with network: the packages the GPU image lacks, into .whl/
 #   bash scripts/gpu_check.sh               # on the GPU machine (carry .whl with the checkout)

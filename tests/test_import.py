@@ -220,7 +220,7 @@ def test_user_deepspeed_file_must_agree_with_the_section(lf, write_spec, tmp_pat
 @pytest.mark.parametrize(
     "extra,named",
     [
-        ("use_unsloth: true\n", "Unsloth"),
+        ("export_hub_model_id: me/x\n", "pushing the export to the Hub"),
         ("adapter_name_or_path: saves/x\n", "existing adapter"),
         ("pref_loss: kto_pair\n", "kto_pair"),
         ("flash_attn: fa3\n", "flash_attn"),

@@ -70,6 +70,35 @@ def _train_py(demo, tmp_path, overrides):
     return files["train.py"].decode()
 
 
+def six_steps(model, optimizer) -> list[float]:
+    """The losses of six optimizer steps on one random batch (the Trainer's loop is the same for all)."""
+    import torch
+
+    ids = torch.randint(5, 200, (4, 32))
+    losses = []
+    for _ in range(6):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def adapter_changes_the_base(demo, adapter) -> bool:
+    """The saved adapter loads with PEFT onto the demo model and changes its logits."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 60, 70, 80, 90]])
+    base = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
+    with torch.no_grad():
+        plain = base(input_ids=ids).logits
+        tuned = PeftModel.from_pretrained(base, adapter).eval()(input_ids=ids).logits
+    return not torch.allclose(plain, tuned, atol=1e-4)
+
+
 def test_code_only_when_used(demo, tmp_path):
     plain = _train_py(demo, tmp_path, [])
     assert "ffc.runtime.tuning" not in plain and "neftune" not in plain and "init_lora_weights" not in plain
@@ -131,10 +160,6 @@ def test_requirements_name_the_packages_used(demo, tmp_path):
 
 @pytest.mark.slow
 def test_lora_plus_pissa_neftune_upcast_train_and_load_with_peft(demo, tmp_path):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     overrides = [
         "training.max_steps=8", "training.logging_steps=1", "method.loraplus_lr_ratio=16", "method.pissa_init=true", "method.pissa_convert=true",
         "training.neftune_noise_alpha=5", "model.upcast_layernorm=true", "model.upcast_lmhead_output=true",
@@ -145,12 +170,7 @@ def test_lora_plus_pissa_neftune_upcast_train_and_load_with_peft(demo, tmp_path)
     assert json.loads((output / "adapter_config.json").read_text())["init_lora_weights"] == "pissa_niter_16"
     converted = output / "pissa_converted"
     assert json.loads((converted / "adapter_config.json").read_text())["init_lora_weights"] is True
-    ids = torch.tensor([[5, 60, 70, 80, 90]])
-    base = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
-    with torch.no_grad():
-        plain = base(input_ids=ids).logits
-        tuned = PeftModel.from_pretrained(base, converted).eval()(input_ids=ids).logits
-    assert not torch.allclose(plain, tuned, atol=1e-4)  # a plain LoRA on the original base that changes it
+    assert adapter_changes_the_base(demo, converted)  # a plain LoRA on the original base
 
 
 @pytest.mark.slow
@@ -197,34 +217,19 @@ def test_optimizers_built_by_the_runtime_lower_the_loss(demo, name):
         )
     else:
         optimizer = getattr(tuning, f"{name}_optimizer")(model, args)
-    ids = torch.randint(5, 200, (4, 32))
-    losses = []
-    for _ in range(6):
-        loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
+    losses = six_steps(model, optimizer)
     assert losses[-1] < losses[0] - 0.1, losses
 
 
 @pytest.mark.slow
 def test_oft_trains_and_loads_with_peft(demo, tmp_path):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
 
     overrides = ["training.max_steps=8", "training.logging_steps=1", "method.oft_block_size=16"]
     run, losses = run_training(demo, tmp_path, method="oft", overrides=overrides, lr=5e-3)
     assert losses[-1] < losses[0], losses
     output = run / "output"
     assert json.loads((output / "adapter_config.json").read_text())["peft_type"] == "OFT"
-    ids = torch.tensor([[5, 60, 70, 80, 90]])
-    base = AutoModelForCausalLM.from_pretrained(demo / "tiny-model")
-    with torch.no_grad():
-        plain = base(input_ids=ids).logits
-        tuned = PeftModel.from_pretrained(base, output).eval()(input_ids=ids).logits
-    assert not torch.allclose(plain, tuned, atol=1e-4)
+    assert adapter_changes_the_base(demo, output)
     assert 'ADAPTER = str(RUN_DIR / "output")' in (run / "chat.py").read_text()  # chat/serve/export apply it
 
 
