@@ -314,15 +314,15 @@ def test_image_urls_are_data_urls_unless_fetching_is_on():
 # --- the demo VLM end to end -------------------------------------------------------------------------------------
 
 
-def _demo_run(demo, tmp_path, max_steps=40):
+def _demo_run(demo, tmp_path, max_steps=40, model="tiny-vlm", template="qwen2_vl"):
     import subprocess
     import sys
 
     spec = tmp_path / "vl.yaml"
     spec.write_text(
-        f"name: vl\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\n"
+        f"name: vl\nmodel: {{model_name_or_path: {demo / model}}}\n"
         f"method: {{stage: sft, finetuning_type: lora, lora_rank: 16}}\n"
-        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: qwen2_vl, cutoff_len: 256}}\n"
+        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: {template}, cutoff_len: 256}}\n"
         f"training: {{learning_rate: 2.0e-3, max_steps: {max_steps}, per_device_train_batch_size: 8, gradient_accumulation_steps: 1, "
         "logging_steps: 5, save_strategy: 'no'}\nlogging: {report_to: [none]}\n"
         "inference: {temperature: 0, max_new_tokens: 8}\n"

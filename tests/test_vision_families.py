@@ -329,22 +329,9 @@ def test_lora_sft_on_images_trains_tiny_llava_exports_and_chats(demo, tmp_path):
     import subprocess
     import sys
 
-    from ffc.devtools.vlm import make_tiny_llava
+    from .test_vision import _demo_run
 
-    model = make_tiny_llava(tmp_path / "tiny-llava")
-    spec = tmp_path / "llava.yaml"
-    spec.write_text(
-        f"name: llava\nmodel: {{model_name_or_path: {model}}}\n"
-        "method: {stage: sft, finetuning_type: lora, lora_rank: 16}\n"
-        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: llava, cutoff_len: 256}}\n"
-        "training: {learning_rate: 2.0e-3, max_steps: 30, per_device_train_batch_size: 8, "
-        "gradient_accumulation_steps: 1, logging_steps: 5, save_strategy: 'no'}\nlogging: {report_to: [none]}\n"
-    )
-    run = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
+    run = _demo_run(demo, tmp_path, max_steps=30, model="tiny-llava", template="llava")
     preview = subprocess.run([sys.executable, "train.py", "--preview", "1"], cwd=run, capture_output=True, text=True)
     assert preview.returncode == 0, preview.stderr[-3000:]
     assert "USER: <image>×16\n" in preview.stdout  # 56 px through 14 px patches, CLS dropped; untrained
