@@ -160,6 +160,23 @@ def test_vision_templates_build_and_are_listed_where_text_templates_fail(tmp_pat
         build_files(load_spec(_vision_spec(tmp_path, "gemma" if name == "gemma3" else "vicuna")), tmp_path / "run2")
 
 
+def test_local_model_of_another_family_is_refused_at_build(demo, tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+
+    from .test_vision import _vision_spec
+
+    qwen = [f"model.model_name_or_path={demo / 'tiny-vlm'}"]
+    with pytest.raises(
+        SpecError,
+        match="is a qwen2_vl model, but chat template 'llava' is for llava models; set data.template to qwen2_vl",
+    ):
+        build_files(load_spec(_vision_spec(tmp_path, "llava"), qwen), tmp_path / "run")
+    build_files(load_spec(_vision_spec(tmp_path, "qwen2_vl"), qwen), tmp_path / "run")
+    llava = [f"model.model_name_or_path={demo / 'tiny-llava'}"]
+    build_files(load_spec(_vision_spec(tmp_path, "llava"), llava), tmp_path / "run2")
+
+
 # --- expansion: each <image> becomes exactly what the family's own transformers processor makes of it ----------
 
 # template -> (processor class, PIL image processor (class path, kwargs), processor settings, tokenizer's extra

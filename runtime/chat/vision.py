@@ -12,7 +12,7 @@ images goes with a template that can carry them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from .templates import Rendered, Segment
@@ -40,6 +40,7 @@ class VisionPlugin:
     marker: str  # one image as the official processor chat template writes it
     image_token: str  # the processor's placeholder inside ``marker`` (its ``image_token``)
     video_token: Optional[str] = None
+    model_types: tuple[str, ...] = ()  # config.json model types the template is for (the build checks local models)
 
     def block(self, kind: str, expansion) -> str:
         """The text of one image: ``marker`` with its placeholder replaced by the processor's ``expansion``
@@ -96,21 +97,37 @@ QWEN2_VL = VisionPlugin(
     marker="<|vision_start|><|image_pad|><|vision_end|>",
     image_token="<|image_pad|>",
     video_token="<|video_pad|>",
+    model_types=("qwen2_vl", "qwen2_5_vl"),
 )
-LLAVA = VisionPlugin(name="llava", marker="<image>\n", image_token="<image>")
+LLAVA = VisionPlugin(name="llava", marker="<image>\n", image_token="<image>", model_types=("llava",))
+IDEFICS3 = VisionPlugin(name="idefics3", marker="<image>", image_token="<image>", model_types=("idefics3",))
 # Chat template name -> its plugin (LLaMA-Factory's names). Qwen2.5-VL uses qwen2_vl (as in LLaMA-Factory); Qwen3-VL
 # marks images alike; LLaVA-NeXT writes images as LLaVA-1.5 does (the processor's anyres count differs).
 VISION_TEMPLATES: dict[str, VisionPlugin] = {
     "qwen2_vl": QWEN2_VL,
-    "qwen3_vl": QWEN2_VL,
+    "qwen3_vl": replace(QWEN2_VL, model_types=("qwen3_vl", "qwen3_vl_moe")),
     "llava": LLAVA,
-    "llava_next": VisionPlugin(name="llava_next", marker="<image>\n", image_token="<image>"),
-    "gemma3": VisionPlugin(name="gemma3", marker="<start_of_image>", image_token="<start_of_image>"),
-    "glm4v": VisionPlugin(name="glm4v", marker="<|begin_of_image|><|image|><|end_of_image|>", image_token="<|image|>"),
-    "intern_vl": VisionPlugin(name="intern_vl", marker="<IMG_CONTEXT>\n", image_token="<IMG_CONTEXT>"),
-    "idefics3": VisionPlugin(name="idefics3", marker="<image>", image_token="<image>"),
-    "smolvlm": VisionPlugin(name="smolvlm", marker="<image>", image_token="<image>"),
+    "llava_next": replace(LLAVA, name="llava_next", model_types=("llava_next",)),
+    "gemma3": VisionPlugin(
+        name="gemma3", marker="<start_of_image>", image_token="<start_of_image>", model_types=("gemma3",)
+    ),
+    "glm4v": VisionPlugin(
+        name="glm4v",
+        marker="<|begin_of_image|><|image|><|end_of_image|>",
+        image_token="<|image|>",
+        model_types=("glm4v", "glm4v_moe"),
+    ),
+    "intern_vl": VisionPlugin(
+        name="intern_vl", marker="<IMG_CONTEXT>\n", image_token="<IMG_CONTEXT>", model_types=("internvl",)
+    ),
+    "idefics3": IDEFICS3,
+    "smolvlm": replace(IDEFICS3, name="smolvlm", model_types=("smolvlm",)),
 }
+
+
+def templates_for(model_type: str) -> list[str]:
+    """The vision templates of a model type (config.json's ``model_type``)."""
+    return [name for name, plugin in VISION_TEMPLATES.items() if model_type in plugin.model_types]
 
 
 def vision_plugin(template: str) -> VisionPlugin:
