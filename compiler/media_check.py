@@ -15,7 +15,16 @@ from ffc.runtime.data.media import MEDIA_KEYS
 
 from .loader import Issue, LoadedSpec, SpecError
 
-VISION_STAGES = ("sft",)
+VISION_STAGES = ("sft", "dpo", "orpo", "simpo", "kto")
+# Stages that cannot take images yet, and why (the build error says it).
+VISION_REFUSED = {
+    "pt": "pre-training reads plain text, which has no place for images",
+    "rm": "the reward model is a sequence classifier, and transformers has no sequence-classification head for "
+    "vision-language models; train it on the text, or use dpo/kto with images",
+    "ppo": "PPO generates responses online, and ffc's PPO loop and reward model take text only; use dpo or kto",
+    "grpo": "GRPO would generate from the images, and ffc hands TRL's GRPOTrainer pre-tokenised text prompts only; "
+    "use dpo or kto",
+}
 VISION_METHODS = ("lora", "full")
 
 
@@ -70,7 +79,11 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
             continue
         said = f"dataset {name!r} has {' and '.join(kinds)}"
         if "videos" in kinds:
-            problems.append(f"{said}: ffc does not train on videos yet; use a dataset of images")
+            problems.append(
+                f"{said}: ffc does not train on videos yet (no frame sampling by model.video_fps/video_maxlen; "
+                "transformers' Qwen2-VL video processor also needs torchvision, which ffc's tested set does not "
+                "include); use a dataset of images, e.g. frames taken from the videos"
+            )
         template = spec.data.template
         if template not in VISION_TEMPLATES:
             fits = ", ".join(VISION_TEMPLATES)
@@ -79,8 +92,10 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"set data.template to one that has: {fits}"
             )
         if spec.method.stage not in VISION_STAGES:
+            why = VISION_REFUSED.get(spec.method.stage, "it is not supported yet")
             problems.append(
-                f"{said}: images are trained in stage {', '.join(VISION_STAGES)} so far, not {spec.method.stage}"
+                f"{said}: stage {spec.method.stage} cannot train on images ({why}); "
+                f"stages that can: {', '.join(VISION_STAGES)}"
             )
         if spec.method.finetuning_type not in VISION_METHODS:
             problems.append(

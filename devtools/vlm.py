@@ -3,7 +3,9 @@
 The model is Qwen2-VL's architecture shrunk (a 2-layer vision tower, a 2-layer language model)
 with random weights; its tokenizer is the demo tokenizer plus Qwen2-VL's vision tokens, and its
 processor is the PIL-based Qwen2-VL image processor transformers ships (no torchvision needed).
-The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions about them.
+The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions about them;
+``demo_vision_pairs`` (dpo, orpo, simpo) and ``demo_vision_kto`` ask the same questions with a right
+and a wrong answer.
 """
 
 from __future__ import annotations
@@ -74,17 +76,73 @@ def vision_rows(count: int, seed: int = 5) -> list[dict]:
     return rows
 
 
+def _wrong_answer(shape: str, color: str, rng: random.Random) -> tuple[str, str]:
+    """(question, wrong answer) about a picture of a ``color`` ``shape``."""
+    other_shape = rng.choice([s for s in SHAPES if s != shape])
+    other_color = rng.choice([c for c in sorted(SHAPE_COLORS) if c != color])
+    return rng.choice(
+        [
+            ("What shape is in the picture?", f"A {other_shape}."),
+            ("What color is the shape?", f"It is {other_color}."),
+            ("Describe the picture.", f"A {other_color} {other_shape}."),
+        ]
+    )
+
+
+def vision_pair_rows(count: int, seed: int = 6) -> list[dict]:
+    """sharegpt ranking rows with an image: the chosen answer describes the picture, the rejected one does not."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        shape, color, variant = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.randrange(VARIANTS)
+        question, wrong = _wrong_answer(shape, color, rng)
+        right = {"What shape is in the picture?": f"A {shape}.", "What color is the shape?": f"It is {color}."}
+        rows.append(
+            {
+                "conversations": [{"from": "human", "value": "<image>" + question}],
+                "chosen": {"from": "gpt", "value": right.get(question, f"A {color} {shape}.")},
+                "rejected": {"from": "gpt", "value": wrong},
+                "images": [f"demo_vision/{shape}_{color}_{variant}.png"],
+            }
+        )
+    return rows
+
+
+def vision_kto_rows(count: int, seed: int = 7) -> list[dict]:
+    """openai rows with an image, labelled desirable (a right answer) or not."""
+    rows = []
+    for i, pair in enumerate(vision_pair_rows(count, seed)):
+        good = i % 2 == 0
+        reply = (pair["chosen"] if good else pair["rejected"])["value"]
+        question = pair["conversations"][0]["value"]
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+        rows.append({"messages": messages, "label": good, "images": pair["images"]})
+    return rows
+
+
 VISION_DATASET_INFO = {
     "demo_vision": {
         "file_name": "demo_vision.json",
         "formatting": "openai",
         "columns": {"messages": "messages", "images": "images"},
-    }
+    },
+    "demo_vision_pairs": {
+        "file_name": "demo_vision_pairs.json",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"},
+    },
+    "demo_vision_kto": {
+        "file_name": "demo_vision_kto.json",
+        "formatting": "openai",
+        "columns": {"messages": "messages", "kto_tag": "label", "images": "images"},
+    },
 }
 
 
 def write_vision_data(folder: str | Path, size: int = 300) -> Path:
-    """The pictures, ``demo_vision.json`` and its entry added to the folder's dataset_info.json."""
+    """The pictures, ``demo_vision.json`` (with its pairs and KTO variants) and their entries added to the
+    folder's dataset_info.json."""
     folder = Path(folder)
     (folder / "demo_vision").mkdir(parents=True, exist_ok=True)
     for shape in SHAPES:
@@ -92,6 +150,8 @@ def write_vision_data(folder: str | Path, size: int = 300) -> Path:
             for variant in range(VARIANTS):
                 draw(shape, color, variant).save(folder / "demo_vision" / f"{shape}_{color}_{variant}.png")
     (folder / "demo_vision.json").write_text(json.dumps(vision_rows(size), indent=1) + "\n")
+    (folder / "demo_vision_pairs.json").write_text(json.dumps(vision_pair_rows(size), indent=1) + "\n")
+    (folder / "demo_vision_kto.json").write_text(json.dumps(vision_kto_rows(size), indent=1) + "\n")
     info_path = folder / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info.update(VISION_DATASET_INFO)

@@ -187,21 +187,34 @@ def generation_scores(prediction: str, reference: str) -> dict:
     return {"bleu-4": 100 * bleu, **rouge}
 
 
-def generate_batch(engine, prompts: list[list[int]], options) -> list[str]:
-    """Greedy responses to several prompts at once (left padding), cut at the template's stop strings."""
+def generate_batch(engine, prompts: list[list[int]], options, conversations: Optional[list] = None) -> list[str]:
+    """Greedy responses to several prompts at once (left padding), cut at the template's stop strings.
+
+    ``conversations``: the messages each prompt was rendered from; a vision engine takes their images
+    (in batch order, the order of the image tokens in the padded batch) and adds the pixels."""
     import torch
 
     ids, mask = pad_batch(prompts, engine.tokenizer.pad_token_id, left=True)
+    ids, mask = ids.to(engine.model.device), mask.to(engine.model.device)
     width = ids.shape[1]
     kwargs = engine._generate_kwargs(options.update(temperature=0))
+    if conversations is not None:
+        kwargs.update(engine.model_inputs([m for messages in conversations for m in messages], ids))
     with torch.no_grad():
-        out = engine.model.generate(
-            input_ids=ids.to(engine.model.device), attention_mask=mask.to(engine.model.device), **kwargs
-        )
+        out = engine.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
     texts = engine.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     for stop in options.stop:
         texts = [t.split(stop)[0] if stop else t for t in texts]
     return texts
+
+
+def with_images(row: dict) -> list[dict]:
+    """A prompt row's messages, its ``images`` (rows of datasets with an images column) on the first message,
+    where a vision engine reads them in order, one per ``<image>`` of the text."""
+    messages = list(row["messages"])
+    if row.get("images"):
+        messages[0] = {**messages[0], "images": list(row["images"])}
+    return messages
 
 
 def evaluate_generation(engine, rows: list[dict], output_dir: Path, batch_size: int = 4) -> dict:
@@ -211,8 +224,11 @@ def evaluate_generation(engine, rows: list[dict], output_dir: Path, batch_size: 
     with open(output_dir / "generated_predictions.jsonl", "w", encoding="utf-8") as f:
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            prompts = [engine.prompt_ids(row["messages"], row.get("system") or None) for row in batch]
-            for row, predict in zip(batch, generate_batch(engine, prompts, engine.defaults)):
+            conversations = [with_images(row) for row in batch]
+            prompts = [
+                engine.prompt_ids(messages, row.get("system") or None) for row, messages in zip(batch, conversations)
+            ]
+            for row, predict in zip(batch, generate_batch(engine, prompts, engine.defaults, conversations)):
                 scores = generation_scores(predict, row["answer"])
                 for key, value in scores.items():
                     totals[key] += value

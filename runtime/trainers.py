@@ -18,8 +18,10 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*experimental.*")
     from trl.experimental.cpo import CPOConfig, CPOTrainer
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    from trl.experimental.utils import DPODataCollatorWithPadding
 
 from .data.tokenize import IGNORE_INDEX
+from .data.vision_pairs import VisionBatchCollator
 
 # ORPOConfig and CPOConfig are re-exported: generated train.py imports them from here, under the
 # warning filter above.
@@ -30,6 +32,7 @@ __all__ = [
     "PretokenizedDPOTrainer",
     "PretokenizedKTOTrainer",
     "PretokenizedORPOTrainer",
+    "legacy_pair_collator",
     "to_legacy_pairs",
     "to_reward_pairs",
 ]
@@ -58,10 +61,34 @@ class PretokenizedKTOTrainer(KTOTrainer):
 
 
 class _LegacyPairs:
-    """ORPO and CPO (SimPO) take pairs in TRL's older column layout, built by ``to_legacy_pairs``."""
+    """ORPO and CPO (SimPO) take pairs in TRL's older column layout, built by ``to_legacy_pairs``.
+
+    Their forward pass gives the model tokens only; with images (``VisionBatchCollator`` put the pixels
+    in the batch) the model also gets the pixels and which tokens are image tokens."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A VisionBatchCollator wraps TRL's DPODataCollatorWithPadding: evaluation may rely on its batches.
+        self.use_dpo_data_collator = self.use_dpo_data_collator or isinstance(self.data_collator, VisionBatchCollator)
 
     def tokenize_row(self, feature, model=None):
         return feature
+
+    def concatenated_forward(self, model, batch):
+        pixels = {key: batch[key] for key in ("pixel_values", "image_grid_thw") if key in batch}
+        if not pixels:
+            return super().concatenated_forward(model, batch)
+        image_token_id = self.model.config.image_token_id
+
+        def forward(input_ids, **kwargs):
+            return model(input_ids, mm_token_type_ids=(input_ids == image_token_id).long(), **pixels, **kwargs)
+
+        return super().concatenated_forward(forward, batch)
+
+
+def legacy_pair_collator(pad_token_id: int):
+    """The collator ORPO and CPO use by default (for wrapping in a ``VisionBatchCollator``)."""
+    return DPODataCollatorWithPadding(pad_token_id=pad_token_id)
 
 
 class PretokenizedORPOTrainer(_LegacyPairs, ORPOTrainer):

@@ -38,36 +38,28 @@ def open_image(source, name: Optional[str] = None):
         raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
 
 
-MAX_IMAGE_BYTES = 32 * 1024 * 1024
-
-
 def open_url(url: str, fetch: bool = False):
     """A PIL image from an image_url of the API: a data: URL, or http(s) when ``fetch`` allows it. Never a
     local path: a client must not make the server read its files."""
-    import base64
-    import binascii
     import io
 
+    from .data.media import decode_data_url, download
+
     if url.startswith("data:"):
-        header, _, payload = url.partition(",")
-        if ";base64" not in header:
-            raise ImageError("a data: URL image must be base64 (data:image/png;base64,...)")
         try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            raise ImageError("the data: URL is not valid base64") from None
+            data = decode_data_url(url)
+        except ValueError as exc:
+            raise ImageError(str(exc)) from None
         return open_image(io.BytesIO(data), "the data: URL image")
     if url.startswith(("http://", "https://")):
         if not fetch:
             raise ImageError(
                 "this server does not download images (serve.fetch_image_urls is off): send the image as a data: URL"
             )
-        import urllib.request
-
-        with urllib.request.urlopen(url, timeout=20) as response:  # noqa: S310 (http(s) only, checked above)
-            data = response.read(MAX_IMAGE_BYTES + 1)
-        if len(data) > MAX_IMAGE_BYTES:
-            raise ImageError(f"the image at {url} is larger than {MAX_IMAGE_BYTES >> 20} MB")
+        try:
+            data = download(url)
+        except ValueError as exc:
+            raise ImageError(str(exc)) from None
         return open_image(io.BytesIO(data), url)
     raise ImageError("an image_url must be a data: URL (data:image/png;base64,...) or, where enabled, http(s)")
 
@@ -122,7 +114,7 @@ class VisionHFEngine(HFEngine):
             system=system or self.default_system, tools=tools, add_generation_prompt=True,
         )  # fmt: skip
         try:
-            text = self.images.plugin.expand(rendered, self.images.expansions(self._images(messages)))
+            text = self.images.expand(rendered, self._images(messages))
         except MediaError as exc:
             raise ImageError(str(exc)) from None
         ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]

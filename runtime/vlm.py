@@ -184,13 +184,16 @@ def merge_and_save_vlm(
     processor_dir: str,
     dtype: str = "bfloat16",
     shard_gb: float = 5,
+    default_system: Optional[str] = None,
 ):
     """Base (+ adapter, merged) -> ``export_dir``, with the tokenizer and the image processor the run
     trained with, so that ``AutoProcessor`` and ``AutoModelForImageTextToText`` (and vLLM) load it.
 
     The chat template saved is the model's own processor template, which renders image content parts
     (``{"type": "image"}``) as the processor expects; for qwen2_vl its text rendering is the one ffc
-    trains with (tests/test_vision.py checks both against the official template)."""
+    trains with (tests/test_vision.py checks both against the official template). The run's
+    ``default_system`` goes in front of it (``with_default_system``), as training rendered it.
+    transformers' Qwen2-VL ``AutoProcessor`` also builds the video processor, which needs torchvision."""
     from pathlib import Path
 
     import torch
@@ -205,7 +208,7 @@ def merge_and_save_vlm(
     tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
     official = AutoTokenizer.from_pretrained(model_path).chat_template
     if official:
-        tokenizer.chat_template = official
+        tokenizer.chat_template = with_default_system(official, default_system)
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB")
@@ -215,3 +218,18 @@ def merge_and_save_vlm(
     if settings.is_file():  # the processor's own settings (LLaVA's patch_size, ...) for AutoProcessor
         (export_dir / "processor_config.json").write_text(settings.read_text())
     return model, tokenizer
+
+
+def with_default_system(chat_template: str, system: Optional[str]) -> str:
+    """``chat_template`` (a model's own Jinja template) that adds ``system`` as the first message when a
+    conversation has none: the default system prompt the run trained with. Unchanged when ``system`` is empty."""
+    if not system:
+        return chat_template
+    from .chat.templates.jinja import jinja_str
+
+    prefix = (
+        "{%- if not messages or messages[0]['role'] != 'system' -%}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {jinja_str(system)}}}] + messages -%}}"
+        "{%- endif -%}"
+    )
+    return prefix + chat_template

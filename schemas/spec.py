@@ -325,6 +325,13 @@ class DataSection(Section):
     on_bad_row: Literal["error", "skip"] = Field(
         "error", description="A row that cannot be converted stops the run (error) or is skipped and counted (skip)."
     )
+    fetch_image_urls: bool = Field(
+        False,
+        description="Datasets with images: download images given as http(s) URLs when the data loads. Off by "
+        "default: training would then depend on those servers staying up and unchanged, and a dataset could make "
+        "the machine fetch any address; a URL image is a row error (say so with on_bad_row). Paths, image bytes "
+        "(Parquet) and data: URLs always work.",
+    )
     seed: Optional[int] = derived("Shuffle seed of the data (default: training.seed).")
 
     _split = field_validator("dataset", "eval_dataset", mode="before")(_split_names)

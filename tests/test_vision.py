@@ -117,7 +117,7 @@ def test_mllm_demo_loads_and_tokenises(demo):
     assert stats.kept == len(data) and stats.truncated == 0
     pad = tokenizer.convert_tokens_to_ids(plugin.image_token)
     for raw, row in zip(data, tokens):
-        assert row["input_ids"].count(pad) == sum(images.count(path) for path in raw["images"])
+        assert row["input_ids"].count(pad) == sum(images.tokens_of(path) for path in raw["images"])
         assert all(label == IGNORE_INDEX for token, label in zip(row["input_ids"], row["labels"]) if token == pad)
 
 
@@ -230,7 +230,7 @@ def test_text_template_with_image_data_fails_at_build(tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["method.stage=pt", "data.template=null"], "images are trained in stage sft so far, not pt"),
+        (["method.stage=pt", "data.template=null"], "stage pt cannot train on images"),
         (["method.finetuning_type=freeze"], "finetuning_type freeze is not supported with images"),
         (["data.packing=true"], "packing with images is refused"),
     ],

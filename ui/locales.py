@@ -225,6 +225,7 @@ ZH_HELP = {
     "data.enable_thinking": "推理模板（qwen3），含义同 LLaMA-Factory：true 训练推理内容，无推理的回答训练空 <think> 块；false 去掉所有推理（空块归入提示，不训练）；null 由数据决定。",
     "data.reasoning_turns": "推理模板：哪些回答保留推理。official：与模型官方模板一致（qwen3 只保留最后一条用户消息之后的）；all：每个回答都保留（LLaMA-Factory 的做法）。",
     "data.on_bad_row": "无法转换的行：停止运行（error），或跳过并计数（skip）。",
+    "data.fetch_image_urls": "含图像的数据集：加载数据时下载以 http(s) URL 给出的图像。默认关闭：训练会依赖这些服务器持续可用且内容不变，数据集也可能让机器访问任意地址；URL 图像会作为行错误处理（可用 on_bad_row 跳过）。文件路径、图像字节（Parquet）和 data: URL 始终可用。",
     "data.seed": "数据打乱的随机种子（默认：training.seed）。",
     "training.per_device_eval_batch_size": "评估时每个设备的样本数。",
     "training.warmup_ratio": "用于预热的步数比例。",

@@ -208,7 +208,9 @@ def _read(attr: DatasetAttr, dataset_dir: Path, streaming: bool, cache_dir: Opti
         raise _unreadable(attr, dataset_dir, exc) from None
 
 
-def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str, media_dir=None) -> dict:
+def _convert_batch(
+    batch: dict, indices: list[int], attr: DatasetAttr, kind: str, media_dir=None, fetch_urls: bool = False
+) -> dict:
     convert, keys = converter(kind)
     keys = keys + (list(MEDIA_KEYS) if media_dir is not None else [])
     out: dict = {key: [] for key in keys + ["_error", "_row"]}
@@ -218,7 +220,7 @@ def _convert_batch(batch: dict, indices: list[int], attr: DatasetAttr, kind: str
         try:
             converted, error = convert(row, attr), ""
             if media_dir is not None:  # images/videos: placeholders counted, files opened (see media)
-                converted = attach(row, converted, attr, media_dir, texts_of(converted))
+                converted = attach(row, converted, attr, media_dir, texts_of(converted), fetch_urls)
         except RowError as exc:
             converted, error = {}, str(exc)
         for key in keys:
@@ -286,6 +288,7 @@ def load_one(
     streaming: bool = False,
     seed: int = 42,
     cache_dir: Optional[str] = None,
+    fetch_image_urls: bool = False,
 ):
     raw = _read(attr, dataset_dir, streaming, cache_dir)
     where = dataset_dir / attr.path if attr.source == "file" else f"hub dataset {attr.path}"
@@ -309,7 +312,12 @@ def load_one(
             with_indices=True,
             remove_columns=columns,
             features=_converted_features(kind, media),
-            fn_kwargs={"attr": attr, "kind": kind, "media_dir": dataset_dir if media else None},
+            fn_kwargs={
+                "attr": attr,
+                "kind": kind,
+                "media_dir": dataset_dir if media else None,
+                "fetch_urls": fetch_image_urls,
+            },  # fmt: skip
             **({} if streaming else {"desc": f"converting {attr.name}"}),
         )
     except UnicodeDecodeError as exc:  # pyarrow's JSON reader keeps invalid UTF-8; reading the rows finds it

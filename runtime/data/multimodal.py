@@ -13,12 +13,13 @@ from typing import Iterable
 from ..chat.templates import ConversationError
 from ..chat.vision import MediaError, VisionPlugin, image_turns
 from ..errors import UserError
+from .media import image_source
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
 
 def open_images(images) -> list:
-    """RGB PIL images from paths (or PIL images)."""
+    """RGB PIL images from paths, data: URLs (Parquet bytes, base64) or PIL images."""
     from PIL import Image
 
     out = []
@@ -26,7 +27,7 @@ def open_images(images) -> list:
         if isinstance(image, Image.Image):
             out.append(image.convert("RGB"))
             continue
-        with Image.open(image) as opened:
+        with Image.open(image_source(image)) as opened:
             out.append(opened.convert("RGB"))
     return out
 
@@ -69,25 +70,39 @@ class ImageTokens:
         processed = self._process(images)
         return [self.processor.replace_image_token(processed, i) for i in range(len(images))]
 
-    def count(self, image) -> int:
+    def expand(self, rendered, images):
+        """``rendered`` with each ``<image>`` written as the processor writes that picture."""
+        return self.plugin.expand(rendered, self.expansions(images))
+
+    def tokens_of(self, image) -> int:
         """Vision tokens of one image (a path or a PIL image)."""
         block = self.plugin.block("image", self.expansions([image])[0])
-        ids = self.processor.tokenizer(block, add_special_tokens=False)["input_ids"]
+        return self.count(self.processor.tokenizer(block, add_special_tokens=False)["input_ids"])
+
+    def count(self, ids) -> int:
+        """Vision tokens among ``ids``."""
         return sum(token in self.vision_ids for token in ids)
 
-    def model_inputs(self, images, input_ids) -> dict:
-        """The pixels of ``images`` and the token types the model reads beside ``input_ids`` (a tensor)."""
+    def pixels(self, images) -> dict:
+        """The tensors of ``images`` the model reads (``pixel_values`` and what goes with them: grid sizes, ...)."""
+        if not images:
+            return {}
+        wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
+        return {k: v for k, v in self._process(images).items() if k in wanted}
+
+    def token_types(self, input_ids) -> dict:
+        """The token types the model reads beside ``input_ids`` (a tensor), e.g. ``mm_token_type_ids``."""
         import torch
 
-        out = {}
-        if images:
-            processed = self._process(images)
-            wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
-            out.update({k: v for k, v in processed.items() if k in wanted})
-        for key in ("mm_token_type_ids", "token_type_ids"):
-            if key in self.processor.model_input_names:
-                out[key] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids), dtype=torch.long)
-        return out
+        return {
+            key: torch.tensor(self.processor.create_mm_token_type_ids(input_ids), dtype=torch.long)
+            for key in ("mm_token_type_ids", "token_type_ids")
+            if key in self.processor.model_input_names
+        }
+
+    def model_inputs(self, images, input_ids) -> dict:
+        """The pixels of ``images`` and the token types of ``input_ids``."""
+        return {**self.pixels(images), **self.token_types(input_ids)}
 
 
 class VisionConversationEncoder(ConversationEncoder):
@@ -109,7 +124,7 @@ class VisionConversationEncoder(ConversationEncoder):
                     raise MediaError("videos are not supported yet: remove the videos column or use images")
                 rendered = self.render(messages, system, tools)
                 turns = image_turns(rendered)
-                rendered = self.images.plugin.expand(rendered, self.images.expansions(images))
+                rendered = self.images.expand(rendered, images)
                 prepared.append((rendered, turns, images))
             except (ConversationError, MediaError) as exc:
                 prepared.append(f"cannot render: {exc}")

@@ -6,6 +6,11 @@ character. The outputs are the processed columns TRL's trainers take
 (``prompt_ids``/``chosen_ids``/``rejected_ids``, ``prompt_ids``/``completion_ids``/``label``),
 so their own text-based tokenisation (which may add BOS/EOS the template does not
 render) is never used.
+
+Rows with images (a run built for a vision-language model) pass an ``ImageTokens``
+(``ffc.runtime.data.multimodal``): each prompt's ``<image>`` placeholders are written as the model's processor
+writes them, the rows keep their ``images`` (both responses of a pair share the prompt's), and
+``cutoff_len`` shortens only the responses, never the prompt that holds the vision tokens.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ffc.runtime.chat.templates import ChatTemplate, ConversationError
+from ffc.runtime.chat.vision import MediaError
 
 from .tokenize import MaskOptions, _special
 
@@ -22,10 +28,11 @@ class CompletionEncoder:
 
     columns: tuple[str, ...] = ()
 
-    def __init__(self, tokenizer, template: ChatTemplate, opts: MaskOptions):
+    def __init__(self, tokenizer, template: ChatTemplate, opts: MaskOptions, vision=None):
         self.tokenizer = tokenizer
         self.template = template
         self.opts = opts
+        self.vision = vision  # an ImageTokens when rows have images, else None
         self.bos, self.eos = _special(tokenizer, "bos_token"), _special(tokenizer, "eos_token")
         self.bos_id = tokenizer.bos_token_id if getattr(template, "add_bos_token", False) else None
 
@@ -35,15 +42,29 @@ class CompletionEncoder:
             tools=tools or None, add_generation_prompt=True, enable_thinking=self.opts.enable_thinking,
         ).text  # fmt: skip
 
-    def split_text(self, messages, response: str, system, tools) -> tuple[str, str]:
-        """(prompt text, completion text): the completion is the last response segment, end marker included."""
+    def split_text(self, messages, response: str, system, tools, images=()) -> tuple[str, str]:
+        """(prompt text, completion text): the completion is the last response segment, end marker included.
+        With images, their placeholders are expanded to the vision tokens the model sees."""
         rendered = self.template.render(
             list(messages) + [{"role": "assistant", "content": response}], bos=self.bos, eos=self.eos,
             system=system or self.opts.default_system, tools=tools or None, enable_thinking=self.opts.enable_thinking,
         )  # fmt: skip
+        if self.vision is not None:
+            rendered = self.vision.expand(rendered, images)
         last = max(i for i, s in enumerate(rendered.segments) if s.kind == "response")
         prompt = "".join(s.text for s in rendered.segments[:last])
         return prompt, rendered.segments[last].text
+
+    @property
+    def media_columns(self) -> tuple[str, ...]:
+        """Columns the tokenised rows keep for the collator: the image paths of rows with images."""
+        return ("images",) if self.vision is not None else ()
+
+    def _images(self, batch: dict) -> list:
+        return batch["images"] if self.vision is not None else [()] * len(batch["messages"])
+
+    def _media(self, images) -> dict:
+        return {"images": list(images)} if self.vision is not None else {}
 
     def tokenize_split(self, texts: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
         """Tokenise each prompt+completion as one string; split at the completion's first character."""
@@ -60,11 +81,21 @@ class CompletionEncoder:
 
     def fit(self, prompt_ids: list[int], completions: list[list[int]]) -> tuple[list[int], list[list[int]], bool]:
         """Shorten to ``cutoff_len`` (prompt + longest completion): completions keep at least half,
-        the prompt keeps its start and the template's tail (the assistant header)."""
+        the prompt keeps its start and the template's tail (the assistant header). A prompt with images
+        is never cut (that would cut through vision tokens): the completions are, and when the prompt
+        alone fills ``cutoff_len`` a ``MediaError`` says so."""
         cutoff = self.opts.cutoff_len
         longest = max(len(c) for c in completions)
         if len(prompt_ids) + longest <= cutoff:
             return prompt_ids, completions, False
+        if self.vision is not None:
+            room = cutoff - len(prompt_ids)
+            if room < 1:
+                raise MediaError(
+                    f"the prompt with its images ({self.vision.count(prompt_ids)} vision tokens) leaves no room for "
+                    "the response within cutoff_len; raise data.cutoff_len or lower image_max_pixels"
+                )
+            return prompt_ids, [c[:room] for c in completions], True
         budget = min(longest, max(cutoff // 2, cutoff - len(prompt_ids)))
         prompt_budget = cutoff - budget
         tail = min(8, prompt_budget // 2, len(prompt_ids))
@@ -80,31 +111,39 @@ class PairEncoder(CompletionEncoder):
     """Preference rows -> ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (rm, dpo, orpo, simpo)."""
 
     def encode_batch(self, batch: dict) -> dict:
-        out = _columns("prompt_ids", "chosen_ids", "rejected_ids")
+        out = _columns("prompt_ids", "chosen_ids", "rejected_ids", *self.media_columns)
         texts, drops = [], []
-        for messages, chosen, rejected, system, tools in zip(
-            batch["messages"], batch["chosen"], batch["rejected"], batch["system"], batch["tools"]
+        for messages, chosen, rejected, system, tools, images in zip(
+            batch["messages"], batch["chosen"], batch["rejected"], batch["system"], batch["tools"], self._images(batch)
         ):
             try:
                 texts += [
-                    self.split_text(messages, chosen, system, tools),
-                    self.split_text(messages, rejected, system, tools),
+                    self.split_text(messages, chosen, system, tools, images),
+                    self.split_text(messages, rejected, system, tools, images),
                 ]
                 drops.append("")
-            except ConversationError as exc:
+            except (ConversationError, MediaError) as exc:
                 texts += [("", ""), ("", "")]
                 drops.append(f"cannot render: {exc}")
+            except OSError as exc:  # an image changed since loading checked it
+                texts += [("", ""), ("", "")]
+                drops.append(f"cannot read an image: {exc}")
         pieces = self.tokenize_split(texts)
-        for i, drop in enumerate(drops):
+        for i, (drop, images) in enumerate(zip(drops, self._images(batch))):
             (prompt, chosen), (prompt_r, rejected) = pieces[2 * i], pieces[2 * i + 1]
             if not drop and prompt != prompt_r:
                 drop = "the chosen and rejected renderings disagree on the prompt"
             if not drop and not (chosen and rejected):
                 drop = "empty response"
+            media = self._media(images)
+            if not drop:
+                try:
+                    prompt, (chosen, rejected), truncated = self.fit(prompt, [chosen, rejected])
+                except MediaError as exc:
+                    drop = str(exc)
             if drop:
-                _add(out, drop=drop, prompt_ids=[], chosen_ids=[], rejected_ids=[])
+                _add(out, drop=drop, prompt_ids=[], chosen_ids=[], rejected_ids=[], **media)
                 continue
-            prompt, (chosen, rejected), truncated = self.fit(prompt, [chosen, rejected])
             _add(
                 out,
                 truncated=truncated,
@@ -112,6 +151,7 @@ class PairEncoder(CompletionEncoder):
                 prompt_ids=prompt,
                 chosen_ids=chosen,
                 rejected_ids=rejected,
+                **media,
             )
         return out
 
@@ -120,20 +160,32 @@ class KTOEncoder(CompletionEncoder):
     """Labelled conversations -> ``prompt_ids``, ``completion_ids``, ``label`` (kto)."""
 
     def encode_batch(self, batch: dict) -> dict:
-        out = _columns("prompt_ids", "completion_ids", "label")
+        out = _columns("prompt_ids", "completion_ids", "label", *self.media_columns)
         texts, drops = [], []
-        for messages, system, tools in zip(batch["messages"], batch["system"], batch["tools"]):
+        for messages, system, tools, images in zip(
+            batch["messages"], batch["system"], batch["tools"], self._images(batch)
+        ):
             try:
-                texts.append(self.split_text(messages[:-1], messages[-1]["content"], system, tools))
+                texts.append(self.split_text(messages[:-1], messages[-1]["content"], system, tools, images))
                 drops.append("")
-            except ConversationError as exc:
+            except (ConversationError, MediaError) as exc:
                 texts.append(("", ""))
                 drops.append(f"cannot render: {exc}")
-        for (prompt, completion), drop, label in zip(self.tokenize_split(texts), drops, batch["label"]):
-            if drop or not completion:
-                _add(out, drop=drop or "empty response", prompt_ids=[], completion_ids=[], label=label)
+            except OSError as exc:  # an image changed since loading checked it
+                texts.append(("", ""))
+                drops.append(f"cannot read an image: {exc}")
+        rows = zip(self.tokenize_split(texts), drops, batch["label"], self._images(batch))
+        for (prompt, completion), drop, label, images in rows:
+            media = self._media(images)
+            drop = drop or ("" if completion else "empty response")
+            if not drop:
+                try:
+                    prompt, (completion,), truncated = self.fit(prompt, [completion])
+                except MediaError as exc:
+                    drop = str(exc)
+            if drop:
+                _add(out, drop=drop, prompt_ids=[], completion_ids=[], label=label, **media)
                 continue
-            prompt, (completion,), truncated = self.fit(prompt, [completion])
             _add(
                 out,
                 truncated=truncated,
@@ -141,6 +193,7 @@ class KTOEncoder(CompletionEncoder):
                 prompt_ids=prompt,
                 completion_ids=completion,
                 label=label,
+                **media,
             )
         return out
 
