@@ -183,7 +183,7 @@ def test_preference_stages_build_the_vision_path(demo, tmp_path, stage, dataset,
     spec = load_spec(_spec(demo, tmp_path, stage, dataset), overrides)
     write_run(run, build_files(spec, run)[1])
     train = (run / "train.py").read_text()
-    for marker in ("AutoModelForImageTextToText", "VisionInputs(", "VisionBatchCollator(", "for_trl(", "media=True"):
+    for marker in ("AutoModelForImageTextToText", "ImageTokens(", "VisionBatchCollator(", "for_trl(", "media=True"):
         assert marker in train
     assert "AutoModelForCausalLM" not in train
     assert ("freeze_parts(" in train) == (method == "full") and ("lora_targets(model)" in train) == (method == "lora")
