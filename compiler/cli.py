@@ -382,6 +382,40 @@ def ui(
 
 
 @app.command()
+def models(
+    query: Optional[str] = typer.Argument(None, help="Words the name, hub id, family or template must contain."),
+    family: Optional[str] = typer.Option(None, "--family", help="Only this family (e.g. qwen3, llama3, gemma)."),
+    vision: Optional[bool] = typer.Option(
+        None, "--vision/--text", help="Only models that take images (--vision) or only text models (--text)."
+    ),
+    max_size: Optional[float] = typer.Option(
+        None, "--max-size", help="Only models of at most this many billion parameters."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
+):
+    """List the model catalogue: hub id, size, modalities, chat template, context length, licence."""
+    from .catalogue import families, search
+
+    found = search(query or "", family or "", vision, max_size)
+    if family and family.lower() not in families():
+        _fail(f"--family {family!r}: the catalogue's families are {', '.join(families())}")
+    if as_json:
+        rows = [
+            dict(name=m.name, hub_id=m.hub_id, family=m.family, size=m.size, params=m.params, modalities=m.modalities,
+                 template=m.template, context=m.context, licence=m.licence)
+            for m in found
+        ]  # fmt: skip
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        _fail("no catalogue model matches; `ffc models` lists them all (any hub id or local path works in a spec too)")
+    typer.echo(f"{'hub id':45} {'size':>6} {'modalities':11} {'template':15} {'context':>8}  licence")
+    for m in found:
+        typer.echo(f"{m.hub_id:45} {m.size:>6} {m.modalities:11} {m.template:15} {m.context:>8}  {m.licence}")
+    typer.echo(f"\n{len(found)} models. In a spec: model.model_name_or_path: HUB_ID and data.template: TEMPLATE.")
+
+
+@app.command()
 def templates(
     check: Optional[Path] = typer.Option(
         None, "--check", help="A model directory: compare ffc's template with the model's own chat_template."

@@ -107,8 +107,23 @@ def compare_runs(paths: list[Path]) -> Comparison:
     runs = [read_run(Path(p), name) for p, name in zip(paths, _names([Path(p) for p in paths]))]
     known = [r for r in runs if r.settings]
     keys = sorted({k for r in known for k in r.settings})
-    differing = [k for k in keys if len({json.dumps(r.settings.get(k, MISSING), sort_keys=True) for r in known}) > 1]
+    differing = [
+        k
+        for k in keys
+        if len({json.dumps(r.settings.get(k, MISSING), sort_keys=True) for r in known}) > 1
+        and not _repeats_the_name(k, known)
+    ]
     return Comparison(runs, differing)
+
+
+def _repeats_the_name(key: str, runs: list) -> bool:
+    """Settings that only restate each run's own name (name, logging.run_name, serve.model_name as
+    derived from it) differ by construction and say nothing the table's header does not."""
+    return (
+        key != "name"
+        and all(r.settings.get(key) == r.settings.get("name") for r in runs)
+        or (key == "name" and all(r.settings.get("name") == r.name for r in runs))
+    )
 
 
 def _cell(value) -> str:

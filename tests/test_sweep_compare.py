@@ -140,3 +140,18 @@ def test_cli_import_does_not_load_matplotlib():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "False"
     )
+
+
+def test_compare_leaves_out_settings_that_only_restate_the_run_name(tmp_path):
+    runs = []
+    for name, lr in (("a", 0.001), ("b", 0.002)):
+        spec = {"name": name, "logging": {"run_name": name}, "serve": {"model_name": name}, "training": {"lr": lr}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ffc.lock.json").write_text(json.dumps({"spec": spec}))
+        runs.append(tmp_path / name)
+    assert comparing.compare_runs(runs).differing == ["training.lr"]
+    # A name that is not the folder's, or a run_name of its own, is a real difference and stays.
+    lock = json.loads((runs[1] / "ffc.lock.json").read_text())
+    lock["spec"].update(name="other", logging={"run_name": "mine"})
+    (runs[1] / "ffc.lock.json").write_text(json.dumps(lock))
+    assert comparing.compare_runs(runs).differing == ["logging.run_name", "name", "serve.model_name", "training.lr"]

@@ -101,6 +101,7 @@ def set_text(driver, elem_id, value):
     box.send_keys(Keys.BACKSPACE)
     box.send_keys(str(value))
     box.send_keys(Keys.TAB)  # Gradio commits the value on blur
+    close_menu(driver)
 
 
 def choose(driver, elem_id, value):
@@ -113,6 +114,13 @@ def choose(driver, elem_id, value):
     time.sleep(0.3)
     box.send_keys(Keys.ENTER)
     box.send_keys(Keys.TAB)
+    close_menu(driver)
+
+
+def close_menu(driver):
+    """Tab may land on a menu (the essentials put the template menu next to the model box), which opens its
+    list over the fields below it: Escape closes it, and does nothing in a text box."""
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
 
 
 def click(driver, elem_id):
@@ -179,6 +187,18 @@ def wait_for(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def wait_for_reply(driver, sent: str) -> list:
+    """The chat's messages once the model answered ``sent`` (the first message)."""
+
+    def reply():
+        texts = [b.text.strip() for b in driver.find_elements(By.CSS_SELECTOR, "#chatbot .message")]
+        return len(texts) >= 2 and texts[-1] and texts[-1] != sent and texts
+
+    texts = wait_for(reply, 180, "a reply")
+    assert texts[0] == sent and "start the model server" not in texts[-1], texts
+    return texts
+
+
 # -- the walk-through -------------------------------------------------------------------------------------
 
 
@@ -196,6 +216,7 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     choose(d, "field-data-template", "chatml")
     set_text(d, "field-data-cutoff-len", "128")
     set_text(d, "field-training-max-steps", "16")
+    open_section(d, "training")  # everything beyond the essentials is in the closed Advanced sections
     set_text(d, "field-training-logging-steps", "2")
     set_text(d, "field-training-per-device-train-batch-size", "4")
     open_section(d, "inference")
@@ -267,13 +288,7 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
     set_text(d, "chat-input", "Hello there")
     click(d, "send-button")
 
-    def reply():
-        bubbles = d.find_elements(By.CSS_SELECTOR, "#chatbot .message")
-        texts = [b.text.strip() for b in bubbles]
-        return len(texts) >= 2 and texts[-1] and texts[-1] != "Hello there" and texts
-
-    texts = wait_for(reply, 180, "a reply")
-    assert texts[0] == "Hello there" and "start the model server" not in texts[-1]
+    wait_for_reply(d, "Hello there")
     shot(d, shots, "07-chat.png")
     click(d, "server-stop")
 
@@ -324,7 +339,8 @@ def test_configure_preview_build_train_chat(ui, browser, shots):
         "Chinese tabs",
     )
     tab(d, "配置")
-    assert "学习率 (learning_rate)" in d.find_element(By.ID, "field-training-learning-rate").text
+    learning_rate = d.find_element(By.ID, "field-training-learning-rate").text
+    assert "学习率" in learning_rate and "YAML 键：training.learning_rate" in learning_rate
     _input(d, "language").send_keys(Keys.ESCAPE)  # close the language list
     shot(d, shots, "11-chinese.png")
     assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]

@@ -128,8 +128,9 @@ def test_api_calls_cannot_reach_outside_the_workspace(servers):
 
         (update,) = call(client, url, "on_dataset_dir", str(outside / "data"), [], "en")[1]
         assert update["choices"] == [] and "not read" in update["info"] and "outside the workspace" in update["info"]
-        (rows,) = call(client, url, "on_dataset_preview", "en", *_dataset_preview_form(outside / "data"))[1]
+        rows, images = call(client, url, "on_dataset_preview", "en", *_dataset_preview_form(outside / "data"))[1]
         assert "outside the workspace" in rows and "s.json" not in rows  # s.json: the registry's content
+        assert not images.get("value") and images.get("visible") is False  # no thumbnails of files outside
 
         for run in ("../../outside/runs/evil", str(outside / "runs" / "evil")):
             # Gradio refuses names its run menu does not offer; the handler refuses what is not a run name.

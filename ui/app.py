@@ -16,6 +16,8 @@ from typing import Any, Optional, Sequence
 import gradio as gr
 from starlette.middleware import Middleware
 
+from ffc.compiler import catalogue
+
 from . import form, locales
 from .handlers import App
 from .jobs import Workspace
@@ -54,11 +56,12 @@ class Translated:
 
 def _widget(field: form.FormField, value: Any, lang: str):
     common = dict(
-        label=locales.label(field.path, lang),
-        info=locales.help_text(field.path, field.description, lang),
+        **{attr: Translated._resolve(text, lang) for attr, text in _field_texts(field).items()},
         elem_id=field.elem_id,
         interactive=True,
     )
+    if field.path == "name":
+        return gr.Textbox(value=value, **common)
     if field.path == "data.dataset" or field.path == "data.eval_dataset":
         return gr.Dropdown(choices=[], value=value or [], multiselect=True, allow_custom_value=True, **common)
     if field.path == "data.template":
@@ -103,12 +106,25 @@ def _script_tab(kind: str, tr: Translated):
 
 
 def _field_texts(field: form.FormField) -> dict:
-    if field.path == "name":
-        return {"label": "run_name", "info": "run_name_info"}
+    if field.path in locales.HUMAN_LABEL:  # the essentials: a human name, the YAML key as the help's last line
+        return {
+            "label": lambda lang: locales.essential_label(field.path, lang),
+            "info": lambda lang: locales.essential_help(
+                field.path, locales.text("run_name_info", lang) if field.path == "name" else field.description, lang
+            ),
+        }
     return {
         "label": lambda lang: locales.label(field.path, lang),
         "info": lambda lang: locales.help_text(field.path, field.description, lang),
     }
+
+
+def _field_widget(field: form.FormField, values: dict, lang: str, tr: Translated, widgets: dict):
+    widgets[field.path] = tr.add(_widget(field, values[field.path], lang), _field_texts(field))
+
+
+def _model_choices() -> list[tuple[str, str]]:
+    return [(model.label(), model.hub_id) for model in catalogue.MODELS]
 
 
 def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
@@ -142,30 +158,55 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                     save_path = tr(gr.Textbox, {"label": "save_path"}, elem_id="save-path", scale=3)
                     save_button = tr(gr.Button, {"value": "save"}, elem_id="save-button", scale=1)
                 file_status = gr.Markdown(elem_id="file-status")
-                for section in form.SECTIONS:
-                    title = {"label": lambda lang, section=section: locales.section_title(section, lang)}
-                    with tr(gr.Accordion, title, open=section in form.OPEN_SECTIONS, elem_id=f"section-{section}"):
-                        for field in form.FIELDS:
-                            if form.section_of(field) != section:
-                                continue
-                            if field.path == "name":
-                                widgets["name"] = tr(
-                                    gr.Textbox, _field_texts(field), value=values["name"], elem_id="field-name"
-                                )
-                            else:
-                                widgets[field.path] = tr.add(
-                                    _widget(field, values[field.path], lang), _field_texts(field)
-                                )
-                            if field.path == "model.model_name_or_path":
-                                suggestion = gr.Markdown(elem_id="template-suggestion")
-                        if section == "data":
-                            preview_data_button = tr(
-                                gr.Button, {"value": "dataset_preview"}, elem_id="dataset-preview-button"
-                            )
+                # The essentials: what nearly every run sets, with human labels, and the live memory estimate.
+                with gr.Group(elem_id="essentials"):
+                    tr(
+                        gr.Markdown,
+                        {"value": lambda lang: f"### {locales.text('essentials', lang)}\n"
+                         f"{locales.text('essentials_intro', lang)}"},
+                        elem_id="essentials-title",
+                    )  # fmt: skip
+                    model_picker = tr(
+                        gr.Dropdown, {"label": "model_picker", "info": "model_picker_info"}, choices=_model_choices(),
+                        value=None, filterable=True, elem_id="model-picker",
+                    )  # fmt: skip
+                    for row in form.ESSENTIAL_ROWS:
+                        with gr.Row(equal_height=True):
+                            for path in row:
+                                _field_widget(form.BY_PATH[path], values, lang, tr, widgets)
+                        if "model.model_name_or_path" in row:
+                            suggestion = gr.Markdown(elem_id="template-suggestion")
+                        if "data.dataset" in row:
+                            with gr.Row():
+                                preview_data_button = tr(
+                                    gr.Button, {"value": "dataset_preview"}, elem_id="dataset-preview-button",
+                                    scale=0, min_width=200,
+                                )  # fmt: skip
                             dataset_preview = tr(
-                                gr.Textbox, {"label": "dataset_preview_out"}, lines=12, max_lines=30,
+                                gr.Textbox, {"label": "dataset_preview_out"}, lines=4, max_lines=30,
                                 elem_id="dataset-preview",
                             )  # fmt: skip
+                            dataset_images = tr(
+                                gr.Gallery, {"label": "dataset_images"}, elem_id="dataset-images", columns=8,
+                                height=190, visible=False, object_fit="contain", fit_columns=False,
+                            )  # fmt: skip
+                    with gr.Row():
+                        gpu_memory = tr(
+                            gr.Number, {"label": "gpu_memory", "info": "gpu_memory_info"}, value=24, minimum=0,
+                            elem_id="gpu-memory", scale=1,
+                        )  # fmt: skip
+                        plan_view = gr.Markdown(elem_id="plan-estimate")
+                # Everything else, section by section, generated from the schema.
+                for section in form.SECTIONS:
+                    title = {
+                        "label": lambda lang, section=section: locales.text(
+                            "advanced_section", lang, title=locales.section_title(section, lang)
+                        )
+                    }
+                    with tr(gr.Accordion, title, open=False, elem_id=f"section-{section}"):
+                        for field in form.FIELDS:
+                            if form.section_of(field) == section and field.path not in form.ESSENTIALS:
+                                _field_widget(field, values, lang, tr, widgets)
                 with gr.Row():
                     preview_button = tr(gr.Button, {"value": "preview"}, variant="secondary", elem_id="preview-button")
                     build_button = tr(gr.Button, {"value": "build"}, variant="primary", elem_id="build-button")
@@ -192,34 +233,88 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                 runs_table = tr(
                     gr.Dataframe, {"label": "runs", "headers": "runs_headers"}, elem_id="runs-table", interactive=False
                 )
+                with gr.Row(equal_height=True):
+                    compare_select = tr(
+                        gr.Dropdown, {"label": "compare_runs", "info": "compare_runs_info"},
+                        choices=workspace.run_names(), multiselect=True, elem_id="compare-runs", scale=4,
+                    )  # fmt: skip
+                    compare_button = tr(gr.Button, {"value": "compare"}, elem_id="compare-button", scale=1)
+                compare_table = gr.Markdown(elem_id="compare-table")
+                compare_plot = tr(
+                    gr.Image, {"label": "compare_curves"}, type="pil", interactive=False, elem_id="compare-plot",
+                    height=420,
+                )  # fmt: skip
+                with tr(gr.Accordion, {"label": "sweep_title"}, open=False, elem_id="sweep"):
+                    with gr.Row(equal_height=True):
+                        sweep_key = tr(
+                            gr.Dropdown, {"label": "sweep_key"}, choices=[f.path for f in form.FIELDS if f.path != "name"],
+                            value="training.learning_rate", elem_id="sweep-key",
+                        )  # fmt: skip
+                        sweep_values = tr(
+                            gr.Textbox, {"label": "sweep_values"}, placeholder="1e-4, 5e-4", elem_id="sweep-values"
+                        )
+                        sweep_button = tr(gr.Button, {"value": "sweep_button"}, elem_id="sweep-button")
+                    sweep_status = gr.Markdown(elem_id="sweep-status")
             with tr(gr.Tab, {"label": "tab_chat"}, id="chat", elem_id="tab-chat"):
-                with gr.Row():
+                with gr.Row(equal_height=True):
+                    chat_base = tr(gr.Checkbox, {"label": "chat_base"}, value=False, elem_id="chat-base")
                     server_button = tr(gr.Button, {"value": "start_server"}, elem_id="server-button")
                     server_stop = tr(gr.Button, {"value": "stop_server"}, elem_id="server-stop")
                 server_status = gr.Markdown(elem_id="server-status")
                 system_prompt = tr(gr.Textbox, {"label": "system_prompt"}, elem_id="system-prompt")
+                with tr(gr.Accordion, {"label": "generation"}, open=False, elem_id="generation"):
+                    with gr.Row():
+                        inference = {f.name: f for f in form.FIELDS if f.section == "inference"}
+                        temperature = tr(
+                            gr.Slider, {"label": "temperature"}, minimum=0, maximum=2, step=0.05,
+                            value=inference["temperature"].default, elem_id="chat-temperature",
+                        )  # fmt: skip
+                        top_p = tr(
+                            gr.Slider, {"label": "top_p"}, minimum=0.05, maximum=1, step=0.05,
+                            value=inference["top_p"].default, elem_id="chat-top-p",
+                        )  # fmt: skip
+                        max_tokens = tr(
+                            gr.Number, {"label": "max_new_tokens"}, value=inference["max_new_tokens"].default,
+                            minimum=1, precision=0, elem_id="chat-max-tokens",
+                        )  # fmt: skip
                 chatbot = tr(gr.Chatbot, {"label": "chatbot"}, elem_id="chatbot", height=360)
-                with gr.Row():
-                    chat_input = tr(gr.Textbox, {"label": "message"}, elem_id="chat-input", scale=5)
+                with gr.Row(equal_height=True):
+                    chat_image = tr(
+                        gr.Image, {"label": "chat_image"}, type="filepath", sources=["upload"], elem_id="chat-image",
+                        height=120, scale=1,
+                    )  # fmt: skip
+                    chat_input = tr(gr.Textbox, {"label": "message"}, elem_id="chat-input", scale=4)
                     send_button = tr(gr.Button, {"value": "send"}, variant="primary", elem_id="send-button", scale=1)
                     clear_button = tr(gr.Button, {"value": "clear"}, elem_id="clear-button", scale=1)
             with tr(gr.Tab, {"label": "tab_eval"}, id="eval", elem_id="tab-eval"):
                 eval_args, eval_button, eval_message, eval_log, eval_results = _script_tab("eval", tr)
             with tr(gr.Tab, {"label": "tab_export"}, id="export", elem_id="tab-export"):
+                with gr.Row():
+                    export_gguf = tr(
+                        gr.Dropdown, {"label": "gguf"}, choices=list(form.item_choices("export.gguf")), multiselect=True,
+                        value=[], elem_id="export-gguf",
+                    )  # fmt: skip
+                    export_dtype = tr(
+                        gr.Dropdown, {"label": "export_dtype"}, choices=[""] + list(form.BY_PATH["export.export_dtype"].choices),
+                        value="", elem_id="export-dtype",
+                    )  # fmt: skip
+                    export_ollama = tr(gr.Checkbox, {"label": "ollama"}, value=False, elem_id="export-ollama")
+                    export_onnx = tr(gr.Checkbox, {"label": "onnx"}, value=False, elem_id="export-onnx")
                 export_args, export_button, export_message, export_log, export_results = _script_tab("export", tr)
 
         inputs = [widgets[f.path] for f in form.FIELDS]
         shown = [status, spec_yaml, file_choice, file_view, diff_view, files_state]
+        refresh_compare = (lambda: gr.update(choices=workspace.run_names()), None, compare_select)
         preview_button.click(app.on_preview, [language, *inputs], shown)
-        build_button.click(app.on_build, [language, *inputs], [*shown, run_select])
+        build_button.click(app.on_build, [language, *inputs], [*shown, run_select]).then(*refresh_compare)
         file_choice.change(app.on_file, [file_choice, files_state], file_view)
-        widgets["model.model_name_or_path"].change(
-            app.on_model, [widgets["model.model_name_or_path"], language], [suggestion, widgets["data.template"]]
-        )
+        model_path = widgets["model.model_name_or_path"]
+        model_picker.change(lambda hub_id: gr.update() if not hub_id else hub_id, model_picker, model_path)
+        model_path.change(app.on_model, [model_path, language], [suggestion, widgets["data.template"], model_picker])
         dataset_choices = ([widgets["data.dataset_dir"], widgets["data.dataset"], language], widgets["data.dataset"])
         widgets["data.dataset_dir"].change(app.on_dataset_dir, *dataset_choices)
         blocks.load(app.on_dataset_dir, *dataset_choices)
-        preview_data_button.click(app.on_dataset_preview, [language, *inputs], dataset_preview)
+        preview_data_button.click(app.on_dataset_preview, [language, *inputs], [dataset_preview, dataset_images])
         load_button.click(app.on_load, [load_path, language], [*inputs, file_status])
         save_button.click(app.on_save, [save_path, language, *inputs], file_status)
         method_visibility = (
@@ -229,6 +324,13 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         widgets["method.stage"].change(app.on_stage, *method_visibility)
         widgets["method.finetuning_type"].change(app.on_stage, *method_visibility)
         blocks.load(app.on_stage, *method_visibility)
+        # The memory estimate follows every setting it reads.
+        plan_triggers = [blocks.load, language.change, gpu_memory.change]
+        plan_triggers += [widgets[path].change for path in form.PLAN_FIELDS]
+        gr.on(
+            plan_triggers, app.on_plan, [language, gpu_memory, *inputs], plan_view, show_progress="hidden",
+            trigger_mode="always_last",  # a change while it computes runs it again once it is done
+        )  # fmt: skip
 
         blocks.load(lambda: gr.update(choices=workspace.run_names()), None, run_select)
         start_button.click(app.on_start, [run_select, language], train_message)
@@ -237,19 +339,27 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         followed = [progress, loss_plot, train_log, runs_table, resume_button]
         followed += [eval_log, eval_results, export_log, export_results]
         gr.Timer(1.0).tick(app.on_timer, [run_select, language], followed, show_progress="hidden")
+        compare_button.click(app.on_compare, [compare_select, language], [compare_table, compare_plot])
+        sweep_inputs = [run_select, sweep_key, sweep_values, language]
+        sweep_button.click(app.on_sweep, sweep_inputs, [sweep_status, run_select]).then(*refresh_compare)
 
-        server_button.click(app.on_server_start, [run_select, language], server_status)
+        server_button.click(app.on_server_start, [run_select, chat_base, language], server_status)
         server_stop.click(app.on_server_stop, [run_select, language], server_status)
-        chat_args = ([chat_input, chatbot, system_prompt, run_select, language], [chatbot, chat_input])
+        chat_args = (
+            [chat_input, chatbot, system_prompt, chat_image, temperature, top_p, max_tokens, run_select, language],
+            [chatbot, chat_input, chat_image],
+        )
         send_button.click(app.on_chat, *chat_args)
-        chat_input.submit(app.on_chat, *chat_args)
+        chat_input.submit(app.on_chat, *chat_args)  # Enter sends
         clear_button.click(lambda: [], None, chatbot)
 
         eval_button.click(partial(app.on_script, "eval"), [run_select, eval_args, language], eval_message)
-        export_button.click(partial(app.on_script, "export"), [run_select, export_args, language], export_message)
+        export_choices = [export_gguf, export_dtype, export_ollama, export_onnx]
+        export_button.click(app.on_export, [run_select, *export_choices, export_args, language], export_message)
 
         # Language: every label and help text again, in the chosen language.
         language.change(tr.relabel, language, tr.components)
+        language.change(lambda model, lang: app.on_model(model, lang)[0], [model_path, language], suggestion)
     blocks.ffc_app = app  # for tests and shutdown
     return blocks
 

@@ -18,9 +18,28 @@ from ruamel.yaml import YAML
 
 from ffc.schemas import Spec
 
-# Sections in the order of the spec; the first ones are what nearly every run sets.
+# Sections in the order of the spec; each is an "Advanced" part of the form below the essentials.
 SECTIONS = ("model", "method", "data", "training", "logging", "distributed", "inference", "serve", "eval", "export")
-OPEN_SECTIONS = ("model", "method", "data", "training")
+# What nearly every run sets, row by row as the essentials screen shows them (human labels:
+# locales.HUMAN_LABEL); everything else is in the Advanced sections.
+ESSENTIAL_ROWS = (
+    ("model.model_name_or_path", "data.template"),
+    ("method.stage", "method.finetuning_type", "model.quantization_bit"),
+    ("method.lora_rank", "method.lora_alpha", "method.freeze_trainable_layers"),
+    ("data.dataset_dir", "data.dataset"),
+    ("data.cutoff_len", "training.learning_rate", "training.num_train_epochs", "training.max_steps"),
+    ("training.per_device_train_batch_size", "training.gradient_accumulation_steps", "name"),
+)
+ESSENTIALS = tuple(path for row in ESSENTIAL_ROWS for path in row)
+# The options the memory estimate reads (plan.setup_from_spec): a change to one updates it.
+PLAN_FIELDS = (
+    "model.model_name_or_path", "model.quantization_bit", "method.finetuning_type", "method.lora_rank",
+    "method.lora_target", "method.oft_block_size", "method.oft_target", "method.freeze_trainable_layers",
+    "data.cutoff_len", "training.per_device_train_batch_size", "training.bf16", "training.fp16",
+    "training.gradient_checkpointing", "distributed.backend", "distributed.num_processes", "distributed.num_machines",
+    "distributed.deepspeed.zero_stage", "distributed.deepspeed.offload_optimizer", "distributed.deepspeed.offload_param",
+    "distributed.fsdp.offload_params",
+)  # fmt: skip
 ALWAYS_WRITTEN = ("model.model_name_or_path", "data.dataset")  # required: kept in the spec even when empty
 
 
@@ -111,6 +130,20 @@ def fields(model: type[BaseModel] = Spec, prefix: str = "") -> list[FormField]:
 
 FIELDS = fields()
 BY_PATH = {f.path: f for f in FIELDS}
+
+
+def is_essential(field: FormField) -> bool:
+    return field.path in ESSENTIALS
+
+
+def item_choices(path: str) -> tuple:
+    """The allowed items of a list option whose items are a Literal (e.g. export.gguf's quantizations)."""
+    model: Any = Spec
+    for key in path.split("."):
+        annotation, _ = _strip_optional(model.model_fields[key].annotation)
+        model = annotation
+    (item,) = typing.get_args(model)
+    return typing.get_args(item) if typing.get_origin(item) is Literal else ()
 
 
 def section_of(field: FormField) -> str:

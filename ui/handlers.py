@@ -11,9 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from ffc.compiler import catalogue
 from ffc.compiler.writer import write_text_atomic
 
-from . import form, locales, service
+from . import estimate, form, locales, service
 from .jobs import OutsideWorkspace, Workspace, check_name
 from .suggest import suggest_template
 
@@ -40,6 +41,7 @@ class App:
     def __init__(self, workspace: Workspace):
         self.ws = workspace
         self.servers: dict[str, int] = {}  # run -> port of its serve.py
+        self.serving_base: dict[str, bool] = {}  # run -> whether its serve.py has the base model
 
     # -- handlers -------------------------------------------------------------------------------------------
 
@@ -82,10 +84,30 @@ class App:
         return gr.update(value=(files or {}).get(choice, ""), language=language)
 
     def on_model(self, model, lang):
+        """(note, template, model picker): the catalogue's template for a model it lists, else the suggestion
+        from the model's name or its files in the workspace (as ``template: auto`` decides); the picker shows
+        the catalogue entry, or nothing for a model it does not list."""
+        entry = catalogue.find(model)
+        if entry is not None:
+            about = locales.text(
+                "catalogue_entry", lang, params=catalogue.params_text(entry.params), modalities=entry.modalities,
+                context=entry.context, licence=entry.licence,
+            )  # fmt: skip
+            source = locales.text("from_catalogue", lang)
+            note = f"{locales.text('suggested_template', lang)}: **{entry.template}** ({source})\n\n{about}"
+            return note, gr.update(value=entry.template), gr.update(value=entry.hub_id)
+        picker = gr.update(value=None)
         template, why = suggest_template(model, self.ws.root, may_read=self.ws.contains)
         if not template:
-            return f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}", gr.update()
-        return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template)
+            return (
+                f"{locales.text('suggested_template', lang)}: {locales.text('no_suggestion', lang)}",
+                gr.update(),
+                picker,
+            )
+        return f"{locales.text('suggested_template', lang)}: **{template}** ({why})", gr.update(value=template), picker
+
+    def on_plan(self, lang, gpu_gb, *values):
+        return estimate.memory_estimate(self.ws, _by_path(values), gpu_gb, lang)
 
     def on_dataset_dir(self, dataset_dir, current, lang):
         """The dataset menu offers the names in the folder's dataset_info.json; its help says why when
@@ -98,10 +120,14 @@ class App:
         return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current, info=info)
 
     def on_dataset_preview(self, lang, *values):
+        """(the rows as stored and as tokenised, the thumbnails of their images: hidden when they have none)."""
         by_path = _by_path(values)
         names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
-        raw = "\n\n".join(service.dataset_rows(by_path.get("data.dataset_dir") or "data", n, self.ws) for n in names)
-        return (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, *_name_and_yaml(by_path))
+        folder = by_path.get("data.dataset_dir") or "data"
+        raw = "\n\n".join(service.dataset_rows(folder, n, self.ws) for n in names)
+        images = [image for n in names for image in service.dataset_images(folder, n, self.ws)]
+        text = (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, *_name_and_yaml(by_path))
+        return text, gr.update(value=images, visible=bool(images))
 
     def on_load(self, path, lang):
         try:
@@ -201,9 +227,64 @@ class App:
         """Everything that follows running processes, once a second: training, then eval.py, then export.py."""
         return (*self.on_tick(run, lang), *self.script_state("eval", run), *self.script_state("export", run))
 
+    # -- many runs: comparison and sweeps --------------------------------------------------------------------
+
+    def on_compare(self, runs, lang):
+        """(the table of differing settings and final metrics, the loss curves overlaid): ``ffc compare``'s
+        table and its PNG (eval curves dashed, every run in the legend)."""
+        import tempfile
+
+        from PIL import Image
+
+        from ffc.compiler import compare as comparing
+
+        names = [check_name(r) for r in runs or [] if service.check_name(r) is None]
+        if len(names) < 2:
+            return locales.text("compare_pick_two", lang), None
+        comparison = comparing.compare_runs([self.ws.run_dir(name) for name in names])
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "compare.png"
+            drawn = comparing.plot(comparison, path)
+            image = Image.open(path).copy() if drawn else None
+        return comparing.markdown(comparison), image
+
+    def on_sweep(self, run, key, values_text, lang):
+        """Build the selected run again once per value of one setting (``ffc sweep``'s grid and names), as runs
+        named ``<run>-<key>-<value>`` in this workspace; (message, the run menu)."""
+        from ffc.compiler.sweep import SweepError, parse_grid, points
+
+        if not run or service.check_name(run):
+            return locales.text("sweep_needs_run", lang), gr.update()
+        field = form.BY_PATH.get(key)
+        try:
+            if field is None:
+                raise SweepError(f"{key!r} is not a spec option")
+            _, text = service.load_source(str(self.ws.run_dir(run)), self.ws)
+            spec = form.load_yaml(text)
+            grid = points(parse_grid([f"{key}={values_text or ''}"]))
+        except (SweepError, ValueError, OSError) as exc:
+            return f"**{exc}**", gr.update()
+        built, problems = [], []
+        for point in grid:
+            node = spec
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = form.to_value(field, point.values[key])
+            name = f"{run}-{point.name}"[:100]
+            spec["name"] = name
+            outcome = service.build(self.ws, name, form.to_yaml(spec))
+            (built if outcome.ok else problems).append(name if outcome.ok else f"{name}:\n" + "\n".join(outcome.errors))
+        message = locales.text("sweep_built", lang, runs=", ".join(f"`{n}`" for n in built)) if built else ""
+        if problems:
+            message += "\n\n```\n" + "\n\n".join(problems) + "\n```"
+        return message, gr.update(choices=self.ws.run_names())
+
     # -- chat through the run's serve.py ---------------------------------------------------------------------
 
-    def on_server_start(self, run, lang):
+    def on_server_start(self, run, base, lang):
+        """Start the run's serve.py: with the trained model, or (``base``) with the base model alone, which
+        needs no training. A server of the other kind is stopped first; the conversation stays."""
         if not run:
             return locales.text("not_built", lang)
         try:
@@ -211,15 +292,32 @@ class App:
         except ValueError as exc:
             return f"**{exc}**"
         job = self.ws.job(run, "serve")
+        if job and job.alive and self.serving_base.get(run) == bool(base):
+            serving = locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
+            return (locales.text("serving_base", lang) if base else "") + serving
         if job and job.alive:
-            return locales.text("serving", lang, address=f"127.0.0.1:{self.servers.get(run)}")
+            self.ws.stop(run, "serve")
         port = _free_port()
         try:
-            self.ws.start_script(run, "serve", ["--host", "127.0.0.1", "--port", str(port)])
+            args = ["--host", "127.0.0.1", "--port", str(port), *(self._base_model_args(run) if base else [])]
+            self.ws.start_script(run, "serve", args)
         except ValueError as exc:
             return f"**{exc}**"
-        self.servers[run] = port
-        return self._wait_for_server(run, port, lang)
+        self.servers[run], self.serving_base[run] = port, bool(base)
+        return (locales.text("serving_base", lang) if base else "") + self._wait_for_server(run, port, lang)
+
+    def _base_model_args(self, run: str) -> list[str]:
+        """serve.py's options for the untrained base model: no adapter, and the base itself where the run
+        would load its trained weights (full and freeze runs). A local base is given as an absolute path,
+        since serve.py runs in the run directory; a hub id as it is."""
+        method = self.ws.lock_value(run, ("method", "finetuning_type"), "lora")
+        if method in ("lora", "oft") and self.ws.lock_value(run, ("inference", "model_path"), "") == "":
+            return ["--adapter", "none"]
+        model = self.ws.lock_value(run, ("model", "model_name_or_path"), "")
+        local = self.ws.root / model
+        if model and self.ws.contains(model) and local.exists():
+            model = str(self.ws.inside(model))
+        return ["--model", model, "--adapter", "none"]
 
     def _wait_for_server(self, run: str, port: int, lang: str, timeout: float = 300) -> str:
         import httpx
@@ -247,26 +345,35 @@ class App:
         key = os.environ.get(name) if name else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def on_chat(self, message, history, system, run, lang):
+    def on_chat(self, message, history, system, image, temperature, top_p, max_tokens, run, lang):
+        """Stream the reply of the run's serve.py; (conversation, message box, image box)."""
         import httpx
 
         history = list(history or [])
-        if not message.strip():
-            yield history, ""
+        if not (message or "").strip() and not image:
+            yield history, "", None
             return
         port = self.servers.get(run or "")
         job = self.ws.job(run, "serve") if run else None
-        history.append({"role": "user", "content": message})
+        if image:
+            history.append({"role": "user", "content": {"path": image}})
+        history.append({"role": "user", "content": message or ""})
         if not port or not job or not job.alive:
             history.append({"role": "assistant", "content": locales.text("start_server_first", lang)})
-            yield history, ""
+            yield history, "", None
             return
-        messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + [
-            {"role": m["role"], "content": _text(m["content"])} for m in history
-        ]
+        try:
+            messages = api_messages(history)
+        except (ValueError, OSError) as exc:
+            history.append({"role": "assistant", "content": f"({exc})"})
+            yield history, "", None
+            return
+        messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + messages
         history.append({"role": "assistant", "content": ""})
-        yield history, ""
-        body = {"model": "run", "messages": messages, "stream": True}
+        yield history, "", None
+        body = {"model": "run", "messages": messages, "stream": True, "temperature": temperature, "top_p": top_p}
+        if max_tokens:
+            body["max_tokens"] = int(max_tokens)
         try:
             with httpx.stream(
                 "POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=self._auth(run), timeout=600
@@ -274,7 +381,7 @@ class App:
                 if response.status_code != 200:
                     response.read()
                     history[-1]["content"] = f"(server error {response.status_code}: {response.text[:500]})"
-                    yield history, ""
+                    yield history, "", None
                     return
                 for line in response.iter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -282,10 +389,10 @@ class App:
                     delta = json.loads(line[6:])["choices"][0].get("delta", {})
                     if delta.get("content"):
                         history[-1]["content"] += delta["content"]
-                        yield history, ""
+                        yield history, "", None
         except httpx.HTTPError as exc:
             history[-1]["content"] += f"\n(connection error: {exc})"
-        yield history, ""
+        yield history, "", None
 
     # -- eval and export -----------------------------------------------------------------------------------
 
@@ -298,6 +405,12 @@ class App:
             return f"**{exc}**"
         command = f"python {kind}.py {args or ''}".strip()
         return locales.text("started", lang, command=command, folder=self.ws.run_dir(run))
+
+    def on_export(self, run, gguf, dtype, ollama, onnx, args, lang):
+        """export.py with the choices of the Export tab (those left empty keep the run's export settings)."""
+        chosen = (["--gguf", *gguf] if gguf else []) + (["--dtype", dtype] if dtype else [])
+        chosen += (["--ollama"] if ollama else []) + (["--onnx"] if onnx else [])
+        return self.on_script("export", run, shlex.join(chosen) + " " + (args or ""), lang)
 
     def script_state(self, kind, run):
         """(state and log tail, results) of the run's eval.py or export.py."""
@@ -326,9 +439,52 @@ def resumable(status: str) -> bool:
     return status in ("stopped", "interrupted") or status.startswith("failed")
 
 
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # gradio may hand messages back as parts
-        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-    return str(content)
+def api_messages(history: list) -> list[dict]:
+    """The conversation as OpenAI messages: an image the user attached (a file in the chat) joins the user's
+    next text as an image_url part with a data URL, which serve.py reads."""
+    messages, images = [], []
+    for item in history:
+        text, paths = _parts(item["content"])
+        if item["role"] != "user":
+            messages.append({"role": item["role"], "content": text})
+            continue
+        images += [_data_url(path) for path in paths]
+        if not text and paths:
+            continue  # an image alone: it goes with the text that follows it
+        if images:
+            parts = [{"type": "image_url", "image_url": {"url": url}} for url in images]
+            messages.append({"role": "user", "content": parts + [{"type": "text", "text": text}]})
+            images = []
+        else:
+            messages.append({"role": "user", "content": text})
+    return messages
+
+
+def _parts(content) -> tuple[str, list[str]]:
+    """(text, image files) of a chat message as this module writes it ({"path": ...}) or Gradio hands it back
+    (a list of {"type": "text"} and {"type": "file"} parts)."""
+    items = content if isinstance(content, list) else [content]
+    texts, paths = [], []
+    for part in items:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and (part.get("path") or part.get("type") == "file"):
+            paths.append(part.get("path") or (part.get("file") or {}).get("path"))
+        elif isinstance(part, dict):
+            texts.append(str(part.get("text", "")))
+    return "".join(texts), [p for p in paths if p]
+
+
+def _data_url(path: str) -> str:
+    """An uploaded image as a data URL. Only files in Gradio's upload folder: a chat history comes from the
+    browser, and a path elsewhere is not the UI's to read."""
+    import base64
+    import mimetypes
+
+    from gradio.utils import get_upload_folder
+
+    file = Path(path).resolve()
+    if not file.is_relative_to(Path(get_upload_folder()).resolve()):
+        raise ValueError(f"{path}: not an uploaded file")
+    kind = mimetypes.guess_type(file.name)[0] or "image/png"
+    return f"data:{kind};base64," + base64.b64encode(file.read_bytes()).decode("ascii")

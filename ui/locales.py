@@ -371,3 +371,124 @@ def help_text(path: str, description: str, lang: str) -> str:
 
 def section_title(section: str, lang: str) -> str:
     return SECTION_TITLES[section].get(lang, SECTION_TITLES[section]["en"])
+
+
+# -- the essentials screen (issue 17): human names for the options nearly every run sets, the screen's own
+# words. Kept apart from TEXT / ZH_LABEL / ZH_HELP above, which other changes extend.
+
+HUMAN_LABEL = {
+    "name": {"en": "Run name", "zh": "运行名称"},
+    "model.model_name_or_path": {"en": "Model (hub id or local folder)", "zh": "模型（Hub 名称或本地目录）"},
+    "data.template": {"en": "Chat template", "zh": "对话模板"},
+    "method.stage": {"en": "Training stage", "zh": "训练阶段"},
+    "method.finetuning_type": {"en": "Tuning method", "zh": "微调方法"},
+    "method.lora_rank": {"en": "LoRA rank", "zh": "LoRA 秩"},
+    "method.lora_alpha": {"en": "LoRA alpha (scaling)", "zh": "LoRA 缩放系数 alpha"},
+    "method.freeze_trainable_layers": {"en": "Layers to train (freeze the rest)", "zh": "可训练层数（其余冻结）"},
+    "model.quantization_bit": {"en": "Quantize the base (QLoRA)", "zh": "量化基座模型（QLoRA）"},
+    "data.dataset_dir": {"en": "Dataset folder", "zh": "数据目录"},
+    "data.dataset": {"en": "Datasets", "zh": "数据集"},
+    "data.cutoff_len": {"en": "Longest sample (tokens)", "zh": "样本最大长度（token）"},
+    "training.learning_rate": {"en": "Learning rate", "zh": "学习率"},
+    "training.num_train_epochs": {"en": "Epochs", "zh": "训练轮数"},
+    "training.max_steps": {"en": "Steps (overrides epochs when set)", "zh": "训练步数（设置后覆盖轮数）"},
+    "training.per_device_train_batch_size": {"en": "Batch size per GPU", "zh": "单卡批大小"},
+    "training.gradient_accumulation_steps": {"en": "Gradient accumulation", "zh": "梯度累积步数"},
+}
+
+ESSENTIALS_TEXT = {
+    "essentials": {"en": "Essentials", "zh": "基本设置"},
+    "essentials_intro": {
+        "en": "What nearly every run sets. Everything else is under **Advanced** below, with defaults that work.",
+        "zh": "几乎每次运行都要设置的选项。其余选项都在下方的 **高级** 部分，默认值即可使用。",
+    },
+    "advanced_section": {"en": "Advanced: {title}", "zh": "高级：{title}"},
+    "model_picker": {"en": "Pick a model from the catalogue", "zh": "从模型目录中选择"},
+    "model_picker_info": {
+        "en": "Type to search (name, family, size). Fills the model and its chat template; both stay editable.",
+        "zh": "输入以搜索（名称、系列、大小）。会填入模型及其对话模板，二者仍可修改。",
+    },
+    "from_catalogue": {"en": "from the model catalogue", "zh": "来自模型目录"},
+    "catalogue_entry": {
+        "en": "{params} parameters · {modalities} · context {context} tokens · licence: {licence}",
+        "zh": "{params} 参数 · {modalities} · 上下文 {context} token · 许可：{licence}",
+    },
+    "yaml_key": {"en": "YAML: {key}", "zh": "YAML 键：{key}"},
+    "gpu_memory": {"en": "GPU memory (GB per GPU)", "zh": "显存（每张 GPU，GB）"},
+    "gpu_memory_info": {
+        "en": "The memory of your GPU, e.g. 24 for an RTX 4090, 80 for an A100/H100: the estimate says whether the run fits.",
+        "zh": "你的 GPU 显存，例如 RTX 4090 为 24，A100/H100 为 80：估算会说明是否放得下。",
+    },
+    "plan_title": {
+        "en": "Will it fit? (memory per GPU, `ffc plan`)",
+        "zh": "放得下吗？（每张 GPU 的显存，`ffc plan`）",
+    },
+    "plan_params": {"en": "{params} parameters; {setup}", "zh": "{params} 参数；{setup}"},
+    "plan_fits": {
+        "en": "**{total:.1f} GB fits in {gpu:g} GB per GPU.**",
+        "zh": "**{total:.1f} GB，可放入每卡 {gpu:g} GB。**",
+    },
+    "plan_too_big": {
+        "en": "⚠️ **{total:.1f} GB does not fit in {gpu:g} GB per GPU.**",
+        "zh": "⚠️ **{total:.1f} GB，超出每卡 {gpu:g} GB。**",
+    },
+    "plan_options": {"en": "Settings that fit, fewest changes first:", "zh": "可以放下的设置（改动最少的在前）："},
+    "plan_nothing_fits": {
+        "en": "Nothing nearby fits: more GPUs (ZeRO-3/FSDP), a shorter cutoff length, or a smaller model.",
+        "zh": "附近没有放得下的设置：使用更多 GPU（ZeRO-3/FSDP）、更短的截断长度或更小的模型。",
+    },
+    "plan_no_config": {
+        "en": "No estimate: {model} is neither in the model catalogue nor a folder in the workspace with a config.json.",
+        "zh": "无法估算：{model} 既不在模型目录中，也不是工作区中带 config.json 的目录。",
+    },
+    "plan_needs_model": {"en": "Choose a model to see the memory estimate.", "zh": "选择模型后显示显存估算。"},
+    "plan_invalid": {
+        "en": "No estimate until the settings are valid: {problem}",
+        "zh": "设置有效后才能估算：{problem}",
+    },
+    "dataset_images": {"en": "Images of the previewed rows", "zh": "预览样本中的图像"},
+    "compare_runs": {"en": "Runs to compare", "zh": "要比较的运行"},
+    "compare_runs_info": {"en": "Choose two or more runs.", "zh": "选择两个或更多运行。"},
+    "compare": {"en": "Compare", "zh": "比较"},
+    "compare_pick_two": {"en": "Choose at least two runs to compare.", "zh": "请至少选择两个运行进行比较。"},
+    "compare_curves": {"en": "Training loss of the compared runs", "zh": "所比较运行的训练损失"},
+    "sweep_title": {"en": "Same run again, one value changed (sweep)", "zh": "改变一个值再次运行（扫参）"},
+    "sweep_key": {"en": "Setting to change", "zh": "要改变的设置"},
+    "sweep_values": {"en": "Values, separated by commas", "zh": "取值（以逗号分隔）"},
+    "sweep_button": {"en": "Build one run per value", "zh": "为每个取值构建一个运行"},
+    "sweep_built": {
+        "en": "built {runs}: choose one in the Run menu above and press Start training, then compare them below.",
+        "zh": "已构建 {runs}：在上方的运行菜单中选择并点击开始训练，然后在下方比较。",
+    },
+    "sweep_needs_run": {
+        "en": "Choose the run to vary in the Run menu first.",
+        "zh": "请先在运行菜单中选择要改变的运行。",
+    },
+    "serving_base": {
+        "en": "the base model, without the training: ",
+        "zh": "基座模型（不含训练结果）：",
+    },
+    "chat_base": {"en": "Chat with the base model (without the training)", "zh": "与基座模型对话（不使用训练结果）"},
+    "generation": {"en": "Generation settings", "zh": "生成设置"},
+    "temperature": {"en": "Temperature", "zh": "温度"},
+    "top_p": {"en": "Top-p", "zh": "Top-p"},
+    "max_new_tokens": {"en": "Longest reply (tokens)", "zh": "最长回复（token）"},
+    "chat_image": {"en": "Image (vision-language runs)", "zh": "图像（视觉语言模型）"},
+    "gguf": {"en": "GGUF files (llama.cpp, Ollama)", "zh": "GGUF 文件（llama.cpp、Ollama）"},
+    "ollama": {"en": "Ollama Modelfile (needs a GGUF file)", "zh": "Ollama Modelfile（需要 GGUF 文件）"},
+    "onnx": {"en": "ONNX model (model.onnx)", "zh": "ONNX 模型（model.onnx）"},
+    "export_dtype": {"en": "Dtype of the merged weights", "zh": "合并后权重的数据类型"},
+}
+
+
+def essential_label(path: str, lang: str) -> str:
+    return HUMAN_LABEL[path].get(lang, HUMAN_LABEL[path]["en"])
+
+
+def essential_help(path: str, description: str, lang: str) -> str:
+    """The option's help, with its YAML key as the last line so people learn the spec."""
+    key = ESSENTIALS_TEXT["yaml_key"].get(lang, ESSENTIALS_TEXT["yaml_key"]["en"]).format(key=path)
+    return f"{help_text(path, description, lang)}\n{key}"
+
+
+TEXT.update(ESSENTIALS_TEXT)

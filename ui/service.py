@@ -194,15 +194,56 @@ def dataset_rows(dataset_dir: str, name: str, workspace: Workspace, count: int =
     if not files or not files[0].is_file():
         return f"{name}: {files[0] if files else folder / attr.path} not found"
     path = files[0]
+    if path.suffix not in (".json", ".jsonl"):
+        return f"{path.name}: rows of {path.suffix} files are shown by the tokenised preview below"
+    return f"{path} ({attr.formatting}):\n" + json.dumps(_read_rows(path, count), ensure_ascii=False, indent=1)
+
+
+def _read_rows(path: Path, count: int) -> list:
     if path.suffix == ".jsonl":
         with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line, _ in zip(f, range(count))]
-    elif path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        rows = data[:count] if isinstance(data, list) else [data]
-    else:
-        return f"{path.name}: rows of {path.suffix} files are shown by the tokenised preview below"
-    return f"{path} ({attr.formatting}):\n" + json.dumps(rows, ensure_ascii=False, indent=1)
+            return [json.loads(line) for line, _ in zip(f, range(count))]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data[:count] if isinstance(data, list) else [data]
+
+
+def _first_rows(folder: Path, attr, workspace: Workspace, count: int) -> list:
+    """The first rows of a registered JSON/JSONL file in the workspace; none when it cannot be read."""
+    from ffc.runtime.data.registry import data_files
+
+    try:
+        files = [workspace.inside(p) for p in data_files(folder, attr)]
+        if files and files[0].suffix in (".json", ".jsonl"):
+            return _read_rows(files[0], count)
+    except (OSError, ValueError):  # OutsideWorkspace is a ValueError, as is bad JSON
+        pass
+    return []
+
+
+def dataset_images(dataset_dir: str, name: str, workspace: Workspace, count: int = 3) -> list[tuple[str, str]]:
+    """(image file, caption) for the images of a dataset's first rows, when its dataset_info.json entry names
+    an images column; only files in the workspace (a path outside it is left out, as is a missing one: the
+    tokenised preview and the build say what is wrong with a row)."""
+    from ffc.runtime.data.registry import RegistryError, resolve
+
+    try:
+        folder = workspace.inside(dataset_dir or "")
+        (attr,) = resolve(folder, [name])
+    except (OSError, RegistryError, OutsideWorkspace):
+        return []
+    column = attr.column("images") if attr.formatting in ("alpaca", "sharegpt", "openai") else None
+    if not column or attr.source != "file":
+        return []
+    found = []
+    for number, row in enumerate(_first_rows(folder, attr, workspace, count), start=1):
+        paths = row.get(column) if isinstance(row, dict) else None
+        for path in [paths] if isinstance(paths, str) else paths if isinstance(paths, list) else []:
+            if not isinstance(path, str) or not workspace.contains(path, base=folder):
+                continue
+            image = workspace.inside(path, base=folder)
+            if image.is_file():
+                found.append((str(image), f"{name} · row {number} · {path}"))
+    return found
 
 
 def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: int = 3, timeout: float = 300) -> str:
