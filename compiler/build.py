@@ -36,16 +36,16 @@ class GeneratedFile:
 
 # The run directory, in the order its README lists it. train.py's template is the stage's recipe.
 RUN_FILES = (
-    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)"),
+    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)", lambda c: c["trains"]),
     GeneratedFile("chat_template.py", "chat_template.py.j2", "the chat template conversations are rendered with (saved with the model too)", lambda c: c["has_template"]),
-    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)"),
-    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`"),
-    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["backend"].name == "deepspeed"),
-    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["distributed"].slurm is not None),
-    GeneratedFile("chat.py", "chat.py.j2", "chat with the trained model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the trained model", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)", lambda c: c["trains"]),
+    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`", lambda c: c["trains"]),
+    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["trains"] and c["backend"].name == "deepspeed"),
+    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["trains"] and c["distributed"].slurm is not None),
+    GeneratedFile("chat.py", "chat.py.j2", "chat with the run's model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
+    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the run's model (and a web chat page at /chat)", lambda c: c["stage_info"].language_model and c["has_template"]),
     GeneratedFile("eval.py", "eval.py.j2", "benchmark scores (multiple choice) and generation metrics (BLEU-4, ROUGE)", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("export.py", "export.py.j2", "merges the adapter and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
+    GeneratedFile("export.py", "export.py.j2", "merges the adapters and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
     GeneratedFile("rewards.py", None, "the reward functions (a copy of method.reward_funcs)", lambda c: bool(c["reward_functions"])),
     GeneratedFile("dataset_info.json", "dataset_info.json.j2", "the entries of the datasets this run uses", lambda c: c["registry_in_run"]),
     GeneratedFile("spec.yaml", None, "the spec as written"),
@@ -73,6 +73,13 @@ def _slurm(value) -> Code:
 def _ident(value) -> Code:
     if not (isinstance(value, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value) and not keyword.iskeyword(value)):
         raise ValueError(f"{value!r} is not a Python identifier")
+    return Code(value)
+
+
+def _module(value) -> Code:
+    """A dotted module name for an import statement (training.callbacks; the schema allows nothing else)."""
+    if not (isinstance(value, str) and all(_ident(part) for part in value.split("."))):
+        raise ValueError(f"{value!r} is not a module name")
     return Code(value)
 
 
@@ -171,8 +178,19 @@ def _requirements(spec, vendored: bool) -> dict:
     return pins
 
 
+def _model_hub(model) -> Optional[str]:
+    """The hub the model is downloaded from when it is not Hugging Face's (a key of ffc.runtime.hubs.HUBS)."""
+    if model.use_modelscope_hub:
+        return "modelscope"
+    return "openmind" if model.use_openmind_hub else None
+
+
 def _title(resolved: Resolved) -> str:
     spec = resolved.spec
+    if not resolved.stage.trains:
+        adapters = spec.model.adapter_name_or_path
+        with_adapters = f" with the adapters {', '.join(adapters)}" if adapters else ""
+        return f"Inference with {spec.model.model_name_or_path}{with_adapters} (no training)."
     method = resolved.finetuning.title
     if spec.model.quantization_bit:
         method = f"QLoRA ({spec.model.quantization_bit}-bit)"
@@ -200,6 +218,9 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     reward_model_path, reward_model_is_local = _reference(loaded, getattr(spec.method, "reward_model", None), run_dir)
     inference_model_path, inference_model_is_local = _reference(loaded, spec.inference.model_path, run_dir)
     has_template = stage.chat and data.template != "tokenizer"
+    # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
+    existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
+    resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
     ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
@@ -207,6 +228,16 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         title=_title(resolved),
         stage=stage.name,
         stage_info=stage,
+        trains=stage.trains,
+        model_hub=None if model_is_local else _model_hub(model),
+        # logging.offline: the trackers of report_to that ffc.runtime.trackers can keep local (not TensorBoard's files)
+        # (PPO's own loop reports to none).
+        local_trackers=[t for t in spec.logging.report_to if t not in ("none", "tensorboard")]
+        if spec.logging.offline and stage.name != "ppo"
+        else [],
+        existing_adapters=existing_adapters,
+        resumes_adapter=resumes_adapter,
+        merged_adapters=existing_adapters[:-1] if resumes_adapter else existing_adapters,
         stage_summary=stage.summary,
         backend=resolved.backend,
         lora=spec.method.finetuning_type == "lora",
@@ -328,7 +359,7 @@ def build_files(loaded: LoadedSpec, run_dir: Path, vendor: bool = False) -> tupl
     resolved = resolve(loaded)
     ctx = context(resolved, run_dir, vendor)
     env = rendering.environment()
-    env.filters.update(ident=_ident, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
+    env.filters.update(ident=_ident, module=_module, dtype=_dtype, sh=_sh, slurm=_slurm, run_path=_run_path)
     present = [f for f in RUN_FILES if f.when(ctx)]
     ctx["lock"] = lock(resolved, run_dir)
     ctx["run_files"] = present

@@ -92,7 +92,9 @@ def build(
         typer.echo(f"note: {resolved.registry_note}")
     if resolved.template_note:
         typer.echo(f"note: {resolved.template_note}")
-    if resolved.spec.distributed.num_processes is None:  # launch.sh counts the GPUs; accelerate's config cannot
+    if not resolved.stage.trains:
+        typer.echo(f"next: cd {output} && python chat.py   (or serve.py, eval.py, export.py)")
+    elif resolved.spec.distributed.num_processes is None:  # launch.sh counts the GPUs; accelerate's config cannot
         typer.echo(f"next: cd {output} && bash launch.sh   (one process per visible GPU)")
     else:
         typer.echo(f"next: cd {output} && accelerate launch --config_file accelerate_config.yaml train.py")

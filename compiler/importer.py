@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional, get_args
+from typing import Any, Callable, Optional, get_args
 
 from pydantic import BaseModel
 from ruamel.yaml.comments import CommentedMap
@@ -40,6 +40,9 @@ DROPPED = {
     "print_param_status": "train.py prints the trainable parameter count",
     "predict_with_generate": "eval.py generates for its predict_dataset (BLEU-4/ROUGE) by itself",
     "hf_hub_token": "put the token in the HF_TOKEN environment variable: specs are kept free of secrets",
+    "om_hub_token": "log in with openmind's own login where the run starts: specs are kept free of secrets",
+    "ms_hub_token": "log in with `modelscope login` where the run starts: specs are kept free of secrets",
+    "swanlab_api_key": "put the key in the SWANLAB_API_KEY environment variable: specs are kept free of secrets",
     "plot_loss_steps": "ffc plots every logged step",
     "dataloader_drop_last": "ffc keeps the Trainer's default",
 }
@@ -50,7 +53,25 @@ RENAMED = {
     "disable_gradient_checkpointing": "training.gradient_checkpointing",
     "neat_packing": "data.packing",
     "save_dir": "eval.output_dir",
+    "vllm_maxlen": "inference.vllm_max_model_len",
+    "vllm_gpu_util": "inference.vllm_gpu_memory_utilization",
 }
+# Keys of LLaMA-Factory's inference, export and evaluation configs (no training: an ffc spec of stage none) that
+# move elsewhere than in a training config: what `llamafactory-cli train` with do_predict evaluates is eval.py's.
+NOT_TRAINING_RENAMED = {
+    "output_dir": "eval.output_dir",
+    "eval_dataset": "eval.predict_dataset",
+    "max_samples": "eval.max_samples",
+    "per_device_eval_batch_size": "eval.batch_size",
+}
+# Keys of a config without training that say nothing more in ffc.
+NOT_TRAINING_DROPPED = {
+    "stage": "a config without training becomes a stage none run (chat.py, serve.py, eval.py, export.py)",
+    "do_predict": "eval.py generates for eval.predict_dataset and scores BLEU-4/ROUGE",
+    "finetuning_type": "chat, serve, eval and export read each adapter's kind from its adapter_config.json",
+}
+# Sections whose options mean nothing without training.
+TRAINING_SECTIONS = ("method", "training", "logging", "distributed")
 FLASH_ATTN = {"auto": "auto", "sdpa": "sdpa", "fa2": "flash_attention_2", "disabled": "eager"}
 
 # LLaMA-Factory template names whose ffc name differs.
@@ -63,7 +84,6 @@ TEMPLATE_NAMES = {
 
 # Features of LLaMA-Factory ffc does not have: the key names the feature in the error.
 MISSING = {
-    "adapter_name_or_path": "starting from (or chatting with) an existing adapter",
     "use_unsloth": "Unsloth kernels",
     "use_galore": "GaLore",
     "use_apollo": "APOLLO",
@@ -71,7 +91,6 @@ MISSING = {
     "use_llama_pro": "LLaMA Pro block expansion",
     "pissa_init": "PiSSA initialisation",
     "loraplus_lr_ratio": "LoRA+",
-    "create_new_adapter": "stacking a new adapter on an existing one",
     "rope_scaling": "RoPE scaling",
     "shift_attn": "shift short attention",
     "mixture_of_depths": "mixture of depths",
@@ -83,9 +102,12 @@ MISSING = {
     "image_max_pixels": "multimodal models",
     "video_max_pixels": "multimodal models",
     "freeze_vision_tower": "multimodal models",
-    "use_modelscope_hub": "loading from ModelScope",
-    "ms_hub_token": "loading from ModelScope",
     "compute_accuracy": "token accuracy during sft evaluation",
+    "swanlab_project": "SwanLab options in the spec (set the SWANLAB_PROJECT environment variable)",
+    "swanlab_workspace": "SwanLab options in the spec (set the SWANLAB_WORKSPACE environment variable)",
+    "swanlab_run_name": "SwanLab options in the spec (logging.run_name names the run in every tracker)",
+    "swanlab_logdir": "SwanLab options in the spec (logging.offline writes its logs to output_dir/swanlog)",
+    "swanlab_lark_webhook_url": "SwanLab's Lark notifications",
     "ref_model_adapters": "reference models with adapters",
     "reward_model_adapters": "reward models with adapters",
 }
@@ -238,14 +260,8 @@ def _kind(source: dict) -> str:
 def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "the config") -> Imported:
     """Translate a parsed LLaMA-Factory config (see the module docstring)."""
     result = Imported(doc=CommentedMap(), kind=_kind(source))
-    if result.kind != "train":
-        result.errors.append((
-            "(file)",
-            f"{shown} is a LLaMA-Factory {result.kind} config (no training stage): ffc builds runs that train; "
-            "build a training spec and use its chat.py, serve.py, eval.py or export.py",
-        ))  # fmt: skip
-        return result
-    stage = str(source.get("stage", "sft"))
+    trains = result.kind == "train"
+    stage = str(source.get("stage", "sft")) if trains else "none"
     pref_loss = source.get("pref_loss")
     if stage == "dpo" and pref_loss in ("orpo", "simpo"):
         stage = pref_loss  # LLaMA-Factory trains ORPO and SimPO as dpo losses; ffc has a stage for each
@@ -255,9 +271,21 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
         staged[dotted] = (value, _eol_comment(source, key))
         result.moved.append((key, dotted))
 
+    if not trains:
+        staged["method.stage"] = ("none", f"LLaMA-Factory {result.kind} config: no training")
+    for variable in ("USE_MODELSCOPE_HUB", "USE_OPENMIND_HUB"):
+        if os.environ.get(variable, "0").lower() in ("1", "true", "y") and variable.lower() not in source:
+            # LLaMA-Factory reads the hub from the environment; the spec says it
+            staged[f"model.{variable.lower()}"] = (True, f"{variable} was set when importing")
     for key, value in source.items():
         key = str(key)
-        if key == "stage":
+        if not trains and key in NOT_TRAINING_DROPPED:
+            result.dropped.append((key, NOT_TRAINING_DROPPED[key]))
+        elif not trains and key in NOT_TRAINING_RENAMED and value is not None:
+            put(key, NOT_TRAINING_RENAMED[key], value)
+        elif key == "task":
+            _import_task(str(value), source, lf_root, out_dir, put, result)
+        elif key == "stage":
             put(key, "method.stage", stage)
         elif key == "pref_loss":
             if value in ("orpo", "simpo"):
@@ -271,13 +299,22 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
         elif key in DROPPED:
             result.dropped.append((key, DROPPED[key]))
         elif key in MISSING:
-            if value in (None, False, "", 0) and key not in ("adapter_name_or_path",):
+            if value in (None, False, "", 0):
                 result.dropped.append((key, f"off (ffc has no {MISSING[key]})"))
             else:
                 result.errors.append((key, f"ffc has no {MISSING[key]}; remove `{key}` to import the rest"))
         elif key == "template":
-            name = TEMPLATE_NAMES.get(str(value), value)
+            name = "empty" if value == "fewshot" else TEMPLATE_NAMES.get(str(value), value)
             put(key, "data.template", name)
+        elif key in ("vllm_maxlen", "vllm_gpu_util", "save_dir"):
+            put(key, RENAMED[key], value)
+        elif key == "adapter_name_or_path":
+            paths = value.split(",") if isinstance(value, str) else list(value)
+            put(key, "model.adapter_name_or_path", [_rebase(p.strip(), lf_root, out_dir) for p in paths if p.strip()])
+        elif key == "report_to" and source.get("use_swanlab"):
+            result.moved.append((key, "logging.report_to (with use_swanlab's swanlab)"))
+        elif key in ("use_swanlab", "swanlab_mode"):
+            _import_swanlab(key, value, source, put, result)
         elif key == "flash_attn":
             if value in FLASH_ATTN:
                 put(key, RENAMED[key], FLASH_ATTN[value])
@@ -324,6 +361,10 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
                 result.errors.append((key, f"quantization_method: {value} is not in ffc ({', '.join(choices)})"))
         elif key == "infer_backend" and value not in ("huggingface", "vllm"):
             result.errors.append((key, f"infer_backend: {value} is not in ffc (huggingface, vllm)"))
+        elif not trains and key == "task_dir" and "task" in source:
+            pass  # read with task
+        elif not trains and section_of(key, stage) in TRAINING_SECTIONS:
+            result.dropped.append((key, f"a {result.kind} config trains nothing (ffc's stage none)"))
         elif (section := section_of(key, stage)) is not None:
             if key in ("model_name_or_path", "tokenizer_name_or_path", "ref_model", "reward_model", "cache_dir"):
                 value = _rebase(value, lf_root, out_dir)
@@ -333,7 +374,9 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
         else:
             result.errors.append((key, "not a LLaMA-Factory option ffc knows: remove it or tell ffc where it goes"))
 
-    if "data.dataset_dir" not in staged and ("data.dataset" in staged or "data.eval_dataset" in staged):
+    if "data.dataset_dir" not in staged and any(
+        k in staged for k in ("data.dataset", "data.eval_dataset", "eval.predict_dataset")
+    ):
         # LLaMA-Factory reads datasets from ./data by default; the spec names that folder explicitly.
         staged["data.dataset_dir"] = (_rebase(LF_DEFAULTS["dataset_dir"], lf_root, out_dir, always=True), None)
     if stage in ("ppo", "grpo") and "inference.top_k" in staged:
@@ -343,6 +386,39 @@ def translate(source: CommentedMap, lf_root: Path, out_dir: Path, shown: str = "
             if dotted.split(".", 1)[0] == section:
                 _set(result.doc, dotted, value, comment)
     return result
+
+
+def _import_swanlab(key: str, value: Any, source: dict, put: Callable, result: Imported) -> None:
+    """LLaMA-Factory's ``use_swanlab: true`` is a tracker of report_to; ``swanlab_mode: local`` keeps it local."""
+    if key == "swanlab_mode":
+        if value == "local":
+            put(key, "logging.offline", True)
+        else:
+            result.dropped.append((key, f"{value}: SwanLab's default mode"))
+        return
+    if not value:
+        result.dropped.append((key, "off"))
+        return
+    targets = source.get("report_to") or []
+    targets = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else list(targets)
+    put(key, "logging.report_to", [t for t in targets if t != "none"] + ["swanlab"])
+
+
+def _import_task(task: str, source: dict, lf_root: Path, out_dir: Path, put: Callable, result: Imported) -> None:
+    """LLaMA-Factory's ``task: mmlu_test`` is the benchmark folder ``<task_dir>/mmlu`` (task_dir: ``evaluation``)
+    and its split ``test``: ffc's eval.task_dir and eval.split."""
+    name, _, split = task.rpartition("_")
+    if not name or not split:
+        result.errors.append(("task", f"task: {task} is not NAME_SPLIT (e.g. mmlu_test)"))
+        return
+    folder = f"{source.get('task_dir') or 'evaluation'}/{name}"
+    put("task", "eval.task_dir", _rebase(folder, lf_root, out_dir, always=True))
+    put("task", "eval.split", split)
+    if source.get("template") == "fewshot":
+        result.notes.append(
+            "template: fewshot is LLaMA-Factory's plain few-shot prompt; ffc's eval.py prompts in the run's chat "
+            "template: data.template is set to empty"
+        )
 
 
 def _import_deepspeed(value: Any, lf_root: Path, out_dir: Path, staged: dict, result: Imported) -> None:

@@ -61,9 +61,6 @@ TESTED_VERSIONS = {
     "gptqmodel": "7.7.0",
 }
 
-# Stages whose train.py computes the causal-LM loss itself (chunked_loss, enable_liger_kernel).
-LEAN_LOSS_STAGES = ("pt", "sft")
-
 # transformers/PEFT behaviour the run relies on, spelled out so a library upgrade cannot change it silently.
 UPSTREAM = {
     "adam_beta1": 0.9,
@@ -136,6 +133,10 @@ def inapplicable(spec: Spec) -> dict:
     exclude: dict = {"method": method_fields, "distributed": other_backends}
     if data_fields:
         exclude["data"] = data_fields
+    if not STAGES[stage].trains:  # an inference-only run: nothing of training applies
+        exclude["method"] = set(type(spec.method).model_fields) - {"stage"}
+        for section in ("training", "logging", "distributed"):
+            exclude[section] = set(type(getattr(spec, section)).model_fields)
     return exclude
 
 
@@ -143,6 +144,8 @@ def _registry(loaded: LoadedSpec, spec: Spec) -> tuple[Optional[dict], dict, str
     """Entries of dataset_info.json that the run uses, and hashes of their files."""
     dataset_dir = loaded.base_dir / spec.data.dataset_dir
     names = list(dict.fromkeys(spec.data.dataset + spec.data.eval_dataset))
+    if not names:  # an inference-only run without evaluation data reads no dataset_info.json
+        return None, {}, ""
     try:
         # lexists: a dangling link or a link loop is there, and read_registry says what is wrong with it.
         present = os.path.lexists(dataset_dir / "dataset_info.json")
@@ -223,14 +226,16 @@ def _with_defaults(loaded: LoadedSpec) -> Spec:
         method = _fill(method, lora_alpha=2 * method.lora_rank)
     has_eval = spec.data.val_size > 0 or bool(spec.data.eval_dataset)
     training = _fill(spec.training, eval_strategy="steps" if has_eval else "no")
-    # Liger and Unsloth bring their own fused loss
-    lean_loss = stage.name in LEAN_LOSS_STAGES and not spec.model.enable_liger_kernel and not spec.model.use_unsloth
+    # Where ffc computes the log-probabilities (Stage.lean_logits "ffc"), chunked unless Liger or Unsloth brings
+    # its own fused loss or the output head is sharded; TRL's DPO/KTO/GRPO always use their own fused head
+    # ("trl": true, for the lock).
+    lean_loss = stage.lean_logits == "ffc" and not spec.model.enable_liger_kernel and not spec.model.use_unsloth
     sharded_head = spec.distributed.backend == "fsdp" or (
         # a DeepSpeed file of the user's own may hold ZeRO-3: its stage is read later, so assume it
         spec.distributed.backend == "deepspeed"
         and (spec.distributed.deepspeed.zero_stage == 3 or spec.distributed.deepspeed.config_file is not None)
     )
-    training = _fill(training, chunked_loss=lean_loss and not sharded_head)
+    training = _fill(training, chunked_loss=stage.lean_logits == "trl" or (lean_loss and not sharded_head))
     if training.eval_strategy == "steps" and training.eval_steps is None:
         training = training.model_copy(update={"eval_steps": training.save_steps})
     report_to = spec.logging.report_to

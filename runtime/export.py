@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from .chat.templates import ChatTemplate, fill
+from .model import Adapters, adapter_list, apply_adapters, tokenizer_source
 
 log = logging.getLogger("ffc.export")
 
@@ -34,7 +35,7 @@ def _is_prequantized(model_path: str) -> bool:
 
 def merge_and_save(
     model_path: str,
-    adapter_path: Optional[str],
+    adapters: Adapters,
     export_dir: Path,
     template: Optional[ChatTemplate],
     *,
@@ -42,23 +43,21 @@ def merge_and_save(
     shard_gb: float = 5,
     default_system: Optional[str] = None,
 ):
-    """Base (+ adapter, merged) -> ``export_dir`` as safetensors shards, with the tokenizer and chat template."""
+    """Base (+ adapters, one or a list, merged in turn) -> ``export_dir`` as safetensors shards, with the
+    tokenizer and chat template."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if adapter_path and _is_prequantized(model_path):
+    if adapter_list(adapters) and _is_prequantized(model_path):
         raise ExportError(
             f"{model_path} is stored quantized: LoRA weights cannot be merged into quantized weights. "
             "Merge into the full-precision version of the base model instead: pass --base with its path or hub id "
             "(QLoRA runs quantize at load time, so their own base model is fine)."
         )
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    if adapter_path:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+    model = apply_adapters(model, adapters)
     model = model.to(getattr(torch, dtype))
-    tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model_path, adapters))
     if template is not None:  # any tool that reads chat_template now formats chats as in training
         tokenizer.chat_template = template.to_jinja(default_system=default_system)
     export_dir.mkdir(parents=True, exist_ok=True)

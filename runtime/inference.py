@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional
 
 from .chat.templates import ChatTemplate
 from .data.tokenize import prompt_ids
+from .model import Adapters, adapter_list, apply_adapters, tokenizer_source
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,18 @@ def _context_length(model, tokenizer) -> Optional[int]:
     return limit if isinstance(limit, int) and 0 < limit < 10**7 else None  # unset is a huge sentinel
 
 
-def load_model(model_path: str, adapter_path: Optional[str] = None, dtype: str = "auto"):
-    """(model, tokenizer) ready for generation. The tokenizer comes from the adapter's folder when there is one:
-    a run saves its tokenizer (with the chat template) next to the adapter."""
+def load_model(model_path: str, adapters: Adapters = None, dtype: str = "auto"):
+    """(model, tokenizer) ready for generation: the model with its adapters (one, a list, or none) merged in.
+    The tokenizer comes from the last adapter's folder when it has one (see ``tokenizer_source``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(model_path, adapters))
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype).to(device)
-    if adapter_path:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_path).merge_and_unload()  # merged: plain forward speed
+    if adapter_list(adapters):
+        model = apply_adapters(model, adapters)  # merged: plain forward speed
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.eval(), tokenizer

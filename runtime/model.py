@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 log = logging.getLogger("ffc.model")
 
@@ -49,3 +51,38 @@ def freeze_layers(model, trainable_layers: int, trainable_modules: list[str], ex
     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training layers %s: %d parameters in %d tensors", list(layers), count, len(trainable))
     return trainable
+
+
+Adapters = Union[str, Sequence[str], None]
+
+
+def adapter_list(adapters: Adapters) -> list[str]:
+    """One adapter, several, or none (None, [] or the word 'none' of the scripts' --adapter) as a list."""
+    if adapters is None:
+        return []
+    return [a for a in ([adapters] if isinstance(adapters, str) else adapters) if a and a != "none"]
+
+
+def apply_adapters(model, adapters: Adapters, train_last: bool = False):
+    """Existing PEFT adapters on ``model`` as LLaMA-Factory applies ``adapter_name_or_path``: each merged into
+    the weights in turn; with ``train_last`` the last one stays an adapter whose weights train further."""
+    from peft import PeftModel
+
+    paths = adapter_list(adapters)
+    merged, resumed = (paths[:-1], paths[-1]) if train_last and paths else (paths, None)
+    for path in merged:
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        log.info("merged adapter %s", path)
+    if resumed is not None:
+        model = PeftModel.from_pretrained(model, resumed, is_trainable=True)
+        log.info("training adapter %s further", resumed)
+    return model
+
+
+def tokenizer_source(model_path: str, adapters: Adapters) -> str:
+    """Where the tokenizer comes from: the last adapter's folder when it holds one (a run saves its tokenizer,
+    with the chat template, next to its adapter), else the model."""
+    last: Optional[str] = (adapter_list(adapters) or [None])[-1]
+    if last is not None and (Path(last) / "tokenizer_config.json").is_file():
+        return last
+    return model_path

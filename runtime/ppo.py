@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.packing import pad_batch
+from .data.tokenize import IGNORE_INDEX
+from .losses import causal_token_logprobs, final_hidden_states
 
 
 @dataclass(kw_only=True)
@@ -66,6 +68,7 @@ class PPOConfig:
     logging_steps: int
     save_steps: int  # 0: save only at the end
     seed: int
+    chunked_logprobs: bool  # log-probs from the hidden states in chunks, never the full-vocabulary logits
 
 
 class ValueHead(nn.Module):
@@ -84,17 +87,31 @@ class ValueHead(nn.Module):
 class PolicyWithValue(nn.Module):
     """The policy and its value head as one module, so one optimizer (and DDP wrapper) covers both."""
 
-    def __init__(self, policy):
+    def __init__(self, policy, chunked_logprobs: bool):
         super().__init__()
         self.policy = policy
         self.value_head = ValueHead(policy.config.hidden_size)
+        self.chunked_logprobs = chunked_logprobs
 
-    def forward(self, input_ids, attention_mask):
-        out = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
-            output_hidden_states=True, use_cache=False,
-        )  # fmt: skip
-        return out.logits, self.value_head(out.hidden_states[-1])
+    def forward(self, input_ids, attention_mask, labels):
+        logprobs, hidden = sequence_logprobs(self.policy, input_ids, attention_mask, labels, self.chunked_logprobs)
+        return logprobs, self.value_head(hidden)
+
+
+def sequence_logprobs(model, input_ids, attention_mask, labels, chunked: bool):
+    """Per position t, the log-prob of ``labels[t + 1]`` (0 where it is IGNORE_INDEX), and the final hidden
+    states. ``chunked``: from the hidden states a chunk of positions at a time (``runtime/losses.py``), never
+    the full-vocabulary logits; otherwise from the model's logits."""
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=_positions(attention_mask),
+                  use_cache=False)  # fmt: skip
+    if chunked:
+        hidden, _, head, softcap = final_hidden_states(model, **inputs)
+        return causal_token_logprobs(hidden, head, labels, softcap=softcap), hidden
+    out = model(**inputs, output_hidden_states=True)
+    targets = F.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logprobs = torch.gather(F.log_softmax(out.logits.float(), dim=-1), 2, targets.clamp(min=0).unsqueeze(-1))
+    return logprobs.squeeze(-1) * keep, out.hidden_states[-1]
 
 
 class AdaptiveKLController:
@@ -141,10 +158,6 @@ def masked_whiten(x, mask, shift_mean: bool = True):
     return whitened if shift_mean else whitened + mean
 
 
-def token_logprobs(logits, tokens):
-    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
-
-
 class PPOTrainer:
     def __init__(
         self,
@@ -162,7 +175,7 @@ class PPOTrainer:
         self.config, self.tokenizer, self.score_fn = config, tokenizer, score
         # Without a GPU, launched processes form one (gloo) process group only when accelerate is told so.
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        self.model = PolicyWithValue(policy)
+        self.model = PolicyWithValue(policy, config.chunked_logprobs)
         # With LoRA the reference is the policy without its adapter; otherwise a frozen copy (or a given model).
         self.use_adapter_as_ref = ref_model is None and hasattr(policy, "disable_adapter")
         self.ref_model = ref_model if ref_model is not None or self.use_adapter_as_ref else copy.deepcopy(policy)
@@ -204,27 +217,26 @@ class PPOTrainer:
 
     # -- 3. evaluate ------------------------------------------------------------------------------
     def evaluate(self, model_fn, queries, query_mask, responses, response_mask):
-        """Per response token: log-prob (and value, for the policy) of the sampled token."""
+        """Per response token: log-prob (and value, for the policy) of the sampled token; 0 after the response."""
         input_ids = torch.cat([queries, responses], dim=1)
         mask = torch.cat([query_mask, response_mask], dim=1)
-        start = queries.shape[1] - 1  # the logits at position t predict token t + 1
-        logits, values = model_fn(input_ids, mask)
-        logprobs = token_logprobs(logits[:, start:-1], responses)
-        return logprobs, (values[:, start:-1] if values is not None else None)
+        labels = torch.cat(
+            [torch.full_like(queries, IGNORE_INDEX), responses.masked_fill(response_mask == 0, IGNORE_INDEX)], dim=1
+        )
+        start = queries.shape[1] - 1  # position t holds the log-prob of token t + 1
+        logprobs, values = model_fn(input_ids, mask, labels)
+        return logprobs[:, start:-1], (values[:, start:-1] if values is not None else None)
 
-    def _policy(self, input_ids, mask):
-        return self.model(input_ids, mask)
+    def _policy(self, input_ids, mask, labels):
+        return self.model(input_ids, mask, labels)
 
-    def _reference(self, input_ids, mask):
+    def _reference(self, input_ids, mask, labels):
+        chunked = self.config.chunked_logprobs
         if self.use_adapter_as_ref:
             policy = self.accelerator.unwrap_model(self.model).policy
             with policy.disable_adapter():
-                return policy(
-                    input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
-                ).logits, None
-        return self.ref_model(
-            input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask), use_cache=False
-        ).logits, None
+                return sequence_logprobs(policy, input_ids, mask, labels, chunked)[0], None
+        return sequence_logprobs(self.ref_model, input_ids, mask, labels, chunked)[0], None
 
     # -- 4 and 5. rewards and advantages -----------------------------------------------------------
     def advantages(self, scores, logprobs, ref_logprobs, values, mask):

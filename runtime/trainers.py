@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import torch
 from trl import DPOTrainer, KTOTrainer
 
 with warnings.catch_warnings():
@@ -22,11 +23,14 @@ with warnings.catch_warnings():
 
 from .data.tokenize import IGNORE_INDEX
 from .data.vision_pairs import VisionBatchCollator
+from .losses import causal_token_logprobs, chunked_causal_lm_loss, final_hidden_states, mean_logit
 
 # ORPOConfig and CPOConfig are re-exported: generated train.py imports them from here, under the
 # warning filter above.
 __all__ = [
     "CPOConfig",
+    "ChunkedCPOTrainer",
+    "ChunkedORPOTrainer",
     "ORPOConfig",
     "PretokenizedCPOTrainer",
     "PretokenizedDPOTrainer",
@@ -97,6 +101,91 @@ class PretokenizedORPOTrainer(_LegacyPairs, ORPOTrainer):
 
 class PretokenizedCPOTrainer(_LegacyPairs, CPOTrainer):
     pass
+
+
+class _ChunkedPairLogps:
+    """TRL's ORPO/CPO ``concatenated_forward`` (trl 1.16) with log-probabilities and the NLL term from
+    ``causal_token_logprobs``: the same values, never the [2 x batch, sequence, vocabulary] logits.
+
+    TRL returns the chosen and rejected logits only for the ``logits/chosen``/``logits/rejected``
+    metrics (their ``.mean()``); this returns those means, computed without the logits, as 0-d tensors.
+    The subclasses say where TRL's two trainers differ.
+    """
+
+    def _pad_value(self) -> int:
+        raise NotImplementedError
+
+    def _nll(self, hidden, head, batch, softcap):
+        """The NLL term on the chosen rows (the first half of ``hidden``)."""
+        raise NotImplementedError
+
+    _average_logps: bool
+    _metric_positions: slice  # TRL's ORPO drops the last position of its logits for the metric, CPO does not
+
+    def concatenated_forward(self, model, batch):
+        pixels = {key: batch[key] for key in ("pixel_values", "image_grid_thw") if key in batch}
+        batch = self.concatenated_inputs(
+            batch, is_encoder_decoder=False, padding_value=self._pad_value(), device=self.accelerator.device
+        )
+        model_kwargs = {"output_router_logits": True} if self.aux_loss_enabled else {}
+        if pixels:  # images: as _LegacyPairs passes them
+            ids = batch["concatenated_input_ids"]
+            model_kwargs.update(pixels, mm_token_type_ids=(ids == self.model.config.image_token_id).long())
+        hidden, outputs, head, softcap = final_hidden_states(
+            model,
+            input_ids=batch["concatenated_input_ids"],
+            attention_mask=batch["concatenated_attention_mask"],
+            use_cache=False,
+            **model_kwargs,
+        )
+        labels = batch["concatenated_labels"]
+        per_token = causal_token_logprobs(hidden, head, labels, softcap=softcap)
+        logps = per_token.sum(-1)
+        if self._average_logps:
+            logps = logps / (labels[:, 1:] != IGNORE_INDEX).sum(-1)
+        n = len(labels) // 2  # the batch is [chosen, rejected]
+        metric_hidden = hidden[:, self._metric_positions]
+        result = (
+            logps[:n],
+            logps[n:],
+            mean_logit(metric_hidden[:n], head, softcap),
+            mean_logit(metric_hidden[n:], head, softcap),
+            self._nll(hidden, head, batch, softcap),
+        )
+        return (*result, outputs.aux_loss) if self.aux_loss_enabled else result
+
+
+class ChunkedORPOTrainer(_ChunkedPairLogps, PretokenizedORPOTrainer):
+    _average_logps = True
+    _metric_positions = slice(None, -1)
+
+    def _pad_value(self):
+        return self.padding_value
+
+    def _nll(self, hidden, head, batch, softcap):
+        # ORPO's NLL covers the whole chosen sequence, prompt included (every attended token).
+        ids, mask = batch["concatenated_input_ids"], batch["concatenated_attention_mask"]
+        n = len(ids) // 2
+        labels = ids[:n].masked_fill(mask[:n] == 0, IGNORE_INDEX)
+        return chunked_causal_lm_loss(hidden[:n], head, labels, softcap=softcap)
+
+
+class ChunkedCPOTrainer(_ChunkedPairLogps, PretokenizedCPOTrainer):
+    _metric_positions = slice(None)
+
+    @property
+    def _average_logps(self):
+        return self.loss_type in ("ipo", "simpo")
+
+    def _pad_value(self):
+        return self.pad_token_id
+
+    def _nll(self, hidden, head, batch, softcap):
+        if self.cpo_alpha == 0:
+            return torch.tensor(0.0, device=self.accelerator.device)
+        labels = batch["concatenated_labels"]
+        n = len(labels) // 2
+        return chunked_causal_lm_loss(hidden[:n], head, labels[:n], softcap=softcap)
 
 
 def to_reward_pairs(dataset):

@@ -76,6 +76,16 @@ def stage_checks(spec: Spec):
 
 
 @rule
+def training_needs_data(spec: Spec):
+    if STAGES[spec.method.stage].trains and not spec.data.dataset:
+        yield Problem(
+            ("data", "dataset"),
+            f"stage {spec.method.stage} trains on data.dataset: name at least one dataset of dataset_info.json "
+            "(or set method.stage: none for a run that only chats, serves, evaluates and exports).",
+        )
+
+
+@rule
 def masking_options(spec: Spec):
     if spec.data.mask_history and spec.data.train_on_prompt:
         yield Problem(
@@ -237,16 +247,25 @@ def check(spec: Spec) -> list[Problem]:
 
 @rule
 def lean_loss(spec: Spec):
-    lean_stages = ("pt", "sft")  # the stages whose train.py computes the causal-LM loss itself
     stage, dist = spec.method.stage, spec.distributed
-    if spec.model.enable_liger_kernel and stage not in lean_stages:
+    lean_logits = STAGES[stage].lean_logits
+    if spec.model.enable_liger_kernel and stage not in ("pt", "sft"):  # Liger replaces the causal-LM loss only
         yield Problem(
             ("model", "enable_liger_kernel"), f"enable_liger_kernel applies to stage pt and sft, not to stage {stage}."
         )
-    if not spec.training.chunked_loss:
+    if lean_logits == "trl" and spec.training.chunked_loss is False:
+        yield Problem(
+            ("training", "chunked_loss"),
+            f"stage {stage} computes its log-probabilities with TRL's fused LM head, never the full-vocabulary "
+            "logits; TRL 1.16 has no other path, so chunked_loss cannot be switched off for it: remove the setting.",
+        )
+    if not spec.training.chunked_loss or lean_logits == "trl":
         return
-    if stage not in lean_stages:
-        yield Problem(("training", "chunked_loss"), f"chunked_loss applies to stage pt and sft, not to stage {stage}.")
+    if lean_logits is None:
+        yield Problem(
+            ("training", "chunked_loss"),
+            f"chunked_loss applies to stages with a language-model loss, not to stage {stage} (a score head).",
+        )
     if spec.model.enable_liger_kernel:
         yield Problem(
             ("training", "chunked_loss"),

@@ -50,7 +50,24 @@ class ModelSection(Section):
     tokenizer_name_or_path: Optional[str] = Field(
         None, description="Load the tokenizer from here instead of model_name_or_path."
     )
+    adapter_name_or_path: list[str] = Field(
+        default_factory=list,
+        description="Existing PEFT adapters (directories or hub ids; a list, or 'a,b'), as LLaMA-Factory reads them: "
+        "training merges all but the last into the base and trains the last further (with "
+        "method.create_new_adapter, merges all and trains a new one); chat, serve, eval and export merge them all.",
+    )
+    _split_adapters = field_validator("adapter_name_or_path", mode="before")(_split_names)
     revision: str = Field("main", description="Branch, tag or commit of a hub model.")
+    use_modelscope_hub: bool = Field(
+        False,
+        description="Download model_name_or_path from ModelScope (modelscope.cn) instead of the Hugging Face Hub, "
+        "as LLaMA-Factory's USE_MODELSCOPE_HUB does (needs the modelscope package where the run starts).",
+    )
+    use_openmind_hub: bool = Field(
+        False,
+        description="Download model_name_or_path from Modelers (modelers.cn) instead of the Hugging Face Hub, as "
+        "LLaMA-Factory's USE_OPENMIND_HUB does (needs the openmind package where the run starts).",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub repository to run. Only for models you trust."
     )
@@ -124,7 +141,8 @@ class MethodSection(Section):
         "sft",
         description=(
             "pt: language modelling on raw text. sft: supervised fine-tuning. rm: reward model. "
-            "dpo, kto, orpo, simpo: preference optimisation. ppo, grpo: reinforcement learning from a reward."
+            "dpo, kto, orpo, simpo: preference optimisation. ppo, grpo: reinforcement learning from a reward. "
+            "none: no training, a run directory to chat with, serve, evaluate and export the model as it is."
         ),
     )
     finetuning_type: MethodName = Field(
@@ -262,8 +280,7 @@ class MethodSection(Section):
 class DataSection(Section):
     dataset: list[str] = Field(
         default_factory=list,
-        description="Names of training datasets in dataset_info.json (a list, or 'a,b').",
-        min_length=1,
+        description="Names of training datasets in dataset_info.json (a list, or 'a,b'); every stage but none needs one.",
     )
     eval_dataset: list[str] = Field(default_factory=list, description="Names of evaluation datasets.")
     dataset_dir: str = Field(
@@ -283,8 +300,10 @@ class DataSection(Section):
     )
     padding_free: Optional[bool] = derived(
         "Concatenate the samples of each batch into one row, position ids restarting per sample, instead of "
-        "padding them to the longest: the same samples and loss, no compute on padding. Default: on for pt and "
-        "sft (text; runs with images always pad: their 3-D rotary positions are per sample)."
+        "padding them to the longest: the same samples and loss, no compute on padding. Without FlashAttention "
+        "(SDPA/eager mask the whole row) a batch goes into one row only when that costs no more attention than "
+        "padding it. Default: on for pt and sft (text; runs with images always pad: their 3-D rotary positions "
+        "are per sample)."
     )
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = Field(
         "concat",
@@ -396,10 +415,11 @@ class TrainingSection(Section):
     )
     dataloader_num_workers: int = Field(0, ge=0, description="Data loader worker processes.")
     chunked_loss: Optional[bool] = derived(
-        "pt/sft: compute the loss from the final hidden states a chunk of positions at a time, never the "
-        "full-vocabulary logits (the largest tensor of fine-tuning with 128k+ vocabularies). Default: on for pt "
-        "and sft without enable_liger_kernel (whose fused loss does the same on GPUs) and without FSDP or "
-        "DeepSpeed ZeRO-3 (whose sharded output head it would call outside the model's forward)."
+        "Compute the loss and log-probabilities from the final hidden states a chunk of positions at a time, "
+        "never the full-vocabulary logits (the largest tensor of fine-tuning with 128k+ vocabularies). Default: "
+        "on for pt, sft, orpo, simpo and ppo without enable_liger_kernel or use_unsloth (whose fused losses do "
+        "the same on GPUs) and without FSDP or DeepSpeed ZeRO-3 (whose sharded output head it would call outside "
+        "the model's forward); always on for dpo, kto and grpo (TRL's fused LM head); not for rm."
     )
     include_num_input_tokens_seen: bool = Field(
         False, description="Count the non-padding tokens trained on (logged as num_input_tokens_seen)."
@@ -461,7 +481,27 @@ class TrainingSection(Section):
         "auto", description="FP8 implementation: torchao, Transformer Engine (te), or auto (torchao when installed)."
     )
 
+    callbacks: list[str] = Field(
+        default_factory=list,
+        description="Your own transformers TrainerCallback classes, as 'module:Class' (a module train.py can import: "
+        "installed, or a .py file in the run directory); each is created without arguments and added to the "
+        "Trainer (not stage ppo, whose loop is ffc's own).",
+    )
+
     _split = field_validator("galore_target", "apollo_target", mode="before")(_split_names)
+
+    @field_validator("callbacks")
+    @classmethod
+    def _import_strings(cls, value: list[str]) -> list[str]:
+        import keyword
+        import re
+
+        for item in value:
+            module, _, name = item.partition(":")
+            parts = [*module.split("."), name]
+            if not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) and not keyword.iskeyword(p) for p in parts):
+                raise ValueError(f"{item!r} is not 'module:Class' (e.g. my_callbacks:StopOnPlateau)")
+        return value
 
 
 ReportTarget = Literal["none", "tensorboard", "wandb", "mlflow", "swanlab", "trackio"]
@@ -474,6 +514,12 @@ class LoggingSection(Section):
     )
     plot_loss: bool = Field(True, description="Write training_loss.png (and eval_loss.png) at the end of training.")
     run_name: Optional[str] = derived("Name shown in trackers (default: the spec's name).")
+    offline: bool = Field(
+        False,
+        description="Trackers keep their runs on this machine, under output_dir: W&B offline (upload later with "
+        "`wandb sync`), MLflow's file store (mlruns/), SwanLab offline (swanlog/), Trackio's database (trackio/). "
+        "Environment variables already set (WANDB_MODE, MLFLOW_TRACKING_URI, ...) win.",
+    )
 
     _split = field_validator("report_to", mode="before")(_split_names)
 

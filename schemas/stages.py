@@ -16,7 +16,7 @@ from .problem import Problem
 
 @dataclass(frozen=True)
 class DataKind:
-    """What a stage trains on. ``name`` is a key of ``ffc.runtime.data.convert.DATA_KINDS``."""
+    """What a stage trains on. ``name`` is a key of ``ffc.runtime.data.convert.DATA_KINDS`` (but NO_DATA's)."""
 
     name: str
     summary: str  # one line for the run's README
@@ -57,6 +57,7 @@ LABELLED = DataKind(
 PROMPTS = DataKind(
     "prompts", "Prompts: conversations whose last response, if any, is ignored (kept as `answer` for reward functions)."
 )
+NO_DATA = DataKind("none", "No training data: the model is used as it is (eval.py reads its own datasets).")
 
 # Option groups of the method section, named once and shared by the stages below.
 ONLINE_OPTIONS = ("reward_model", "reward_funcs", "max_new_tokens", "temperature", "top_p")
@@ -94,22 +95,36 @@ def _grpo_groups(spec) -> Iterator[Problem]:
         )
 
 
+def _no_training(spec) -> Iterator[Problem]:
+    if spec.data.dataset:
+        yield Problem(
+            ("data", "dataset"),
+            "stage none trains nothing: remove data.dataset (eval.py scores eval.predict_dataset or "
+            "data.eval_dataset), or choose a training stage.",
+        )
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     title: str  # as in the run's title: "LoRA <title> of MODEL on DATA"
     summary: str  # what it optimises, one line
     data: DataKind
-    recipe: str  # the file template of its train.py
+    recipe: Optional[str]  # the file template of its train.py (None: the stage trains nothing)
     options: tuple[str, ...] = ()  # method options that apply to this stage (besides the shared ones)
     data_options: tuple[str, ...] = ()  # data options that apply to this stage (besides the shared ones)
     plot_keys: Optional[tuple[str, ...]] = None  # metrics plotted at the end (None: the loss only)
     packing_default: bool = False
     needs_reward: bool = False  # scores generated responses: needs reward_model or reward_funcs
     language_model: bool = True  # ends with a causal LM, so chat/serve/eval/export apply
+    trains: bool = True  # False: an inference-only run (no train.py, launch files or training options)
     check: Optional[Callable[..., Iterator[Problem]]] = None  # what the stage requires of the rest of the spec
     trainer_class: Optional[str] = None  # for recipes shared by several stages: the classes that differ
     config_class: Optional[str] = None
+    # How the loss avoids the full-vocabulary logits: "ffc" (runtime/losses.py; training.chunked_loss switches
+    # it), "trl" (TRL 1.16's fused LM head, which its DPO/KTO/GRPO trainers always use), None (no such loss: rm).
+    lean_logits: Optional[Literal["ffc", "trl"]] = None
+    chunked_trainer_class: Optional[str] = None  # trainer_class with training.chunked_loss on
 
     @property
     def chat(self) -> bool:
@@ -120,11 +135,12 @@ class Stage:
 _STAGES = (
     Stage(
         "pt", "pre-training", "next-token prediction on raw text (continued pre-training)",
-        TEXT, "train.py.j2", data_options=("packing", "padding_free"), packing_default=True,
+        TEXT, "train.py.j2", data_options=("packing", "padding_free"), packing_default=True, lean_logits="ffc",
     ),
     Stage(
         "sft", "supervised fine-tuning", "next-token prediction on the assistant's responses of conversations",
         CONVERSATIONS, "train.py.j2", data_options=("packing", "padding_free", "train_on_prompt", "mask_history"),
+        lean_logits="ffc",
     ),
     Stage(
         "rm", "reward modelling",
@@ -137,38 +153,45 @@ _STAGES = (
         "direct preference optimisation: raise the chosen response's likelihood over the rejected one, relative to a reference model",
         PAIRS, "train_pref.py.j2",
         options=("pref_beta", "pref_loss", "pref_ftx", "dpo_label_smoothing", "ref_model"), plot_keys=PREFERENCE_PLOTS,
-        trainer_class="PretokenizedDPOTrainer", config_class="DPOConfig",
+        trainer_class="PretokenizedDPOTrainer", config_class="DPOConfig", lean_logits="trl",
     ),
     Stage(
         "kto", "KTO",
         "Kahneman-Tversky optimisation: raise desirable and lower undesirable responses, relative to a reference model",
         LABELLED, "train_kto.py.j2",
         options=("pref_beta", "kto_chosen_weight", "kto_rejected_weight", "ref_model"),
-        plot_keys=("loss", "rewards/chosen", "rewards/rejected"), check=_kto_batch,
+        plot_keys=("loss", "rewards/chosen", "rewards/rejected"), check=_kto_batch, lean_logits="trl",
     ),
     Stage(
         "orpo", "ORPO",
         "odds-ratio preference optimisation: SFT on chosen responses plus an odds-ratio penalty on rejected ones, no reference model",
         PAIRS, "train_pref.py.j2", options=("pref_beta", "pref_ftx"), plot_keys=PREFERENCE_PLOTS,
-        trainer_class="PretokenizedORPOTrainer", config_class="ORPOConfig",
+        trainer_class="PretokenizedORPOTrainer", config_class="ORPOConfig", lean_logits="ffc",
+        chunked_trainer_class="ChunkedORPOTrainer",
     ),
     Stage(
         "simpo", "SimPO",
         "simple preference optimisation: a length-normalised margin between chosen and rejected responses, no reference model",
         PAIRS, "train_pref.py.j2", options=("pref_beta", "pref_ftx", "simpo_gamma"), plot_keys=PREFERENCE_PLOTS,
-        trainer_class="PretokenizedCPOTrainer", config_class="CPOConfig",
+        trainer_class="PretokenizedCPOTrainer", config_class="CPOConfig", lean_logits="ffc",
+        chunked_trainer_class="ChunkedCPOTrainer",
     ),
     Stage(
         "ppo", "PPO",
         "proximal policy optimisation: generate responses, score them, and raise the reward under a KL penalty to the reference model",
         PROMPTS, "train_ppo.py.j2", options=("ref_model", *ONLINE_OPTIONS, *PPO_OPTIONS), needs_reward=True,
-        check=_ppo_one_reward,
+        check=_ppo_one_reward, lean_logits="ffc",
     ),
     Stage(
         "grpo", "GRPO",
         "group relative policy optimisation: score groups of sampled responses per prompt and favour the above-average ones",
         PROMPTS, "train_grpo.py.j2", options=("pref_beta", "ref_model", *ONLINE_OPTIONS, "num_generations"),
-        plot_keys=("loss", "reward", "kl"), needs_reward=True, check=_grpo_groups,
+        plot_keys=("loss", "reward", "kl"), needs_reward=True, check=_grpo_groups, lean_logits="trl",
+    ),
+    Stage(
+        "none", "inference",
+        "no training: chat with, serve, evaluate and export the model as it is (with model.adapter_name_or_path, "
+        "its adapters merged)", NO_DATA, None, trains=False, check=_no_training,
     ),
 )  # fmt: skip
 STAGES: dict[str, Stage] = {stage.name: stage for stage in _STAGES}

@@ -86,7 +86,7 @@ def adapter_initialisation(spec):
         )
     if method.pissa_init and method.use_dora:
         yield Problem(("method", "pissa_init"), "PiSSA initialises plain LoRA matrices: remove use_dora or pissa_init.")
-    if method.create_new_adapter and not getattr(model, "adapter_name_or_path", None):
+    if method.create_new_adapter and not model.adapter_name_or_path:
         yield Problem(
             ("method", "create_new_adapter"),
             "create_new_adapter stacks a new adapter on an existing one: set model.adapter_name_or_path.",
@@ -95,6 +95,73 @@ def adapter_initialisation(spec):
         yield Problem(
             ("method", "freeze_trainable_layers"),
             "with use_llama_pro, freeze_trainable_layers is the number of new layers added: give a positive number.",
+        )
+
+
+@rule
+def existing_adapters(spec):
+    """model.adapter_name_or_path, with LLaMA-Factory's limits: adapters continue LoRA training only, and a
+    quantized base takes one adapter (its weights cannot be merged into quantized ones)."""
+    model, method = spec.model, spec.method
+    adapters = model.adapter_name_or_path
+    if not adapters or spec.method.stage == "none":
+        if adapters and spec.inference.infer_backend == "vllm" and len(adapters) > 1:
+            yield Problem(
+                ("model", "adapter_name_or_path"),
+                "vLLM applies one adapter: merge the others first (export.py), or use infer_backend: huggingface.",
+            )
+        return
+    if model.use_unsloth:
+        yield Problem(
+            ("model", "adapter_name_or_path"),
+            "Unsloth sets up its own adapter: merge the existing ones first (a stage none run's export.py) and "
+            "train on the merged model, or remove use_unsloth.",
+        )
+    if method.finetuning_type != "lora":
+        yield Problem(
+            ("model", "adapter_name_or_path"),
+            f"existing adapters continue LoRA training: set method.finetuning_type: lora, or merge them first "
+            f"(a stage none run's export.py) and train {method.finetuning_type} on the merged model.",
+        )
+    elif model.quantization_bit or model.quantization_method in ("gptq", "awq", "aqlm"):
+        if len(adapters) > 1:
+            yield Problem(
+                ("model", "adapter_name_or_path"),
+                "a quantized base takes one adapter (adapters cannot be merged into quantized weights): merge them "
+                "first with a stage none run's export.py.",
+            )
+        if method.create_new_adapter:
+            yield Problem(
+                ("method", "create_new_adapter"),
+                "a quantized base cannot have its adapter merged: remove create_new_adapter to train the adapter further.",
+            )
+    elif not method.create_new_adapter:
+        for name in ("pissa_init", "loftq_init", "use_dora", "use_rslora"):
+            if getattr(method, name) and name in method.model_fields_set:
+                yield Problem(
+                    ("method", name),
+                    f"{name} sets up a new adapter, but the last of model.adapter_name_or_path is trained further "
+                    "with its own settings: remove it, or set create_new_adapter: true.",
+                )
+    if spec.inference.infer_backend == "vllm" and len(adapters) + int(method.create_new_adapter) > 1:
+        yield Problem(
+            ("inference", "infer_backend"),
+            "vLLM applies one adapter, and this run's model has more (model.adapter_name_or_path and the trained one): "
+            "use infer_backend: huggingface, or export.py's merged model as inference.model_path.",
+        )
+
+
+@rule
+def one_hub(spec):
+    if spec.model.use_modelscope_hub and spec.model.use_openmind_hub:
+        yield Problem(("model", "use_openmind_hub"), "the model comes from one hub: choose ModelScope or Modelers.")
+
+
+@rule
+def callbacks(spec):
+    if spec.training.callbacks and spec.method.stage == "ppo":
+        yield Problem(
+            ("training", "callbacks"), "stage ppo runs ffc's own loop, not a Trainer: callbacks apply to the others."
         )
 
 

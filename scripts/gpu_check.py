@@ -81,6 +81,9 @@ def runs(steps: int, have: set[str]) -> dict[str, dict]:
         "training.per_device_train_batch_size": 8,
         "training.include_num_input_tokens_seen": False,
     }
+    # ORPO's log-probabilities and NLL term come from ffc's chunked path (ChunkedORPOTrainer, runtime/losses.py);
+    # DPO above uses TRL's fused LM head.
+    out["orpo_lora"] = {**out["dpo_lora"], "method.stage": "orpo"}
     out["grpo_lora"] = {
         **sft,
         "method.stage": "grpo",

@@ -279,7 +279,7 @@ def test_each_stage_holds_only_its_own_code(write_spec, tmp_path, stage):
     files = build(write_spec(MINIMAL_SPEC.replace("stage: sft", f"stage: {stage}")), tmp_path / "run", extra)
     code = _code_of(files)
     markers = {"rm": "RewardTrainer", "dpo": "PretokenizedDPOTrainer", "kto": "PretokenizedKTOTrainer",
-               "orpo": "PretokenizedORPOTrainer", "simpo": "PretokenizedCPOTrainer", "ppo": "PPOTrainer(", "grpo": "GRPOTrainer("}  # fmt: skip
+               "orpo": "ChunkedORPOTrainer", "simpo": "ChunkedCPOTrainer", "ppo": "PPOTrainer(", "grpo": "GRPOTrainer("}  # fmt: skip
     for other, marker in markers.items():
         assert (marker in code) == (other == stage), (stage, marker)
     assert ("rewards.py" in files) == (stage in ("ppo", "grpo"))

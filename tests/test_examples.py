@@ -44,8 +44,12 @@ def test_example_builds_twice_identically(spec, tmp_path):
             assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes(), path.name
 
 
+# Examples of stage none train nothing (tests/test_inference_only.py runs their scripts).
+TRAINED = [p for p in EXAMPLES if p.stem not in HUB_MODELS and STAGES[load_spec(p).spec.method.stage].trains]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [p for p in EXAMPLES if p.stem not in HUB_MODELS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("spec", TRAINED, ids=lambda p: p.stem)
 def test_example_trains_a_few_steps(spec, tmp_path, demo):
     # The example as a user has it: examples/ beside demo/ (written by `ffc demo demo`).
     (tmp_path / "examples").mkdir()

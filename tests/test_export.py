@@ -168,7 +168,7 @@ def test_export_script_is_generated_per_stage(write_spec, tmp_path):
     assert {"export.py", "chat.py", "serve.py", "eval.py"} <= set(sft)
     assert (
         'default=["q8_0"]' in sft["export.py"].decode()
-        and 'ADAPTER = str(RUN_DIR / "output")' in sft["export.py"].decode()
+        and 'ADAPTERS = [str(RUN_DIR / "output")]' in sft["export.py"].decode()
     )
     _, rm = build_files(load_spec(write_spec(MINIMAL_SPEC.replace("stage: sft", "stage: rm"))), tmp_path / "b")
     assert not {"export.py", "chat.py", "serve.py"} & set(rm)

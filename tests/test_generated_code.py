@@ -45,7 +45,7 @@ model:
 method:
   stage: {stage}{rewards}
 data:
-  dataset: [{DATASETS.get(stage, "demo_alpaca")}]
+  dataset: [{DATASETS.get(stage, "demo_alpaca") if STAGES[stage].trains else ""}]
   dataset_dir: {ROOT / "demo" / "data"}
   template: {"null" if stage == "pt" else "chatml"}
   val_size: 0.1

@@ -19,7 +19,9 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     runs = tmp_path / "runs"
-    expected = {"sft_lora", "sft_lora_padded", "sft_full", "sft_lora_liger", "sft_qlora", "dpo_lora", "grpo_lora"}
+    expected = {
+        "sft_lora", "sft_lora_padded", "sft_full", "sft_lora_liger", "sft_qlora", "dpo_lora", "orpo_lora", "grpo_lora",
+    }  # fmt: skip
     methods = {"sft_shift_attn", "sft_qlora_loftq", "sft_qlora_torchao_int4", "sft_fp8", "sft_unsloth"}
     expected |= methods | {"sft_unsloth_qlora", "export_gptq"}  # issue 15's GPU-only paths
     assert {p.name for p in runs.iterdir()} == expected
@@ -30,6 +32,7 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     assert "use_liger_kernel=True" in code["sft_lora_liger"]
     assert "load_in_4bit=True" in code["sft_qlora"]
     assert "DPOTrainer" in code["dpo_lora"] and "GRPO" in code["grpo_lora"]
+    assert "ChunkedORPOTrainer(" in code["orpo_lora"]
     assert (runs / "sft_lora" / "serve.py").exists()
     assert "enable_shift_attn(model)" in code["sft_shift_attn"] and "loftq(model" in code["sft_qlora_loftq"]
     assert 'require_gpu("training.fp8")' in code["sft_fp8"] and "load_unsloth(" in code["sft_unsloth"]

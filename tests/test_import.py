@@ -221,7 +221,7 @@ def test_user_deepspeed_file_must_agree_with_the_section(lf, write_spec, tmp_pat
     "extra,named",
     [
         ("export_hub_model_id: me/x\n", "pushing the export to the Hub"),
-        ("adapter_name_or_path: saves/x\n", "existing adapter"),
+        ("ref_model_adapters: saves/x\n", "reference models with adapters"),
         ("pref_loss: kto_pair\n", "kto_pair"),
         ("flash_attn: fa3\n", "flash_attn"),
         ("something_new: 1\n", "something_new"),
@@ -250,12 +250,129 @@ def test_renamed_keys_and_templates(lf, tmp_path, capsys):
     assert spec["data"]["packing"] is True and spec["data"]["template"] == "internlm2"
 
 
-def test_inference_configs_are_named(lf, tmp_path, capsys):
-    config = lf / "infer.yaml"
-    config.write_text("model_name_or_path: models/tiny\nadapter_name_or_path: saves/x\ntemplate: qwen\n")
-    with pytest.raises(SystemExit):
-        _import(lf, config, tmp_path / "x.yaml", capsys)
-    assert "inference config" in capsys.readouterr().err
+# LLaMA-Factory's examples/inference, examples/merge_lora and examples/train_lora/*_eval|predict layouts.
+INFER = """\
+model_name_or_path: models/tiny
+adapter_name_or_path: saves/tiny/lora/sft
+template: qwen
+finetuning_type: lora
+trust_remote_code: true
+infer_backend: huggingface  # choices: [huggingface, vllm]
+temperature: 0.3
+"""
+MERGE = """\
+### Note: DO NOT use quantized model or quantization_bit when merging lora adapters
+
+### model
+model_name_or_path: models/tiny
+adapter_name_or_path: saves/tiny/lora/sft,saves/tiny/lora/dpo
+template: qwen
+trust_remote_code: true
+
+### export
+export_dir: output/tiny_lora_sft
+export_size: 2
+export_device: cpu
+export_legacy_format: false
+"""
+EVAL = """\
+### model
+model_name_or_path: models/tiny
+adapter_name_or_path: saves/tiny/lora/sft
+trust_remote_code: true
+
+### method
+finetuning_type: lora
+
+### dataset
+task: mmlu_test  # choices: [mmlu_test, ceval_validation, cmmlu_test]
+template: fewshot
+lang: en
+n_shot: 5
+
+### output
+save_dir: saves/tiny/lora/eval
+
+### eval
+batch_size: 4
+"""
+PREDICT = """\
+### model
+model_name_or_path: models/tiny
+adapter_name_or_path: saves/tiny/lora/sft
+
+### method
+stage: sft
+do_predict: true
+finetuning_type: lora
+
+### dataset
+eval_dataset: demo_alpaca
+template: qwen
+cutoff_len: 128
+max_samples: 50
+overwrite_cache: true
+
+### output
+output_dir: saves/tiny/lora/predict
+overwrite_output_dir: true
+
+### eval
+per_device_eval_batch_size: 1
+predict_with_generate: true
+ddp_timeout: 180000000
+learning_rate: 1.0e-4
+"""
+
+
+@pytest.fixture
+def saves(lf) -> Path:
+    """Adapter folders where LLaMA-Factory's configs name them (the importer rewrites paths that exist)."""
+    for name in ("sft", "dpo"):
+        (lf / "saves" / "tiny" / "lora" / name).mkdir(parents=True)
+    return lf / "saves"
+
+
+@pytest.mark.parametrize(
+    "text,kind",
+    [(INFER, "inference"), (MERGE, "export"), (EVAL, "eval"), (PREDICT, "eval")],
+    ids=["inference", "merge", "eval", "predict"],
+)
+def test_configs_without_training_become_stage_none_specs(lf, saves, tmp_path, capsys, text, kind):
+    config = lf / "examples" / "config.yaml"
+    config.write_text(text)
+    out = tmp_path / "specs" / "x.yaml"
+    said = _import(lf, config, out, capsys)
+    spec = _spec(out)
+    assert spec["method"] == {"stage": "none"}, spec
+    assert f"# LLaMA-Factory {kind} config: no training" in out.read_text()
+    assert spec["model"]["model_name_or_path"] == "../LLaMA-Factory/models/tiny"
+    assert spec["model"]["adapter_name_or_path"][0] == "../LLaMA-Factory/saves/tiny/lora/sft"
+    if text is INFER:
+        assert "dropped finetuning_type:" in said
+        assert spec["inference"] == {"infer_backend": "huggingface", "temperature": 0.3}
+    if text is MERGE:
+        assert spec["model"]["adapter_name_or_path"][1] == "../LLaMA-Factory/saves/tiny/lora/dpo"
+        assert spec["export"] == {"export_dir": "output/tiny_lora_sft", "export_size": 2}
+        assert "dropped export_device:" in said and "dropped export_legacy_format:" in said
+    if text is EVAL:
+        assert spec["eval"] == {
+            "task_dir": "../LLaMA-Factory/evaluation/mmlu", "split": "test", "lang": "en", "n_shot": 5,
+            "output_dir": "saves/tiny/lora/eval", "batch_size": 4,
+        }  # fmt: skip
+        assert spec["data"]["template"] == "empty" and "fewshot" in out.read_text()
+    if text is PREDICT:
+        assert spec["eval"] == {
+            "predict_dataset": "demo_alpaca", "max_samples": 50, "output_dir": "saves/tiny/lora/predict",
+            "batch_size": 1,
+        }  # fmt: skip
+        assert spec["data"]["dataset_dir"] == "../LLaMA-Factory/data"
+        for key in ("stage", "do_predict", "predict_with_generate", "learning_rate"):
+            assert f"dropped {key}:" in said
+    run = tmp_path / "run"
+    main(["build", str(out), "-o", str(run)])
+    files = {p.name for p in run.iterdir() if p.is_file()}
+    assert {"chat.py", "serve.py", "eval.py", "export.py"} <= files and "train.py" not in files
 
 
 def test_existing_output_needs_force(lf, tmp_path, capsys):
@@ -319,3 +436,37 @@ def test_an_imported_config_trains_unedited(lf, tmp_path, capsys):
     assert done.returncode == 0, done.stderr[-3000:]
     log = (tmp_path / "run" / "saves" / "tiny" / "lora" / "sft" / "trainer_log.jsonl").read_text().splitlines()
     assert json.loads(log[-1]).get("current_steps", json.loads(log[-1]).get("step")) == 2
+
+
+def test_swanlab_keys(lf, tmp_path, capsys):
+    out = tmp_path / "x.yaml"
+    _import(lf, _config(lf, "sft", extra="use_swanlab: true\nswanlab_mode: local\nswanlab_api_key: k\n"), out, capsys)
+    spec = _spec(out)
+    assert spec["logging"]["report_to"] == ["swanlab"] and spec["logging"]["offline"] is True  # report_to: none
+    assert "dropped swanlab_api_key" in out.read_text()
+    with pytest.raises(SystemExit):
+        _import(lf, _config(lf, "sft", extra="use_swanlab: true\nswanlab_project: p\n"), tmp_path / "y.yaml", capsys)
+    assert "SWANLAB_PROJECT" in capsys.readouterr().err
+
+
+def test_modelscope_hub_from_the_key_or_the_environment(lf, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "x.yaml"
+    _import(lf, _config(lf, "sft", extra="use_modelscope_hub: true\nms_hub_token: t\n"), out, capsys)
+    assert _spec(out)["model"]["use_modelscope_hub"] is True and "dropped ms_hub_token" in out.read_text()
+    monkeypatch.setenv("USE_MODELSCOPE_HUB", "1")  # LLaMA-Factory reads the hub from the environment
+    out = tmp_path / "y.yaml"
+    _import(lf, _config(lf, "sft"), out, capsys)
+    assert _spec(out)["model"]["use_modelscope_hub"] is True and "USE_MODELSCOPE_HUB was set" in out.read_text()
+
+
+def test_training_from_existing_adapters(lf, saves, tmp_path, capsys):
+    extra = "adapter_name_or_path: saves/tiny/lora/sft,saves/tiny/lora/dpo\ncreate_new_adapter: true\n"
+    out = tmp_path / "specs" / "x.yaml"
+    _import(lf, _config(lf, "sft", extra=extra), out, capsys)
+    spec = _spec(out)
+    assert spec["model"]["adapter_name_or_path"] == [
+        "../LLaMA-Factory/saves/tiny/lora/sft", "../LLaMA-Factory/saves/tiny/lora/dpo"
+    ]  # fmt: skip
+    assert spec["method"]["create_new_adapter"] is True and spec["method"]["stage"] == "sft"
+    main(["build", str(out), "-o", str(tmp_path / "run")])
+    assert "apply_adapters(model, ADAPTERS, train_last=False)" in (tmp_path / "run" / "train.py").read_text()

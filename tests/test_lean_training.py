@@ -75,6 +75,16 @@ def test_padding_free_batch_equals_padded_batch(attention):
         assert torch.allclose(expected, got, atol=1e-6)
 
 
+def test_padding_free_without_varlen_attention_pads_batches_whose_row_would_cost_more():
+    """SDPA/eager mask the whole row: (sum of lengths)^2 against batch x longest^2 decides per batch."""
+    row = lambda n: {"input_ids": list(range(5, 5 + n)), "labels": list(range(5, 5 + n))}  # noqa: E731
+    collate = Collator(0, padding_free=True, varlen_attention=False)
+    assert collate([row(512)] * 8)["input_ids"].shape == (8, 512)  # equal lengths: 4096^2 > 8 x 512^2
+    uneven = [row(500), row(20), row(30), row(60)]  # 610^2 <= 4 x 500^2
+    assert collate(uneven)["input_ids"].shape == (1, 610)
+    assert Collator(0, padding_free=True)([row(512)] * 8)["input_ids"].shape == (1, 4096)  # varlen kernels
+
+
 def test_padding_free_keeps_packed_rows_apart():
     """Packed rows keep their own position ids (restarting per sample) when concatenated."""
     rows = [
@@ -157,7 +167,17 @@ def test_liger_is_refused_without_a_gpu(monkeypatch):
 @pytest.mark.parametrize(
     "overrides,present,absent",
     [
-        ([], ["ChunkedLossTrainer(", "padding_free=True"], ["trainer = Trainer(", "use_liger_kernel"]),
+        (
+            [],
+            [
+                "ChunkedLossTrainer(",
+                "padding_free=True",
+                'varlen_attention=model.config._attn_implementation.startswith("flash")',
+            ],
+            ["trainer = Trainer(", "use_liger_kernel"],
+        ),
+        (["model.attn_implementation=sdpa"], ["padding_free=True", "varlen_attention=False"], []),
+        (["model.attn_implementation=flash_attention_2"], ["padding_free=True", "varlen_attention=True"], []),
         (["data.padding_free=false"], ["Collator(tokenizer.pad_token_id)"], ["padding_free=True"]),
         (["training.chunked_loss=false"], ["trainer = Trainer("], ["ChunkedLossTrainer"]),
         (
@@ -188,7 +208,8 @@ def test_build_chooses_the_lean_paths(write_spec, tmp_path, overrides, present, 
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["method.stage=dpo", "training.chunked_loss=true"], "chunked_loss applies to stage pt and sft"),
+        (["method.stage=dpo", "training.chunked_loss=false"], "TRL's fused LM head"),
+        (["method.stage=rm", "training.chunked_loss=true"], "not to stage rm"),
         (["method.stage=dpo", "model.enable_liger_kernel=true"], "enable_liger_kernel applies to stage pt and sft"),
         (["training.chunked_loss=true", "model.enable_liger_kernel=true"], "choose one"),
         (
@@ -203,3 +224,146 @@ def test_lean_options_are_refused_where_they_cannot_work(write_spec, overrides, 
 
     with pytest.raises(SpecError, match=message):
         load_spec(write_spec(), overrides)
+
+
+# --- chunked log-probabilities of the preference and RL stages -------------------------------------------
+
+
+def test_causal_token_logprobs_equal_log_softmax():
+    from ffc.runtime.losses import causal_token_logprobs
+
+    model = tiny_model()
+    batch = Collator(0)(samples())
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    labels = batch["labels"]
+    targets = torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]
+    full = torch.log_softmax(model.lm_head(hidden).float(), -1).gather(2, targets.clamp(min=0)[..., None])[..., 0]
+    plain = full * (targets != IGNORE_INDEX)
+    chunked = causal_token_logprobs(hidden, model.lm_head, labels, chunk_tokens=5)
+    assert (chunked - plain).abs().max().item() < 1e-5
+    weights = torch.randn(plain.shape, generator=torch.Generator().manual_seed(2))  # any function of the log-probs
+    plain_grads = torch.autograd.grad((plain * weights).sum(), list(model.parameters()), retain_graph=True)
+    chunked_grads = torch.autograd.grad((chunked * weights).sum(), list(model.parameters()))
+    assert max((a - b).abs().max().item() for a, b in zip(plain_grads, chunked_grads)) < 1e-5
+
+
+def pair_rows():
+    gen = torch.Generator().manual_seed(3)
+    ids = lambda n: torch.randint(5, VOCAB, (n,), generator=gen).tolist()  # noqa: E731
+    return [
+        {"prompt_ids": ids(p), "chosen_ids": ids(c), "rejected_ids": ids(r)}
+        for p, c, r in ((4, 6, 3), (9, 2, 7), (3, 11, 5), (6, 4, 4))
+    ]
+
+
+@pytest.mark.parametrize("stage,loss_type", [("orpo", None), ("simpo", "simpo"), ("simpo", "sigmoid")])
+def test_chunked_pair_trainers_match_trl(tmp_path, stage, loss_type):
+    """ChunkedORPOTrainer/ChunkedCPOTrainer: TRL's log-probs, NLL term, loss, metrics and gradients."""
+    from datasets import Dataset
+
+    from ffc.runtime import trainers
+
+    model = tiny_model(kind="qwen2")
+    data = trainers.to_legacy_pairs(Dataset.from_list(pair_rows()))
+    if stage == "orpo":
+        config = trainers.ORPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], max_length=64, beta=0.1)
+        classes = (trainers.PretokenizedORPOTrainer, trainers.ChunkedORPOTrainer)
+    else:
+        config = trainers.CPOConfig(
+            output_dir=str(tmp_path), use_cpu=True, report_to=[], max_length=64, loss_type=loss_type, cpo_alpha=0.5
+        )
+        classes = (trainers.PretokenizedCPOTrainer, trainers.ChunkedCPOTrainer)
+    tokenizer = type("Tok", (), {"pad_token": "<pad>", "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None})()
+    results = []
+    for trainer_class in classes:
+        trainer = trainer_class(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+        batch = next(iter(trainer.get_train_dataloader()))
+        model.zero_grad()
+        out = trainer.concatenated_forward(model, batch)
+        loss, metrics = trainer.get_batch_loss_metrics(model, batch)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        results.append((out, loss.item(), metrics, grads))
+    (plain, plain_loss, plain_metrics, plain_grads), (chunked, chunked_loss, chunked_metrics, chunked_grads) = results
+    for index in (0, 1, 4):  # chosen and rejected log-probs, the NLL term
+        assert torch.allclose(plain[index], chunked[index], atol=1e-5, rtol=1e-5), index
+    for index in (2, 3):  # the logits/* metrics: means of the full logits
+        assert abs(plain[index].mean().item() - chunked[index].item()) < 1e-5
+    assert abs(plain_loss - chunked_loss) < 1e-5
+    assert plain_metrics.keys() == chunked_metrics.keys()
+    assert all(abs(plain_metrics[k] - chunked_metrics[k]) < 1e-4 for k in plain_metrics), (
+        plain_metrics,
+        chunked_metrics,
+    )
+    assert max((a - b).abs().max().item() for a, b in zip(plain_grads, chunked_grads)) < 1e-5
+
+
+def test_mean_logit_with_softcapping():
+    from ffc.runtime.losses import mean_logit
+
+    hidden = torch.randn(3, 7, 8)
+    head = torch.nn.Linear(8, 11)
+    assert abs(mean_logit(hidden, head).item() - head(hidden).mean().item()) < 1e-6
+    capped = torch.tanh(head(hidden) / 2.0) * 2.0
+    assert abs(mean_logit(hidden, head, softcap=2.0).item() - capped.mean().item()) < 1e-6
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_ppo_chunked_logprobs_match_logits(lora):
+    """PPO's per-token log-probs and values (policy and reference) from chunks equal those from the logits."""
+    from ffc.runtime.ppo import PolicyWithValue, sequence_logprobs
+
+    model = tiny_model(kind="qwen2")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    gen = torch.Generator().manual_seed(4)
+    ids = torch.randint(5, VOCAB, (3, 15), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left-padded prompt
+    mask[1, 12:] = 0  # a response that stopped early
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+    labels[:, :6] = IGNORE_INDEX  # the prompt
+    results = []
+    for chunked in (False, True):
+        policy = PolicyWithValue(model, chunked)
+        torch.nn.init.normal_(policy.value_head.summary.weight, generator=torch.Generator().manual_seed(5))
+        model.zero_grad()
+        logprobs, values = policy(ids, mask, labels)
+        (logprobs.sum() + values.sum()).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            reference = sequence_logprobs(model, ids, mask, labels, chunked)[0]
+        results.append((logprobs.detach(), values.detach(), reference, grads))
+    (a_lp, a_v, a_ref, a_g), (b_lp, b_v, b_ref, b_g) = results
+    assert (a_lp - b_lp).abs().max() < 1e-5 and (a_ref - b_ref).abs().max() < 1e-5
+    assert (a_v - b_v).abs().max() < 1e-6
+    assert (b_lp[:, :5] == 0).all() and (b_lp[1, 11:] == 0).all()  # nothing outside the responses
+    assert max((x - y).abs().max().item() for x, y in zip(a_g, b_g)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "stage,overrides,present,absent",
+    [
+        ("orpo", [], ["ChunkedORPOTrainer("], ["PretokenizedORPOTrainer"]),
+        ("orpo", ["training.chunked_loss=false"], ["PretokenizedORPOTrainer("], ["Chunked"]),
+        ("simpo", [], ["ChunkedCPOTrainer("], ["PretokenizedCPOTrainer"]),
+        ("ppo", [], ["chunked_logprobs=True"], []),
+        ("ppo", ["training.chunked_loss=false"], ["chunked_logprobs=False"], []),
+        ("dpo", [], ["PretokenizedDPOTrainer("], ["Chunked"]),
+    ],
+)
+def test_build_chooses_chunked_logprobs(tmp_path, stage, overrides, present, absent):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+
+    from .test_generated_code import _spec
+
+    resolved, files = build_files(load_spec(_spec(tmp_path, stage), overrides), tmp_path / "run")
+    assert resolved.spec.training.chunked_loss == ("chunked_loss=false" not in " ".join(overrides))
+    code = files["train.py"].decode()
+    for text in present:
+        assert text in code, text
+    for text in absent:
+        assert text not in code, text

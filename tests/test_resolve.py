@@ -34,7 +34,11 @@ def _spec_for(tmp_path, stage: str, method: str):
     text = {
         "model": {"model_name_or_path": "org/model"},
         "method": {"stage": stage, "finetuning_type": method},
-        "data": {"dataset": ["d"], "template": None if stage == "pt" else "chatml", "val_size": 0.1},
+        "data": {
+            "dataset": ["d"] if STAGES[stage].trains else [],
+            "template": None if stage == "pt" else "chatml",
+            "val_size": 0.1,
+        },
         "distributed": {"slurm": {}, "backend": "ddp", "num_processes": 2},
         "training": {"per_device_train_batch_size": 4},
     }

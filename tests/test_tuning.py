@@ -230,7 +230,7 @@ def test_oft_trains_and_loads_with_peft(demo, tmp_path):
     output = run / "output"
     assert json.loads((output / "adapter_config.json").read_text())["peft_type"] == "OFT"
     assert adapter_changes_the_base(demo, output)
-    assert 'ADAPTER = str(RUN_DIR / "output")' in (run / "chat.py").read_text()  # chat/serve/export apply it
+    assert 'ADAPTERS = [str(RUN_DIR / "output")]' in (run / "chat.py").read_text()  # chat/serve/export apply it
 
 
 @pytest.mark.slow

@@ -127,7 +127,13 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
     from ffc.runtime.data.loading import tokenize_dataset
     from ffc.runtime.data.pairs import PairEncoder
     from ffc.runtime.data.vision_pairs import VisionBatchCollator, for_trl
-    from ffc.runtime.trainers import ORPOConfig, PretokenizedORPOTrainer, legacy_pair_collator, to_legacy_pairs
+    from ffc.runtime.trainers import (
+        ChunkedORPOTrainer,
+        ORPOConfig,
+        PretokenizedORPOTrainer,
+        legacy_pair_collator,
+        to_legacy_pairs,
+    )
 
     tokenizer, processor, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data = for_trl(to_legacy_pairs(tokenize_dataset(raw, encoder)[0]))
@@ -145,6 +151,11 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
             0
         ]
     assert torch.isfinite(seen).all() and not torch.allclose(seen, blank)
+    chunked = ChunkedORPOTrainer(
+        model=model, args=args, train_dataset=data, processing_class=tokenizer, data_collator=collate
+    )
+    with torch.no_grad():  # the chunked log-probabilities (the default) see the same pixels
+        assert torch.allclose(chunked.concatenated_forward(model, batch)[0], seen, atol=1e-5)
 
 
 # --- build: which stages take images ------------------------------------------------------------------------------

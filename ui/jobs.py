@@ -271,6 +271,9 @@ class Workspace:
             return job
 
     def start_training(self, name: str, resume: bool = False) -> Job:
+        run = self.run_dir(name)
+        if (run / MANIFEST).is_file() and not (run / "launch.sh").is_file():
+            raise ValueError("this run trains nothing (stage none): chat with, serve, evaluate or export its model")
         # --resume: train.py continues from the newest complete checkpoint in its output directory.
         return self.start(name, "train", ["bash", "launch.sh", *(["--resume"] if resume else [])])
 

@@ -84,18 +84,40 @@ class Collator:
     transformers' ``DataCollatorWithFlattening`` does the padding-free part for unpacked
     samples only: it numbers each feature's positions 0..n-1, which would merge the
     samples of an already packed row; this collator keeps their position ids.
+
+    ``varlen_attention`` False (SDPA, eager): those kernels see one block-diagonal mask over
+    the whole row, so attention costs (sum of lengths)^2 instead of batch x longest^2. Then a
+    batch is concatenated only when that costs no more attention than padding it, i.e. when
+    ``sum(lengths)^2 <= batch * longest^2`` (samples of unequal lengths, as in most SFT data),
+    and padded otherwise. Both forms give the same per-sample logits and loss. Measured on CPU
+    (SDPA, a 6-layer 384-wide model, forward + backward): 8 samples of 512 tokens 7.0 s padded
+    vs 9.9 s concatenated; batches of alpaca_en_demo lengths 1.39x (4 samples) and 1.57x
+    (8 samples) faster concatenated. FlashAttention's varlen kernels skip the off-diagonal
+    blocks: with them every batch is concatenated.
     """
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None, padding_free: bool = False):
+    def __init__(
+        self,
+        pad_token_id: int,
+        pad_to_multiple_of: int | None = None,
+        padding_free: bool = False,
+        varlen_attention: bool = True,
+    ):
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
         self.padding_free = padding_free
+        self.varlen_attention = varlen_attention
 
     def __call__(self, features: Iterable[dict]) -> dict:
         features = list(features)
-        if self.padding_free:
+        if self.padding_free and (self.varlen_attention or self._row_attention_is_cheaper(features)):
             return self._concatenate(features)
         return self._pad(features)
+
+    @staticmethod
+    def _row_attention_is_cheaper(features: list[dict]) -> bool:
+        lengths = [len(f["input_ids"]) for f in features]
+        return sum(lengths) ** 2 <= len(lengths) * max(lengths) ** 2
 
     def _concatenate(self, features: list[dict]) -> dict:
         import torch
