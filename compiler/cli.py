@@ -290,12 +290,12 @@ def demo(
         typer.echo(f"wrote {fetch_smollm2(folder / MODEL_DIR)} (SmolLM2-135M-Instruct, Apache-2.0)")
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import make_tiny_model
-    from ffc.devtools.vlm import make_tiny_vlm, write_vision_data
+    from ffc.devtools.vlm import make_tiny_llava, make_tiny_vlm, write_vision_data
 
     model = make_tiny_model(folder / "tiny-model")
-    vlm = make_tiny_vlm(folder / "tiny-vlm")
+    vlm, llava = make_tiny_vlm(folder / "tiny-vlm"), make_tiny_llava(folder / "tiny-llava")
     data = write_vision_data(write_demo_data(folder / "data"))
-    typer.echo(f"wrote {model}, {vlm} (vision-language) and {data}")
+    typer.echo(f"wrote {model}, {vlm} and {llava} (vision-language) and {data}")
 
 
 @app.command()

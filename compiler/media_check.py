@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Mapping, Optional
 
-from ffc.runtime.chat.vision import VISION_TEMPLATES
+from ffc.runtime.chat.vision import VISION_TEMPLATES, templates_for
 from ffc.runtime.data.media import MEDIA_KEYS
 
 from .loader import Issue, LoadedSpec, SpecError
@@ -39,14 +39,34 @@ def multimodal(registry: Optional[Mapping], names: list[str]) -> bool:
     return registry is not None and any(media_kinds(registry.get(name) or {}) for name in names)
 
 
-def _model_has_vision(loaded: LoadedSpec, model: str) -> Optional[bool]:
-    """From a local model's config.json: does it have a vision encoder? None when it cannot be told here."""
-    config = loaded.base_dir / model / "config.json"
+def _local_config(loaded: LoadedSpec, model: str) -> Optional[dict]:
+    """A local model's config.json; None for a hub id, or when there is none at build time."""
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = json.loads((loaded.base_dir / model / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # a hub id, or no config at build time: the template check stands alone
-    return isinstance(data, dict) and "vision_config" in data
+        return None  # the template check stands alone
+    return data if isinstance(data, dict) else None
+
+
+def _model_problem(config: Optional[dict], model: str, template: str) -> Optional[str]:
+    """Why a local model does not fit an image run with ``template`` (None: it fits, or cannot be told here)."""
+    if config is None:
+        return None
+    if "vision_config" not in config:
+        return (
+            f"model {model} has no vision input (its config.json has no vision_config); choose a vision-language "
+            "model such as Qwen/Qwen2-VL-2B-Instruct"
+        )
+    model_type = config.get("model_type")
+    plugin = VISION_TEMPLATES.get(template)
+    if plugin is None or model_type in plugin.model_types:
+        return None
+    fits = templates_for(model_type) if isinstance(model_type, str) else []
+    return (
+        f"model {model} is a {model_type} model, but chat template {template!r} is for "
+        f"{', '.join(plugin.model_types)} models; set data.template to "
+        + (", ".join(fits) if fits else "the template of its family (ffc has none for it yet)")
+    )
 
 
 def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -> None:
@@ -105,10 +125,9 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"{said}: use_unsloth and export_quantization_bit are generated for text-only models (Unsloth's "
                 "FastLanguageModel, optimum's GPTQ of causal language models); remove them for a vision run"
             )
-        if _model_has_vision(loaded, spec.model.model_name_or_path) is False:
-            problems.append(
-                f"{said}, but model {spec.model.model_name_or_path} has no vision input (its config.json has no "
-                "vision_config); choose a vision-language model such as Qwen/Qwen2-VL-2B-Instruct"
-            )
+        model = spec.model.model_name_or_path
+        problem = _model_problem(_local_config(loaded, model), model, template)
+        if problem:
+            problems.append(f"{said}, but {problem}")
     if problems:
         raise SpecError([Issue(where, "data.dataset", problem) for problem in problems])

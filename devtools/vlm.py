@@ -1,4 +1,4 @@
-"""A tiny vision-language model and an image dataset, built locally with no network.
+"""Tiny vision-language models (Qwen2-VL; LLaVA-1.5) and an image dataset, built locally with no network.
 
 The model is Qwen2-VL's architecture shrunk (a 2-layer vision tower, a 2-layer language model)
 with random weights; its tokenizer is the demo tokenizer plus Qwen2-VL's vision tokens, and its
@@ -216,4 +216,63 @@ def make_tiny_vlm(folder: str | Path, *, hidden_size: int = 64, num_layers: int 
         min_pixels=IMAGE_SIZE * IMAGE_SIZE, max_pixels=4 * IMAGE_SIZE * IMAGE_SIZE
     ).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+LLAVA_IMAGE_SIZE = 56  # 4 x 4 patches of 14 px (LLaVA keeps them all: 16 <image> tokens per picture)
+# LLaVA-1.5's official processor chat template (llava-hf), for the saved tokenizer: it renders image parts.
+LLAVA_JINJA = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def make_tiny_llava(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """Write a randomly initialised LLaVA-1.5 (a 2-layer CLIP vision tower, a 2-layer Llama), the demo tokenizer
+    with <image>, its PIL CLIP image processor and the LlavaProcessor settings (processor_config.json)."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = Path(folder)
+    tokenizer = train_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.chat_template = LLAVA_JINJA
+    image_token = tokenizer.convert_tokens_to_ids("<image>")
+    config = LlavaConfig(
+        vision_config=dict(
+            model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, image_size=LLAVA_IMAGE_SIZE, patch_size=14, projection_dim=32,
+        ),
+        text_config=dict(
+            model_type="llama", vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        ),
+        image_token_index=image_token,
+        vision_feature_select_strategy="default",  # drop CLS: 16 tokens
+        vision_feature_layer=-1,
+        projector_hidden_act="gelu",
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    size = LLAVA_IMAGE_SIZE
+    CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}).save_pretrained(
+        folder
+    )
+    tokenizer.save_pretrained(folder)
+    settings = {
+        "processor_class": "LlavaProcessor",
+        "patch_size": 14,
+        "vision_feature_select_strategy": "default",
+        "num_additional_image_tokens": 1,  # CLIP's CLS, which "default" drops again
+        "image_token": "<image>",
+    }
+    (folder / "processor_config.json").write_text(json.dumps(settings, indent=2) + "\n")
     return folder

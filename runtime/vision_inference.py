@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .chat.templates import ChatTemplate
-from .chat.vision import VisionPlugin
-from .data.multimodal import image_tokens
+from .data.multimodal import ImageTokens
 from .errors import UserError
 from .inference import GenerationOptions, HFEngine
 
@@ -90,13 +89,11 @@ class VisionHFEngine(HFEngine):
         tokenizer,
         template: ChatTemplate,
         defaults: GenerationOptions,
-        image_processor,
-        plugin: VisionPlugin,
+        images: ImageTokens,
         default_system: Optional[str] = None,
     ):
         super().__init__(model, tokenizer, template, defaults, default_system=default_system)
-        self.image_processor, self.plugin = image_processor, plugin
-        self.image_token_id = tokenizer.convert_tokens_to_ids(plugin.image_token)
+        self.images = images  # the family's processor: image text and pixels
 
     reads_images = True  # serve.py keeps image_url parts for this engine
     fetch_urls = False  # serve.fetch_image_urls
@@ -117,7 +114,7 @@ class VisionHFEngine(HFEngine):
             system=system or self.default_system, tools=tools, add_generation_prompt=True,
         )  # fmt: skip
         try:
-            text = self.plugin.expand(rendered, [image_tokens(self.image_processor, i) for i in self._images(messages)])
+            text = self.images.expand(rendered, self._images(messages))
         except MediaError as exc:
             raise ImageError(str(exc)) from None
         ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]
@@ -126,9 +123,5 @@ class VisionHFEngine(HFEngine):
         return ids
 
     def model_inputs(self, messages, input_ids) -> dict:
-        images = self._images(messages)
-        extra = {"mm_token_type_ids": (input_ids == self.image_token_id).long()}
-        if images:
-            pixels = self.image_processor(images=images, return_tensors="pt")
-            extra.update({key: value.to(self.model.device) for key, value in pixels.items()})
-        return extra
+        extra = self.images.model_inputs(self._images(messages), input_ids)
+        return {key: value.to(self.model.device) for key, value in extra.items()}

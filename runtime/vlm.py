@@ -16,11 +16,21 @@ log = logging.getLogger("ffc.vlm")
 
 # Attribute paths of each part, per family (transformers' layout; several joined by commas): the vision
 # encoder, the projector that maps its features into the language model, and the language model.
-# Qwen2-VL's merger is its projector and lives inside the vision tower (Qwen3-VL adds deepstack mergers).
+# Qwen2-VL's merger is its projector and lives inside the vision tower (Qwen3-VL adds deepstack mergers; GLM-4.1V
+# alike); LLaVA, LLaVA-NeXT, Gemma 3 and InternVL share one layout, Idefics3 and SmolVLM another.
 PARTS = {
     "qwen2_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen2_5_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
     "qwen3_vl": {"vision_tower": "model.visual", "projector": "model.visual.merger,model.visual.deepstack_merger_list", "language_model": "model.language_model"},
+    "glm4v": {"vision_tower": "model.visual", "projector": "model.visual.merger", "language_model": "model.language_model"},
+    **{
+        model_type: {"vision_tower": "model.vision_tower", "projector": "model.multi_modal_projector", "language_model": "model.language_model"}
+        for model_type in ("llava", "llava_next", "gemma3", "internvl")
+    },
+    **{
+        model_type: {"vision_tower": "model.vision_model", "projector": "model.connector", "language_model": "model.text_model"}
+        for model_type in ("idefics3", "smolvlm")
+    },
 }  # fmt: skip
 
 
@@ -31,6 +41,67 @@ def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixe
 
     bounds = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if value}
     return AutoImageProcessor.from_pretrained(model_path, backend="pil", **bounds, **kwargs)
+
+
+PROCESSOR_PARTS = ("image_processor", "video_processor", "tokenizer", "audio_processor", "feature_extractor")
+
+
+def load_processor(model_path: str, tokenizer, *, max_pixels: Optional[int], min_pixels: Optional[int], **kwargs):
+    """The model family's own transformers processor (``LlavaProcessor``, ``Gemma3Processor``, ...) around the
+    PIL image processor and ``tokenizer``: ffc asks it how each image is written in the text (see
+    ffc.runtime.data.multimodal.ImageTokens). Its class comes from processor_config.json or the model type,
+    its settings (LLaVA's patch_size, ...) from processor_config.json.
+
+    Assembled here rather than by ``AutoProcessor``: that also loads the video processor, which needs
+    torchvision (an image run does not), and transformers' argument check fails without torchvision."""
+    import json
+
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    from transformers.utils import cached_file
+
+    hub = {key: value for key, value in kwargs.items() if key == "revision"}
+    path = cached_file(model_path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **hub)
+    settings = json.loads(open(path, encoding="utf-8").read()) if path else {}
+    name = settings.get("processor_class")
+    if not name:
+        model_type = AutoConfig.from_pretrained(model_path, **kwargs).model_type
+        name = PROCESSOR_MAPPING_NAMES.get(model_type)
+        if not name:
+            raise UserError(
+                f"transformers has no processor for {model_type} models: ffc cannot tell how images are written"
+            )
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise UserError(f"{model_path} names processor {name}, which this transformers does not have (remote code?)")
+    image_processor = load_image_processor(model_path, max_pixels=max_pixels, min_pixels=min_pixels, **kwargs)
+    return assemble_processor(cls, image_processor, tokenizer, **settings)
+
+
+def assemble_processor(cls, image_processor, tokenizer, **settings):
+    """A processor of class ``cls`` from its image processor and tokenizer (no video processor), with those
+    of ``settings`` its constructor takes."""
+    import inspect
+
+    accepted = inspect.signature(cls.__init__).parameters
+    given = {k: v for k, v in settings.items() if k in accepted and k not in PROCESSOR_PARTS and k != "chat_template"}
+    processor = cls.__new__(cls)
+    processor.check_argument_for_proper_class = lambda name, value: None  # see load_processor: parts chosen here
+    parts = {"video_processor": None} if "video_processor" in accepted else {}
+    cls.__init__(processor, image_processor=image_processor, tokenizer=tokenizer, **parts, **given)
+    return processor
+
+
+def save_processor(processor, folder) -> None:
+    """The image processor and the processor's settings (processor_config.json), so that ``load_processor``
+    (chat, serve, export) rebuilds the same processor from ``folder``."""
+    import json
+    from pathlib import Path
+
+    processor.image_processor.save_pretrained(folder)
+    settings = {k: v for k, v in processor.to_dict().items() if k not in PROCESSOR_PARTS and k != "chat_template"}
+    Path(folder, "processor_config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def _part(model, path: str):
@@ -143,6 +214,9 @@ def merge_and_save_vlm(
     model.save_pretrained(export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB")
     tokenizer.save_pretrained(export_dir)
     load_image_processor(processor_dir, max_pixels=None, min_pixels=None).save_pretrained(export_dir)
+    settings = Path(processor_dir, "processor_config.json")
+    if settings.is_file():  # the processor's own settings (LLaVA's patch_size, ...) for AutoProcessor
+        (export_dir / "processor_config.json").write_text(settings.read_text())
     return model, tokenizer
 
 

@@ -118,6 +118,14 @@ REFERENCES.update(
         "yi1_5": [("yi-1.5-chat", "chat_template.jinja")],
     }
 )
+# Vision-language templates: their text turns here; image turns in tests/test_vision_families.py.
+REFERENCES.update(
+    {
+        "gemma3": [("gemma-3-it", "tokenizer_config.json")],
+        "glm4v": [("glm-4.1v-thinking", "chat_template.jinja")],
+        "intern_vl": [("internvl3", "tokenizer_config.json")],
+    }
+)
 REFERENCES["zephyr"].append(("tinyllama-chat", "chat_template.jinja"))  # TinyLlama-1.1B-Chat uses Zephyr's format
 KNOWN_GAPS.update(
     {
@@ -413,7 +421,7 @@ def _ffc_python(name: str, conversation, tools, generation, bos, eos, **kwargs) 
 
 def _without_trained_eos(name: str, text: str, eos, generation: bool) -> str:
     # glm4's one documented addition: a trained EOS closes a finished conversation (see its notes).
-    return text.removesuffix(eos or "") if name in ("glm4", "glm4_moe") and not generation else text
+    return text.removesuffix(eos or "") if name in ("glm4", "glm4_moe", "glm4v") and not generation else text
 
 
 def _null_content_beside_calls(conversation: list[dict]) -> list[dict]:

@@ -99,9 +99,9 @@ def test_mllm_demo_loads_and_tokenises(demo):
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import tokenize_dataset
-    from ffc.runtime.data.multimodal import VisionConversationEncoder, image_tokens
+    from ffc.runtime.data.multimodal import ImageTokens, VisionConversationEncoder
     from ffc.runtime.data.tokenize import IGNORE_INDEX, MaskOptions
-    from ffc.runtime.vlm import load_image_processor
+    from ffc.runtime.vlm import load_processor
 
     folder = DEMO_DATA
     registry = json.loads((folder / "dataset_info.json").read_text())
@@ -109,16 +109,15 @@ def test_mllm_demo_loads_and_tokenises(demo):
     assert len(data) >= 3 and all(row["images"] for row in data)
     assert all(path.startswith(str(folder)) for row in data for path in row["images"])
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
-    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=224 * 224, min_pixels=32 * 32)
+    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=224 * 224, min_pixels=32 * 32)
     plugin = vision_plugin("qwen2_vl")
-    encoder = VisionConversationEncoder(
-        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=4096), plugin, processor
-    )
+    images = ImageTokens(processor, plugin)
+    encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=4096), images)
     tokens, stats = tokenize_dataset(data, encoder)
     assert stats.kept == len(data) and stats.truncated == 0
     pad = tokenizer.convert_tokens_to_ids(plugin.image_token)
     for raw, row in zip(data, tokens):
-        assert row["input_ids"].count(pad) == sum(image_tokens(processor, path) for path in raw["images"])
+        assert row["input_ids"].count(pad) == sum(images.tokens_of(path) for path in raw["images"])
         assert all(label == IGNORE_INDEX for token, label in zip(row["input_ids"], row["labels"]) if token == pad)
 
 
@@ -265,7 +264,7 @@ def test_train_py_holds_only_the_path_its_data_needs(tmp_path, method):
             done = subprocess.run([find_ruff_bin(), *args, str(run)], capture_output=True, text=True)
             assert done.returncode == 0, done.stdout + done.stderr
     vision, text = runs["vision"], runs["text"]
-    for marker in ("VisionCollator", "AutoModelForImageTextToText", "image_processor", "media=True"):
+    for marker in ("VisionCollator", "AutoModelForImageTextToText", "load_processor", "media=True"):
         assert marker in vision and marker not in text
     for marker in ("AutoModelForCausalLM", "ConversationEncoder("):
         assert marker in text
@@ -315,15 +314,15 @@ def test_image_urls_are_data_urls_unless_fetching_is_on():
 # --- the demo VLM end to end -------------------------------------------------------------------------------------
 
 
-def _demo_run(demo, tmp_path, max_steps=40):
+def _demo_run(demo, tmp_path, max_steps=40, model="tiny-vlm", template="qwen2_vl"):
     import subprocess
     import sys
 
     spec = tmp_path / "vl.yaml"
     spec.write_text(
-        f"name: vl\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\n"
+        f"name: vl\nmodel: {{model_name_or_path: {demo / model}}}\n"
         f"method: {{stage: sft, finetuning_type: lora, lora_rank: 16}}\n"
-        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: qwen2_vl, cutoff_len: 256}}\n"
+        f"data: {{dataset: [demo_vision], dataset_dir: {demo / 'data'}, template: {template}, cutoff_len: 256}}\n"
         f"training: {{learning_rate: 2.0e-3, max_steps: {max_steps}, per_device_train_batch_size: 8, gradient_accumulation_steps: 1, "
         "logging_steps: 5, save_strategy: 'no'}\nlogging: {report_to: [none]}\n"
         "inference: {temperature: 0, max_new_tokens: 8}\n"
@@ -448,12 +447,12 @@ def test_cutoff_never_cuts_through_an_image(demo):
 
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import VisionConversationEncoder
+    from ffc.runtime.data.multimodal import ImageTokens, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
-    from ffc.runtime.vlm import load_image_processor
+    from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
-    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=112 * 112, min_pixels=112 * 112)  # 16 tokens
+    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=112 * 112, min_pixels=112 * 112)  # 16
     picture = str(demo / "data" / "demo_vision" / "circle_red_0.png")
     turns = [
         {"role": "user", "content": "<image>What shape?"},
@@ -465,10 +464,8 @@ def test_cutoff_never_cuts_through_an_image(demo):
 
     def encode(cutoff):
         opts = MaskOptions(cutoff_len=cutoff)
-        encoder = VisionConversationEncoder(
-            tokenizer, get_template("qwen2_vl"), opts, vision_plugin("qwen2_vl"), processor
-        )
-        return encoder.encode_batch(batch)
+        images = ImageTokens(processor, vision_plugin("qwen2_vl"))
+        return VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), opts, images).encode_batch(batch)
 
     full = encode(4096)
     assert full["input_ids"][0].count(tokenizer.convert_tokens_to_ids("<|image_pad|>")) == 32
@@ -503,14 +500,15 @@ def test_lora_all_and_freezing_leave_the_vision_tower_alone(demo):
 
 def test_qwen3_vl_encodes_batches_and_trains_one_step(demo):
     """No Qwen3-VL demo model: a tiny random one here checks that the encoder, the collator and the model agree."""
-    from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import tokenize_dataset
-    from ffc.runtime.data.multimodal import VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
+    from ffc.runtime.vlm import assemble_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     ids = {
@@ -531,14 +529,13 @@ def test_qwen3_vl_encodes_batches_and_trains_one_step(demo):
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )  # fmt: skip
     model = Qwen3VLForConditionalGeneration(config)
-    processor = Qwen2VLImageProcessorPil(patch_size=16, min_pixels=64 * 64, max_pixels=128 * 128)
+    pixels = Qwen2VLImageProcessorPil(patch_size=16, min_pixels=64 * 64, max_pixels=128 * 128)
+    images = ImageTokens(assemble_processor(Qwen3VLProcessor, pixels, tokenizer), vision_plugin("qwen3_vl"))
     registry = json.loads((demo / "data" / "dataset_info.json").read_text())
     raw = load_datasets(demo / "data", registry, ["demo_vision"], "conversations", media=True, max_samples=4)
-    encoder = VisionConversationEncoder(
-        tokenizer, get_template("qwen3_vl"), MaskOptions(cutoff_len=256), vision_plugin("qwen3_vl"), processor
-    )
+    encoder = VisionConversationEncoder(tokenizer, get_template("qwen3_vl"), MaskOptions(cutoff_len=256), images)
     data, _ = tokenize_dataset(raw, encoder)
-    batch = VisionCollator(tokenizer.pad_token_id, processor, config.image_token_id)(list(data))
+    batch = VisionCollator(tokenizer.pad_token_id, images)(list(data))
     loss = model(**batch).loss
     loss.backward()
     assert loss.item() > 0 and model.lm_head.weight.grad is not None

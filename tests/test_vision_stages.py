@@ -15,12 +15,12 @@ def _vision_inputs(demo, max_pixels=None):
     from transformers import AutoTokenizer
 
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.vision_pairs import VisionInputs
-    from ffc.runtime.vlm import load_image_processor
+    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
-    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=max_pixels, min_pixels=max_pixels)
-    return tokenizer, processor, VisionInputs(tokenizer, vision_plugin("qwen2_vl"), processor)
+    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=max_pixels, min_pixels=max_pixels)
+    return tokenizer, processor, ImageTokens(processor, vision_plugin("qwen2_vl"))
 
 
 def _encoded(demo, dataset, kind, encoder_class, cutoff_len=256, max_pixels=None, max_samples=4):
@@ -105,7 +105,7 @@ def test_dpo_batches_carry_the_pixels_of_both_halves(demo):
     data = for_trl(tokenize_dataset(raw, encoder)[0])
     assert "images" not in data.column_names  # TRL would otherwise switch to its own text-level vision pipeline
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-    collate = VisionBatchCollator(DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id), processor, pad, 2)
+    collate = VisionBatchCollator(DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id), encoder.vision, 2)
     batch = collate(list(data))
     rows = len(data)
     assert batch["input_ids"].shape[0] == 2 * rows and batch["image_grid_thw"].shape[0] == 2 * rows
@@ -138,9 +138,7 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
     tokenizer, processor, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data = for_trl(to_legacy_pairs(tokenize_dataset(raw, encoder)[0]))
     model = _model(demo)
-    collate = VisionBatchCollator(
-        legacy_pair_collator(tokenizer.pad_token_id), processor, model.config.image_token_id, 2
-    )
+    collate = VisionBatchCollator(legacy_pair_collator(tokenizer.pad_token_id), encoder.vision, 2)
     args = ORPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False, max_length=256)
     trainer = PretokenizedORPOTrainer(
         model=model, args=args, train_dataset=data, processing_class=tokenizer, data_collator=collate
@@ -196,7 +194,7 @@ def test_preference_stages_build_the_vision_path(demo, tmp_path, stage, dataset,
     spec = load_spec(_spec(demo, tmp_path, stage, dataset), overrides)
     write_run(run, build_files(spec, run)[1])
     train = (run / "train.py").read_text()
-    for marker in ("AutoModelForImageTextToText", "VisionInputs(", "VisionBatchCollator(", "for_trl(", "media=True"):
+    for marker in ("AutoModelForImageTextToText", "ImageTokens(", "VisionBatchCollator(", "for_trl(", "media=True"):
         assert marker in train
     assert "AutoModelForCausalLM" not in train
     assert ("freeze_parts(" in train) == (method == "full") and ("lora_targets(model)" in train) == (method == "lora")
@@ -352,15 +350,17 @@ def test_eval_generates_batched_with_images(demo, tmp_path):
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import load_datasets
+    from ffc.runtime.data.multimodal import ImageTokens
     from ffc.runtime.evaluation import evaluate_generation
     from ffc.runtime.inference import GenerationOptions
     from ffc.runtime.vision_inference import VisionHFEngine, load_vision_model
-    from ffc.runtime.vlm import load_image_processor
+    from ffc.runtime.vlm import load_processor
 
     model, tokenizer = load_vision_model(str(demo / "tiny-vlm"), dtype="float32")
-    processor = load_image_processor(str(demo / "tiny-vlm"), max_pixels=None, min_pixels=None)
+    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None)
     options = GenerationOptions(max_new_tokens=6, temperature=0)
-    engine = VisionHFEngine(model, tokenizer, get_template("qwen2_vl"), options, processor, vision_plugin("qwen2_vl"))
+    images = ImageTokens(processor, vision_plugin("qwen2_vl"))
+    engine = VisionHFEngine(model, tokenizer, get_template("qwen2_vl"), options, images)
     registry = json.loads((demo / "data" / "dataset_info.json").read_text())
     rows = list(load_datasets(demo / "data", registry, ["demo_vision"], "prompts", media=True, max_samples=6))
     assert {len(row["messages"]) for row in rows} == {1, 3}  # one and two turns: prompts of different lengths
@@ -446,21 +446,17 @@ def test_parquet_images_as_hf_image_features(demo, tmp_path):
     """Hugging Face's Image feature: {"bytes": ..., "path": ...} structs, decoded to PIL images when read; the
     bytes go on to the encoder (vision-token counts) and the collator (pixels)."""
     from ffc.runtime.chat.templates import get_template
-    from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import tokenize_dataset
     from ffc.runtime.data.multimodal import VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
 
     registry = _parquet_rows(tmp_path, [[{"bytes": _png(), "path": None}], [{"bytes": _png(), "path": None}]])
     rows = _check_loaded(tmp_path, registry)
-    tokenizer, processor, _ = _vision_inputs(demo, max_pixels=56 * 56)
-    plugin = vision_plugin("qwen2_vl")
-    encoder = VisionConversationEncoder(
-        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), plugin, processor
-    )
+    tokenizer, _, images = _vision_inputs(demo, max_pixels=56 * 56)
+    encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), images)
     data, _ = tokenize_dataset(rows, encoder)
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
-    batch = VisionCollator(tokenizer.pad_token_id, processor, pad)(list(data))
+    batch = VisionCollator(tokenizer.pad_token_id, images)(list(data))
     assert int((batch["input_ids"] == pad).sum()) == 8 and batch["image_grid_thw"].tolist() == [[1, 4, 4]] * 2
 
 

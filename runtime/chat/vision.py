@@ -12,7 +12,7 @@ images goes with a template that can carry them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from .templates import Rendered, Segment
@@ -28,20 +28,37 @@ class MediaError(ValueError):
 
 @dataclass(frozen=True)
 class VisionPlugin:
-    """A family's image markup: ``start`` + ``image_token`` x N + ``end`` (N from the processor)."""
+    """What a family's chat template writes for one image (``marker``, as its official processor template
+    writes an image part) and the token in it that the model's processor expands (``image_token``).
+
+    The expansion itself is the processor's (``ffc.runtime.data.multimodal.ImageTokens``): each family's
+    transformers processor knows how many tokens a picture becomes, with which markup around them (a grid
+    of tiles for Idefics3, start/end markers for Gemma 3), so ffc keeps no per-family counting rule.
+    """
 
     name: str  # LLaMA-Factory's mm_plugin name
-    image_token: str
+    marker: str  # one image as the official processor chat template writes it
+    image_token: str  # the processor's placeholder inside ``marker`` (its ``image_token``)
     video_token: Optional[str] = None
-    start: str = ""
-    end: str = ""
+    model_types: tuple[str, ...] = ()  # config.json model types the template is for (the build checks local models)
 
-    def block(self, kind: str, count: int) -> str:
-        token = self.image_token if kind == "image" else self.video_token
-        return self.start + token * count + self.end
+    def block(self, kind: str, expansion) -> str:
+        """The text of one image: ``marker`` with its placeholder replaced by the processor's ``expansion``
+        (a string), or repeated ``expansion`` times (an int: families whose tokens are the placeholder itself)."""
+        if kind == "video":
+            return self.video_marker(expansion)
+        if isinstance(expansion, int):
+            expansion = self.image_token * expansion
+        return self.marker.replace(self.image_token, expansion, 1)
 
-    def expand(self, rendered: Rendered, image_tokens: Sequence[int], video_tokens: Sequence[int] = ()) -> Rendered:
-        """``rendered`` with its placeholders replaced, in order, by blocks of ``image_tokens[i]`` tokens.
+    def video_marker(self, count: int) -> str:
+        if self.video_token is None:
+            raise MediaError(f"the {self.name} template has no video input")
+        return self.marker.replace(self.image_token, self.video_token * count, 1)
+
+    def expand(self, rendered: Rendered, image_tokens: Sequence = (), video_tokens: Sequence[int] = ()) -> Rendered:
+        """``rendered`` with its placeholders replaced, in order, by the blocks of ``image_tokens[i]`` (see
+        ``block``: the processor's expansion of that image, or a count of tokens).
 
         Placeholders belong in prompts: one in a response would make the model learn to emit vision
         tokens, so it is refused (as a wrong count of placeholders is)."""
@@ -59,8 +76,6 @@ class VisionPlugin:
                 kind = match.group(0)[1:-1]
                 if used[kind] >= len(counts[kind]):
                     raise MediaError(f"more <{kind}> placeholders than {kind}s")
-                if kind == "video" and self.video_token is None:
-                    raise MediaError(f"the {self.name} template has no video input")
                 used[kind] += 1
                 return self.block(kind, counts[kind][used[kind] - 1])
 
@@ -71,15 +86,48 @@ class VisionPlugin:
         return Rendered(segments)
 
 
+def image_turns(rendered: Rendered) -> list[int]:
+    """The turn of each ``<image>`` placeholder of ``rendered``, in order (cutting whole turns keeps the images
+    of the turns kept)."""
+    return [s.turn for s in rendered.segments for _ in range(s.text.count(IMAGE_PLACEHOLDER))]
+
+
 QWEN2_VL = VisionPlugin(
     name="qwen2_vl",
+    marker="<|vision_start|><|image_pad|><|vision_end|>",
     image_token="<|image_pad|>",
     video_token="<|video_pad|>",
-    start="<|vision_start|>",
-    end="<|vision_end|>",
+    model_types=("qwen2_vl", "qwen2_5_vl"),
 )
-# Chat template name -> its plugin. Qwen2.5-VL uses qwen2_vl (as in LLaMA-Factory); Qwen3-VL marks images alike.
-VISION_TEMPLATES: dict[str, VisionPlugin] = {"qwen2_vl": QWEN2_VL, "qwen3_vl": QWEN2_VL}
+LLAVA = VisionPlugin(name="llava", marker="<image>\n", image_token="<image>", model_types=("llava",))
+IDEFICS3 = VisionPlugin(name="idefics3", marker="<image>", image_token="<image>", model_types=("idefics3",))
+# Chat template name -> its plugin (LLaMA-Factory's names). Qwen2.5-VL uses qwen2_vl (as in LLaMA-Factory); Qwen3-VL
+# marks images alike; LLaVA-NeXT writes images as LLaVA-1.5 does (the processor's anyres count differs).
+VISION_TEMPLATES: dict[str, VisionPlugin] = {
+    "qwen2_vl": QWEN2_VL,
+    "qwen3_vl": replace(QWEN2_VL, model_types=("qwen3_vl", "qwen3_vl_moe")),
+    "llava": LLAVA,
+    "llava_next": replace(LLAVA, name="llava_next", model_types=("llava_next",)),
+    "gemma3": VisionPlugin(
+        name="gemma3", marker="<start_of_image>", image_token="<start_of_image>", model_types=("gemma3",)
+    ),
+    "glm4v": VisionPlugin(
+        name="glm4v",
+        marker="<|begin_of_image|><|image|><|end_of_image|>",
+        image_token="<|image|>",
+        model_types=("glm4v", "glm4v_moe"),
+    ),
+    "intern_vl": VisionPlugin(
+        name="intern_vl", marker="<IMG_CONTEXT>\n", image_token="<IMG_CONTEXT>", model_types=("internvl",)
+    ),
+    "idefics3": IDEFICS3,
+    "smolvlm": replace(IDEFICS3, name="smolvlm", model_types=("smolvlm",)),
+}
+
+
+def templates_for(model_type: str) -> list[str]:
+    """The vision templates of a model type (config.json's ``model_type``)."""
+    return [name for name, plugin in VISION_TEMPLATES.items() if model_type in plugin.model_types]
 
 
 def vision_plugin(template: str) -> VisionPlugin:

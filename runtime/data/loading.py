@@ -606,7 +606,8 @@ def preview(dataset, tokenizer, count: int = 3, stats: Optional[Stats] = None) -
     return text
 
 
-_RUNS = re.compile(r"(<\|[a-z_]+\|>)\1{2,}")  # a special token repeated (vision tokens)
+# A special token repeated (vision tokens: <|image_pad|>, <image>, <image_soft_token>, <IMG_CONTEXT>, ...).
+_RUNS = re.compile(r"(<\|?[A-Za-z_]+\|?>)\1{2,}")
 
 
 def load_registry(path: str | Path) -> dict:

@@ -1,11 +1,9 @@
 """Tokenising conversations with images, and batching them with their pixels.
 
-The encoder renders a conversation with its chat template, expands each ``<image>`` to exactly the
-number of vision tokens the model's image processor produces for that picture (counted from the
-image's size alone: the pixels are processed in the collator, batch by batch, so the tokenised
-dataset stays small), and masks every vision token out of the loss. ``cutoff_len`` never cuts
-through an image's tokens: whole later turns are dropped instead (counted as truncated), and a
-sample whose first turn alone does not fit is dropped with the reason (counted).
+The encoder renders a conversation with its chat template, writes each ``<image>`` as the model's own
+processor writes that picture (``ImageTokens``), and masks every vision token out of the loss.
+``cutoff_len`` never cuts through an image's tokens: whole later turns are dropped instead (counted as
+truncated), and a sample whose first turn alone does not fit is dropped with the reason (counted).
 """
 
 from __future__ import annotations
@@ -13,42 +11,107 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..chat.templates import ConversationError
-from ..chat.vision import MediaError, VisionPlugin
+from ..chat.vision import MediaError, VisionPlugin, image_turns
+from ..errors import UserError
 from .media import image_source
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(height, width) from the file's header (PIL reads no pixels for this); ``path`` may be a data: URL."""
+def open_images(images) -> list:
+    """RGB PIL images from paths, data: URLs (Parquet bytes, base64) or PIL images."""
     from PIL import Image
 
-    with Image.open(image_source(path)) as image:
-        return image.height, image.width
+    out = []
+    for image in images:
+        if isinstance(image, Image.Image):
+            out.append(image.convert("RGB"))
+            continue
+        with Image.open(image_source(image)) as opened:
+            out.append(opened.convert("RGB"))
+    return out
 
 
-def image_tokens(image_processor, image) -> int:
-    """Vision tokens the model sees for one image (a path or a PIL image): its patches, merged
-    ``merge_size`` x ``merge_size``."""
-    height, width = (image.height, image.width) if hasattr(image, "height") else image_size(image)
-    merge = getattr(image_processor, "merge_size", 1) or 1
-    return image_processor.get_number_of_image_patches(height, width, {}) // (merge * merge)
+class ImageTokens:
+    """How a family writes images in its token stream, asked of the model's own transformers processor.
+
+    Each family expands an image differently (LLaVA-1.5: 576 ``<image>``; LLaVA-NeXT: a count that
+    depends on the picture's size and its anyres tiles; Gemma 3: 256 soft tokens between start/end
+    markers and blank lines; Idefics3: a grid of tiles; Qwen2-VL: patches merged 2x2). Rather than a rule
+    per family here, ffc asks the processor: its ``replace_image_token`` is the text transformers itself puts
+    in place of the image's placeholder when it prepares model inputs, so the tokens always agree with the
+    ``pixel_values`` the same processor makes in the collator (the one place where families differ). The
+    plugin's ``marker`` (what the chat template writes) keeps the text around it exactly as the official
+    template does. The pixels are processed here to count and again per batch in the collator: the
+    tokenised dataset then keeps paths, not pixels.
+    """
+
+    def __init__(self, processor, plugin: VisionPlugin):
+        if processor.image_token != plugin.image_token:
+            raise UserError(
+                f"the {plugin.name} template writes images with {plugin.image_token}, but this model's processor "
+                f"({type(processor).__name__}) expands {processor.image_token}: choose the template of the model's family"
+            )
+        self.processor, self.plugin = processor, plugin
+        self.vision_ids = set(processor.image_token_ids)  # the tokens that stand for pixels: never trained
+        if processor.tokenizer.unk_token_id in self.vision_ids or None in self.vision_ids:
+            raise UserError(f"the tokenizer has no {processor.image_token} token: is this a {plugin.name} model?")
+
+    def _process(self, images) -> dict:
+        """The pixels as the processor's own call makes them (with its image settings, e.g. Idefics3's tiles)."""
+        processor = self.processor
+        settings = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)["images_kwargs"]
+        return processor.image_processor(open_images(images), **{**settings, "return_tensors": "pt"})
+
+    def expansions(self, images) -> list[str]:
+        """What the processor puts in place of each image's placeholder, in order (``plugin.expand`` takes them)."""
+        if not images:
+            return []
+        processed = self._process(images)
+        return [self.processor.replace_image_token(processed, i) for i in range(len(images))]
+
+    def expand(self, rendered, images):
+        """``rendered`` with each ``<image>`` written as the processor writes that picture."""
+        return self.plugin.expand(rendered, self.expansions(images))
+
+    def tokens_of(self, image) -> int:
+        """Vision tokens of one image (a path or a PIL image)."""
+        block = self.plugin.block("image", self.expansions([image])[0])
+        return self.count(self.processor.tokenizer(block, add_special_tokens=False)["input_ids"])
+
+    def count(self, ids) -> int:
+        """Vision tokens among ``ids``."""
+        return sum(token in self.vision_ids for token in ids)
+
+    def pixels(self, images) -> dict:
+        """The tensors of ``images`` the model reads (``pixel_values`` and what goes with them: grid sizes, ...)."""
+        if not images:
+            return {}
+        wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
+        return {k: v for k, v in self._process(images).items() if k in wanted}
+
+    def token_types(self, input_ids) -> dict:
+        """The token types the model reads beside ``input_ids`` (a tensor), e.g. ``mm_token_type_ids``."""
+        import torch
+
+        return {
+            key: torch.tensor(self.processor.create_mm_token_type_ids(input_ids), dtype=torch.long)
+            for key in ("mm_token_type_ids", "token_type_ids")
+            if key in self.processor.model_input_names
+        }
+
+    def model_inputs(self, images, input_ids) -> dict:
+        """The pixels of ``images`` and the token types of ``input_ids``."""
+        return {**self.pixels(images), **self.token_types(input_ids)}
 
 
 class VisionConversationEncoder(ConversationEncoder):
     """``ConversationEncoder`` for rows with ``images``: output rows keep the paths of the images their
     tokens stand for."""
 
-    def __init__(self, tokenizer, template, opts: MaskOptions, plugin: VisionPlugin, image_processor):
+    def __init__(self, tokenizer, template, opts: MaskOptions, images: ImageTokens):
         super().__init__(tokenizer, template, opts)
-        self.plugin = plugin
-        self.image_processor = image_processor
-        self.start_id = tokenizer.convert_tokens_to_ids(plugin.start) if plugin.start else None
-        self.vision_ids = {tokenizer.convert_tokens_to_ids(plugin.image_token)}
-        if plugin.video_token:
-            self.vision_ids.add(tokenizer.convert_tokens_to_ids(plugin.video_token))
-        if tokenizer.unk_token_id in self.vision_ids or None in self.vision_ids:
-            raise ValueError(f"the tokenizer has no {plugin.image_token} token: is this the {plugin.name} model?")
+        self.images = images
 
     def encode_batch(self, batch: dict) -> dict:
         out = {"input_ids": [], "labels": [], "images": [], "_drop": [], "_truncated": [], "_trained": []}
@@ -60,8 +123,9 @@ class VisionConversationEncoder(ConversationEncoder):
                 if videos:
                     raise MediaError("videos are not supported yet: remove the videos column or use images")
                 rendered = self.render(messages, system, tools)
-                rendered = self.plugin.expand(rendered, [image_tokens(self.image_processor, p) for p in images])
-                prepared.append((rendered, messages, images))
+                turns = image_turns(rendered)
+                rendered = self.images.expand(rendered, images)
+                prepared.append((rendered, turns, images))
             except (ConversationError, MediaError) as exc:
                 prepared.append(f"cannot render: {exc}")
             except OSError as exc:  # the file changed since loading checked it
@@ -75,24 +139,24 @@ class VisionConversationEncoder(ConversationEncoder):
                 out[key].append(value)
         return out
 
-    def _encode_media(self, rendered, messages, images, encoding):
+    def _encode_media(self, rendered, turns, images, encoding):
         ids, labels, trained, spans = self._labelled(rendered, encoding)
-        vision = self.vision_ids
+        vision = self.images.vision_ids
         labels = [IGNORE_INDEX if token in vision else label for token, label in zip(ids, labels)]  # never trained
         truncated = len(ids) > self.opts.cutoff_len
         if truncated:
             # Cut only at the end of a turn (after its response): never inside an image's tokens.
-            ends = sorted({max(b for a, b, t in spans if t == turn) for turn in {t for _, _, t in spans}})
-            fitting = [end for end in ends if end <= self.opts.cutoff_len]
+            ends = {turn: max(b for a, b, t in spans if t == turn) for turn in {t for _, _, t in spans}}
+            fitting = sorted((end, turn) for turn, end in ends.items() if end <= self.opts.cutoff_len)
             if not fitting:
                 count = sum(token in vision for token in ids)
                 return (
                     f"the first turn with its images ({count} vision tokens) is longer than cutoff_len; "
                     "raise data.cutoff_len or lower image_max_pixels"
                 )
-            ids, labels = ids[: fitting[-1]], labels[: fitting[-1]]
-            if self.start_id is not None:
-                images = images[: ids.count(self.start_id)]
+            end, last = fitting[-1]
+            ids, labels = ids[:end], labels[:end]
+            images = [image for image, turn in zip(images, turns) if turn <= last]
         trained = sum(label != IGNORE_INDEX for label in labels)
         if not trained:
             return "no trained tokens left after truncation" if truncated else "no trained tokens"
@@ -100,30 +164,16 @@ class VisionConversationEncoder(ConversationEncoder):
 
 
 class VisionCollator(Collator):
-    """Pads ids and labels like ``Collator`` and adds the batch's pixels (``pixel_values``,
-    ``image_grid_thw``) and the modality of each token (``mm_token_type_ids``: 1 for image tokens)."""
+    """Pads ids and labels like ``Collator`` and adds what the model reads beside them: the batch's pixels
+    and the token types, as the family's processor makes them (``ImageTokens.model_inputs``)."""
 
-    def __init__(self, pad_token_id: int, image_processor, image_token_id: int):
+    def __init__(self, pad_token_id: int, images: ImageTokens):
         super().__init__(pad_token_id)
-        self.image_processor = image_processor
-        self.image_token_id = image_token_id
+        self.images = images
 
     def __call__(self, features: Iterable[dict]) -> dict:
         features = list(features)
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
-        batch["mm_token_type_ids"] = (batch["input_ids"] == self.image_token_id).long()
-        if paths:
-            batch.update(pixel_inputs(self.image_processor, paths))
+        batch.update(self.images.model_inputs(paths, batch["input_ids"]))
         return batch
-
-
-def pixel_inputs(image_processor, paths: list[str]) -> dict:
-    """The processor's tensors (``pixel_values``, ``image_grid_thw``) for the images at ``paths``, in order."""
-    from PIL import Image
-
-    images = []
-    for path in paths:
-        with Image.open(image_source(path)) as image:
-            images.append(image.convert("RGB"))
-    return image_processor(images=images, return_tensors="pt")

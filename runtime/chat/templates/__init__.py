@@ -8,8 +8,8 @@ Layout (one obvious place for everything):
 - ``custom``: ``CustomTemplate``, the base of families that render turn by turn in Python and
   write their Jinja by hand (DeepSeek R1/V3.1, GLM-4.5, gpt-oss, Kimi-K2, Llama 3.1/4);
 - one module per family group, each calling ``register(...)`` with its entries:
-  ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``,
-  ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``, ``minicpm``, ``smollm``,
+  ``generic`` (empty, default, alpaca, vicuna, chatml, zephyr), ``qwen``, ``llama``, ``llava``,
+  ``mistral``, ``gemma``, ``deepseek``, ``glm``, ``phi``, ``yi``, ``internlm``, ``minicpm``, ``smollm``, ``idefics``,
   ``olmo``, ``gpt_oss``, ``kimi``.
 
 To add a family: an entry in its group's module (a new module for a new group, imported
@@ -27,10 +27,12 @@ from . import (  # noqa: F401
     generic,
     glm,
     gpt_oss,
+    idefics,
     internlm,
     kimi,
     llama,
     llama31,
+    llava,
     minicpm,
     mistral,
     olmo,
@@ -59,6 +61,7 @@ from .deepseek import DeepSeekTemplate
 from .gemma import Gemma4Template
 from .glm import GLM45Template
 from .gpt_oss import HarmonyTemplate
+from .idefics import IdeficsTemplate
 from .kimi import KimiTemplate
 from .llama import Llama4Template
 from .mistral import MistralTemplate
@@ -82,4 +85,5 @@ __all__ = [
 # Families with their own renderer (runtime/chat/templates/custom.py).
 __all__ += ["CustomTemplate", "DeepSeekTemplate", "GLM45Template", "HarmonyTemplate", "KimiTemplate"]
 __all__ += ["Llama4Template", "MistralTemplate", "Gemma4Template"]  # Llama 4, Mistral, Gemma 4
+__all__ += ["IdeficsTemplate"]  # Idefics3, SmolVLM
 __all__ += ["OpenThinkTemplate", "Qwen35Template"]  # Qwen3 thinking-2507, Qwen3.5/3.6

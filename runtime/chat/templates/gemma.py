@@ -376,6 +376,14 @@ register(
         notes="Gemma 2/3: no system role; a system prompt opens the first user turn (as Gemma 3's template does).",
     ),
     ChatTemplate(
+        name="gemma3",
+        **_GEMMA3,
+        notes=(
+            "Gemma 3 with images (LLaMA-Factory's gemma3): gemma's text format; each <image> is written "
+            "<start_of_image>, as the official template writes an image part, and the processor expands it."
+        ),
+    ),
+    ChatTemplate(
         name="gemma3n",
         **_GEMMA3,
         notes=(

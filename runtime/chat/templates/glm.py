@@ -9,6 +9,14 @@ from .base import NextRoleEndTemplate, Rendered, Segment, arguments_object, para
 from .custom import JINJA_SPLIT, CustomTemplate, Turns, jinja_head, split_reasoning
 from .jinja import jinja_call, jinja_str
 
+_GLM4 = dict(
+    prefix="[gMASK]<sop>",
+    system="<|system|>\n{content}",
+    user="<|user|>\n{content}",
+    assistant_end="",
+    stop_words=("<|user|>", "<|observation|>"),
+)
+
 register(
     NextRoleEndTemplate(
         name="chatglm3",
@@ -29,17 +37,23 @@ register(
     ),
     NextRoleEndTemplate(
         name="glm4",
-        prefix="[gMASK]<sop>",
-        system="<|system|>\n{content}",
-        user="<|user|>\n{content}",
+        **_GLM4,
         observation="<|observation|>\n{content}",
         assistant_prefix="<|assistant|>",
         response_lead="\n",
-        assistant_end="",
-        stop_words=("<|user|>", "<|observation|>"),
         notes=(
             "GLM-4-chat: responses end where the next <|user|> begins, so that tag is trained; a finished "
             "conversation gets a trained EOS that the official template does not render."
+        ),
+    ),
+    NextRoleEndTemplate(
+        name="glm4v",
+        **_GLM4,
+        assistant_prefix="<|assistant|>\n",  # its generation prompt has the newline (GLM-4's has not)
+        notes=(
+            "GLM-4.1V-Thinking with images: glm4's format (the official template has no tool turns); each <image> "
+            "is written <|begin_of_image|><|image|><|end_of_image|> and the processor expands <|image|>. Responses "
+            "carry the <think>/<answer> blocks as the data writes them."
         ),
     ),
 )

@@ -66,6 +66,18 @@ register(
         ),
     ),
     ChatTemplate(
+        name="intern_vl",
+        **CHATML,
+        **_QWEN_TOOLS,
+        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+        notes=(
+            "InternVL3 (images): its tokenizer's template is Qwen2.5's, default system prompt included (LLaMA-Factory's "
+            "intern_vl uses InternVL's Chinese one instead: set data.default_system for it); each <image> is written "
+            "<IMG_CONTEXT> and a newline, as the -hf processor template writes an image part, and the processor "
+            "expands it to <img><IMG_CONTEXT>...</img>."
+        ),
+    ),
+    ChatTemplate(
         name="qwen3_vl",
         **CHATML,
         **_QWEN_TOOLS,
