@@ -14,8 +14,9 @@ from pathlib import Path
 LOCAL_SETTINGS = {
     # offline: runs are written under WANDB_DIR/wandb/offline-run-*; `wandb sync` uploads them later
     "wandb": {"WANDB_MODE": "offline", "WANDB_DIR": "{out}"},
-    # a file store: `mlflow ui --backend-store-uri OUTPUT/mlruns` shows it
-    "mlflow": {"MLFLOW_TRACKING_URI": "{out_uri}/mlruns"},
+    # a file store: `mlflow ui --backend-store-uri OUTPUT/mlruns` shows it. MLflow 3.x refuses file stores
+    # unless allowed (it prefers SQLite, which mlflow-skinny cannot open: no SQLAlchemy)
+    "mlflow": {"MLFLOW_TRACKING_URI": "{out_uri}/mlruns", "MLFLOW_ALLOW_FILE_STORE": "true"},
     # offline: logs under SWANLAB_LOG_DIR, `swanlab sync` uploads them later
     "swanlab": {"SWANLAB_MODE": "offline", "SWANLAB_LOG_DIR": "{out}/swanlog"},
     # Trackio is local by default (a SQLite database); TRACKIO_DIR puts it beside the run, not in HF_HOME
