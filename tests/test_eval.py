@@ -100,3 +100,27 @@ def test_generation_metrics_hand_computed():
     # BLEU-4 on characters with NIST smoothing (method3): precisions 2/4, 1/3, (1/2)/2, (1/4)/1 -> geometric mean.
     assert partial["bleu-4"] == pytest.approx(100 * (0.5 * (1 / 3) * 0.25 * 0.25) ** 0.25, abs=0.01)
     assert generation_scores("", "我爱上海")["rouge-1"] == 0.0
+
+
+@pytest.mark.parametrize("overrides", [[], ["data.fetch_image_urls=true"]])
+def test_eval_py_keeps_only_rows_with_an_answer(write_spec, tmp_path, overrides):
+    """A Jinja block tag at the end of the load line once swallowed the newline after it, so the filter on the
+    next line ended up inside the comment and eval.py passed the whole Dataset on (the UI's Evaluate failed)."""
+    import ast
+
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+
+    from .conftest import MINIMAL_SPEC
+
+    spec = write_spec(MINIMAL_SPEC)
+    _, files = build_files(load_spec(spec, ["eval.predict_dataset=[demo_alpaca]", *overrides]), tmp_path / "run")
+    tree = ast.parse(files["eval.py"].decode())
+    filters = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.ListComp)
+        and ast.unparse(node.targets[0]) == "rows"
+    ]
+    assert len(filters) == 1 and "row['answer']" in ast.unparse(filters[0].value)

@@ -25,6 +25,7 @@ selenium = pytest.importorskip("selenium", reason="needs selenium (pip install -
 pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import ElementClickInterceptedException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -93,10 +94,23 @@ def _input(driver, elem_id):
     return driver.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea, #{elem_id} input")
 
 
+def press(element, timeout=60):
+    """Click ``element`` once nothing covers it: Gradio lays a progress overlay over the components an event
+    is updating (e.g. the memory estimate), and a user waits for it too."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return element.click()
+        except ElementClickInterceptedException:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def set_text(driver, elem_id, value):
     box = _input(driver, elem_id)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
-    box.click()
+    press(box)
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.BACKSPACE)
     box.send_keys(str(value))
@@ -107,7 +121,7 @@ def set_text(driver, elem_id, value):
 def choose(driver, elem_id, value):
     box = _input(driver, elem_id)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
-    box.click()
+    press(box)
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.BACKSPACE)
     box.send_keys(value)
@@ -126,7 +140,7 @@ def close_menu(driver):
 def click(driver, elem_id):
     button = driver.find_element(By.ID, elem_id)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    button.click()
+    press(button)
 
 
 def tab(driver, label):

@@ -16,6 +16,7 @@ from .test_ui_browser import (  # noqa: F401  (fixtures: ui, browser, shots)
     choose,
     click,
     close_menu,
+    press,
     set_text,
     shot,
     shots,
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 def snap(driver, folder, name, elem_id=None):
     """A screenshot with no menu left open."""
     driver.execute_script("document.activeElement && document.activeElement.blur()")
-    driver.find_element(By.ID, "title").click()
+    press(driver.find_element(By.ID, "title"))
     time.sleep(0.3)
     shot(driver, folder, name, elem_id)
 
@@ -106,7 +107,7 @@ def test_essentials_pick_estimate_train_compare_chat(ui, browser, shots):  # noq
     tab(d, "Train")
     assert "30 / 30" in train(d, "ess")
     # The same run again with another learning rate (a sweep of one value), trained, then both compared.
-    d.find_element(By.CSS_SELECTOR, "#sweep button").click()
+    press(d.find_element(By.CSS_SELECTOR, "#sweep button"))
     time.sleep(0.5)
     set_text(d, "sweep-values", "0.0005")
     click(d, "sweep-button")
@@ -123,12 +124,12 @@ def test_essentials_pick_estimate_train_compare_chat(ui, browser, shots):  # noq
 
     # Chat with the base model (no training needed); Enter sends.
     tab(d, "Chat")
-    d.find_element(By.CSS_SELECTOR, "#chat-base input").click()
+    press(d.find_element(By.CSS_SELECTOR, "#chat-base input"))
     click(d, "server-button")
     wait_for(lambda: "serving on" in text_of(d, "server-status"), 300, "serve.py with the base model")
     assert any("--adapter none" in command for command in serve_commands(workspace))
     box = _input(d, "chat-input")
-    box.click()
+    press(box)
     box.send_keys("Hello base model")
     box.send_keys(Keys.ENTER)
     wait_for_reply(d, "Hello base model")
@@ -175,7 +176,7 @@ def serve_commands(workspace) -> list:
 
 def export_choices(d) -> list:
     box = _input(d, "export-gguf")
-    box.click()
+    press(box)
     time.sleep(0.5)
     options = [o.text.strip() for o in d.find_elements(By.CSS_SELECTOR, "[role=option]")]
     box.send_keys(Keys.ESCAPE)
@@ -186,7 +187,7 @@ def add_choice(d, elem_id, value):
     """One more value in a multi-select menu (``choose`` clears the box first, which may drop a chosen value)."""
     box = _input(d, elem_id)
     d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
-    box.click()
+    press(box)
     box.send_keys(value)
     time.sleep(0.3)
     box.send_keys(Keys.ENTER)
