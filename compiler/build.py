@@ -14,7 +14,7 @@ from ffc.runtime.chat.templates import TEMPLATES
 from . import render as rendering
 from ._version import __version__
 from .loader import LoadedSpec
-from .media_check import multimodal
+from .media_check import has_videos, multimodal
 from .render import Code, py_literal
 from .resolve import TESTED_VERSIONS, Resolved, is_local_path, relative_to_run, resolve
 
@@ -153,9 +153,11 @@ OPTIMIZER_PACKAGES = {
 }
 
 
-def _requirements(spec, vendored: bool) -> dict:
+def _requirements(spec, vendored: bool, videos: bool = False) -> dict:
     """Pinned distributions the generated code imports: ffc itself (its runtime) unless vendored."""
     names = ["transformers", "peft", "trl", "accelerate", "datasets", "tokenizers"]
+    if videos:  # PyAV decodes the datasets' video files
+        names.append("av")
     if spec.logging.plot_loss:
         names.append("matplotlib")
     if "tensorboard" in spec.logging.report_to:
@@ -221,6 +223,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
     existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
     resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
+    media_datasets = [*data.dataset, *data.eval_dataset]
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
     ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
@@ -277,7 +280,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             "distributed_type": resolved.backend.accelerate_type,
             "mixed_precision": next((name for name in ("fp8", "bf16", "fp16") if getattr(spec.training, name)), "no"),
         },
-        requirements=_requirements(spec, vendored),
+        requirements=_requirements(spec, vendored, videos=has_videos(resolved.registry, media_datasets)),
         vendored=vendored,
         plot_keys=stage.plot_keys,
         # transformers 5 takes a warm-up fraction (< 1) or a step count in one argument.
@@ -291,7 +294,8 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         uses_nccl=spec.distributed.backend != "none" or (spec.distributed.num_processes or 1) > 1,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
         # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.
-        multimodal=multimodal(resolved.registry, [*data.dataset, *data.eval_dataset]),
+        multimodal=multimodal(resolved.registry, media_datasets),
+        videos=has_videos(resolved.registry, media_datasets),
     )
     if has_template:
         chat_template = TEMPLATES[data.template]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -290,12 +291,16 @@ def demo(
         typer.echo(f"wrote {fetch_smollm2(folder / MODEL_DIR)} (SmolLM2-135M-Instruct, Apache-2.0)")
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import make_tiny_model
-    from ffc.devtools.vlm import make_tiny_llava, make_tiny_vlm, write_vision_data
+    from ffc.devtools.vlm import make_tiny_llava, make_tiny_vlm, write_video_data, write_vision_data
 
     model = make_tiny_model(folder / "tiny-model")
     vlm, llava = make_tiny_vlm(folder / "tiny-vlm"), make_tiny_llava(folder / "tiny-llava")
     data = write_vision_data(write_demo_data(folder / "data"))
     typer.echo(f"wrote {model}, {vlm} and {llava} (vision-language) and {data}")
+    if importlib.util.find_spec("av") is None:
+        typer.echo("skipped the demo_video dataset: writing videos needs PyAV (pip install 'ffc[video]')")
+    else:
+        write_video_data(data)
 
 
 @app.command()

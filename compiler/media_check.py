@@ -1,8 +1,8 @@
-"""Build-time checks for datasets with images: what a multimodal run needs of the rest of the spec.
+"""Build-time checks for datasets with images and videos: what a multimodal run needs of the rest of the spec.
 
-A dataset whose dataset_info.json entry names an ``images`` column makes the run multimodal (train.py
-then holds only the vision path); these checks refuse, with the dataset's name and what fits, every
-combination that would otherwise drop the images or fail mid-training. Pure Python: no torch.
+A dataset whose dataset_info.json entry names an ``images`` or ``videos`` column makes the run multimodal
+(train.py then holds only the vision path); these checks refuse, with the dataset's name and what fits, every
+combination that would otherwise drop the media or fail mid-training. Pure Python: no torch.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Mapping, Optional
 
-from ffc.runtime.chat.vision import VISION_TEMPLATES, templates_for
+from ffc.runtime.chat.vision import VISION_TEMPLATES, templates_for, video_templates
 from ffc.runtime.data.media import MEDIA_KEYS
 
 from .loader import Issue, LoadedSpec, SpecError
@@ -26,6 +26,13 @@ VISION_REFUSED = {
     "use dpo or kto",
 }
 VISION_METHODS = ("lora", "full")
+VIDEO_STAGES = ("sft",)
+# Why an audios column cannot be trained on (LLaMA-Factory's mllm_audio_demo has one): the build says it.
+NO_AUDIO = (
+    "ffc does not train on audio yet: Qwen2-Audio and Qwen2.5-Omni need an audio feature extractor and a "
+    "template plugin for their audio tokens, which ffc does not have; remove the audios column (and the "
+    "<audio> placeholders), or use LLaMA-Factory for audio models"
+)
 
 
 def media_kinds(entry: Mapping) -> list[str]:
@@ -35,8 +42,18 @@ def media_kinds(entry: Mapping) -> list[str]:
 
 
 def multimodal(registry: Optional[Mapping], names: list[str]) -> bool:
-    """Whether the run's datasets carry images (decided from dataset_info.json at build time)."""
+    """Whether the run's datasets carry images or videos (decided from dataset_info.json at build time)."""
     return registry is not None and any(media_kinds(registry.get(name) or {}) for name in names)
+
+
+def has_videos(registry: Optional[Mapping], names: list[str]) -> bool:
+    """Whether the run's datasets carry videos (the run then samples frames: model.video_*)."""
+    return registry is not None and any("videos" in media_kinds(registry.get(name) or {}) for name in names)
+
+
+def _has_audios(entry: Mapping) -> bool:
+    columns = entry.get("columns") if isinstance(entry, Mapping) else None
+    return isinstance(columns, Mapping) and bool(columns.get("audios"))
 
 
 def _local_config(loaded: LoadedSpec, model: str) -> Optional[dict]:
@@ -74,16 +91,14 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
     where = loaded.where(("data", "dataset"))
     problems = []
     for name in names:
+        if _has_audios(registry.get(name) or {}):
+            problems.append(f"dataset {name!r} has audios: {NO_AUDIO}")
         kinds = media_kinds(registry.get(name) or {})
         if not kinds:
             continue
         said = f"dataset {name!r} has {' and '.join(kinds)}"
         if "videos" in kinds:
-            problems.append(
-                f"{said}: ffc does not train on videos yet (no frame sampling by model.video_fps/video_maxlen; "
-                "transformers' Qwen2-VL video processor also needs torchvision, which ffc's tested set does not "
-                "include); use a dataset of images, e.g. frames taken from the videos"
-            )
+            problems += _video_problems(spec, said)
         template = spec.data.template
         if template not in VISION_TEMPLATES:
             fits = ", ".join(VISION_TEMPLATES)
@@ -131,3 +146,20 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
             problems.append(f"{said}, but {problem}")
     if problems:
         raise SpecError([Issue(where, "data.dataset", problem) for problem in problems])
+
+
+def _video_problems(spec, said: str) -> list[str]:
+    """Why the spec cannot train on a dataset with videos ([] when it can)."""
+    problems = []
+    fits = video_templates()
+    if spec.data.template in VISION_TEMPLATES and spec.data.template not in fits:
+        problems.append(
+            f"{said}, but chat template {spec.data.template!r} has no video input (ffc reads videos with the "
+            f"Qwen-VL families); set data.template to {' or '.join(fits)} with a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
+        )
+    if spec.method.stage not in VIDEO_STAGES:
+        problems.append(
+            f"{said}: stage {spec.method.stage} cannot train on videos yet (preference pairs and KTO take images "
+            f"only); stages that can: {', '.join(VIDEO_STAGES)}"
+        )
+    return problems

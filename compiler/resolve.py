@@ -55,6 +55,7 @@ TESTED_VERSIONS = {
     "onnx": "1.23.2",
     "onnxruntime": "1.32.0",
     "torchao": "0.18.0",  # model.quantization_method: torchao
+    "av": "18.1.0",  # datasets with videos
     "liger-kernel": "0.8.5",  # the current release; its kernels need a GPU, which CI lacks (scripts/gpu_check.sh)
     # export.export_quantization_bit: the current releases; GPTQ quantizes on a GPU, which CI lacks
     "optimum": "2.3.0",

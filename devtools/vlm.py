@@ -5,7 +5,8 @@ with random weights; its tokenizer is the demo tokenizer plus Qwen2-VL's vision 
 processor is the PIL-based Qwen2-VL image processor transformers ships (no torchvision needed).
 The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions about them;
 ``demo_vision_pairs`` (dpo, orpo, simpo) and ``demo_vision_kto`` ask the same questions with a right
-and a wrong answer.
+and a wrong answer. ``demo_video`` (where PyAV is installed) is short clips of those shapes moving,
+with questions about which way they go.
 """
 
 from __future__ import annotations
@@ -118,6 +119,91 @@ def vision_kto_rows(count: int, seed: int = 7) -> list[dict]:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
         rows.append({"messages": messages, "label": good, "images": pair["images"]})
     return rows
+
+
+MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+CLIP_FRAMES, CLIP_FPS = 8, 4  # 2-second clips: model.video_fps 2 samples 4 frames, 2 pairs of 2x2 merged patches
+
+
+def draw_clip(shape: str, color: str, motion: str) -> list:
+    """Frames of a ``color`` ``shape`` crossing a white picture in direction ``motion``."""
+    from PIL import Image, ImageDraw
+
+    dx, dy = MOTIONS[motion]
+    size, travel = 18, IMAGE_SIZE - 18 - 4
+    frames = []
+    for step in range(CLIP_FRAMES):
+        offset = 2 + travel * step // (CLIP_FRAMES - 1)
+        x = offset if dx > 0 else IMAGE_SIZE - size - offset if dx < 0 else (IMAGE_SIZE - size) // 2
+        y = offset if dy > 0 else IMAGE_SIZE - size - offset if dy < 0 else (IMAGE_SIZE - size) // 2
+        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), "white")
+        pen = ImageDraw.Draw(image)
+        fill = SHAPE_COLORS[color]
+        if shape == "circle":
+            pen.ellipse((x, y, x + size, y + size), fill=fill)
+        elif shape == "square":
+            pen.rectangle((x, y, x + size, y + size), fill=fill)
+        else:
+            pen.polygon([(x + size // 2, y), (x, y + size), (x + size, y + size)], fill=fill)
+        frames.append(image)
+    return frames
+
+
+def write_clip(path: Path, frames: list, fps: int = CLIP_FPS) -> Path:
+    """``frames`` as an MPEG-4 video (PyAV)."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        stream.options = {"qscale": "2"}  # near-lossless: colours survive the encoding
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_image(frame)))
+        container.mux(stream.encode())
+    return path
+
+
+def video_rows(count: int, seed: int = 8) -> list[dict]:
+    """sharegpt rows (LLaMA-Factory's mllm_video_demo layout): a question about one clip, answered by rule."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        shape, color, motion = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.choice(sorted(MOTIONS))
+        question, answer = rng.choice(
+            [
+                ("Which way does the shape move?", f"It moves {motion}."),
+                ("What is moving in the video?", f"A {color} {shape}."),
+            ]
+        )
+        messages = [{"role": "user", "content": "<video>" + question}, {"role": "assistant", "content": answer}]
+        rows.append({"messages": messages, "videos": [f"demo_video/{shape}_{color}_{motion}.mp4"]})
+    return rows
+
+
+VIDEO_DATASET_INFO = {
+    "demo_video": {
+        "file_name": "demo_video.json",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "videos": "videos"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+    },
+}
+
+
+def write_video_data(folder: str | Path, size: int = 200) -> Path:
+    """The clips and ``demo_video.json``, added to the folder's dataset_info.json (needs PyAV: the video extra)."""
+    folder = Path(folder)
+    (folder / "demo_video").mkdir(parents=True, exist_ok=True)
+    for shape in SHAPES:
+        for color in SHAPE_COLORS:
+            for motion in MOTIONS:
+                write_clip(folder / "demo_video" / f"{shape}_{color}_{motion}.mp4", draw_clip(shape, color, motion))
+    (folder / "demo_video.json").write_text(json.dumps(video_rows(size), indent=1) + "\n")
+    info_path = folder / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info.update(VIDEO_DATASET_INFO)
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    return folder
 
 
 VISION_DATASET_INFO = {

@@ -209,11 +209,12 @@ def generate_batch(engine, prompts: list[list[int]], options, conversations: Opt
 
 
 def with_images(row: dict) -> list[dict]:
-    """A prompt row's messages, its ``images`` (rows of datasets with an images column) on the first message,
-    where a vision engine reads them in order, one per ``<image>`` of the text."""
+    """A prompt row's messages, its ``images`` and ``videos`` (rows of datasets with those columns) on the first
+    message, where a vision engine reads them in order, one per ``<image>`` or ``<video>`` of the text."""
     messages = list(row["messages"])
-    if row.get("images"):
-        messages[0] = {**messages[0], "images": list(row["images"])}
+    media = {key: list(row[key]) for key in ("images", "videos") if row.get(key)}
+    if media:
+        messages[0] = {**messages[0], **media}
     return messages
 
 

@@ -1,13 +1,15 @@
 """Generation with images: the HF engine of chat.py and serve.py for vision-language runs.
 
 A user message may carry ``images`` (file paths or PIL images) next to its text, which holds one
-``<image>`` per picture where it belongs (chat.py puts them in front of the text, as datasets do).
+``<image>`` per picture where it belongs (chat.py puts them in front of the text, as datasets do), and
+``videos`` (file paths; chat.py and eval.py of runs trained on videos) with one ``<video>`` each.
 The prompt is rendered with the run's chat template, each ``<image>`` expanded to the processor's
 vision tokens, and the pixels go to ``generate`` with the ids.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from .chat.templates import ChatTemplate
@@ -106,6 +108,17 @@ class VisionHFEngine(HFEngine):
             out += [open_url(url, self.fetch_urls) for url in message.get("image_urls") or []]
         return out
 
+    @staticmethod
+    def _videos(messages) -> list[str]:
+        """The messages' videos in order: file paths (or a dataset row's frame lists, see ffc.runtime.data.media)."""
+        from .data.video import frame_list
+
+        videos = [str(video) for message in messages for video in message.get("videos") or []]
+        for video in videos:
+            if frame_list(video) is None and not Path(video).is_file():
+                raise ImageError(f"video {video}: not found")
+        return videos
+
     def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
         from ffc.runtime.chat.vision import MediaError
 
@@ -114,7 +127,7 @@ class VisionHFEngine(HFEngine):
             system=system or self.default_system, tools=tools, add_generation_prompt=True,
         )  # fmt: skip
         try:
-            text = self.images.expand(rendered, self._images(messages))
+            text = self.images.expand(rendered, self._images(messages), self._videos(messages))
         except MediaError as exc:
             raise ImageError(str(exc)) from None
         ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]
@@ -123,5 +136,5 @@ class VisionHFEngine(HFEngine):
         return ids
 
     def model_inputs(self, messages, input_ids) -> dict:
-        extra = self.images.model_inputs(self._images(messages), input_ids)
+        extra = self.images.model_inputs(self._images(messages), input_ids, self._videos(messages))
         return {key: value.to(self.model.device) for key, value in extra.items()}

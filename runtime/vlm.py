@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from .data.video import QwenVideoProcessor, VideoSettings
 from .errors import UserError
 
 log = logging.getLogger("ffc.vlm")
@@ -46,14 +47,23 @@ def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixe
 PROCESSOR_PARTS = ("image_processor", "video_processor", "tokenizer", "audio_processor", "feature_extractor")
 
 
-def load_processor(model_path: str, tokenizer, *, max_pixels: Optional[int], min_pixels: Optional[int], **kwargs):
+def load_processor(
+    model_path: str,
+    tokenizer,
+    *,
+    max_pixels: Optional[int],
+    min_pixels: Optional[int],
+    video: Optional[VideoSettings] = None,
+    **kwargs,
+):
     """The model family's own transformers processor (``LlavaProcessor``, ``Gemma3Processor``, ...) around the
     PIL image processor and ``tokenizer``: ffc asks it how each image is written in the text (see
     ffc.runtime.data.multimodal.ImageTokens). Its class comes from processor_config.json or the model type,
     its settings (LLaVA's patch_size, ...) from processor_config.json.
 
     Assembled here rather than by ``AutoProcessor``: that also loads the video processor, which needs
-    torchvision (an image run does not), and transformers' argument check fails without torchvision."""
+    torchvision (an image run does not), and transformers' argument check fails without torchvision. Runs
+    with videos (``video``: their sampling settings) get ffc's ``QwenVideoProcessor`` instead."""
     import json
 
     import transformers
@@ -76,19 +86,27 @@ def load_processor(model_path: str, tokenizer, *, max_pixels: Optional[int], min
     if cls is None:
         raise UserError(f"{model_path} names processor {name}, which this transformers does not have (remote code?)")
     image_processor = load_image_processor(model_path, max_pixels=max_pixels, min_pixels=min_pixels, **kwargs)
-    return assemble_processor(cls, image_processor, tokenizer, **settings)
+    video_processor = None
+    if video is not None:
+        if not hasattr(image_processor, "temporal_patch_size"):
+            raise UserError(
+                f"{model_path} is not a Qwen-VL model ({type(image_processor).__name__}): ffc reads videos with "
+                "Qwen2-VL, Qwen2.5-VL and Qwen3-VL models only"
+            )
+        video_processor = QwenVideoProcessor(image_processor, video)
+    return assemble_processor(cls, image_processor, tokenizer, video_processor=video_processor, **settings)
 
 
-def assemble_processor(cls, image_processor, tokenizer, **settings):
-    """A processor of class ``cls`` from its image processor and tokenizer (no video processor), with those
-    of ``settings`` its constructor takes."""
+def assemble_processor(cls, image_processor, tokenizer, video_processor=None, **settings):
+    """A processor of class ``cls`` from its image processor and tokenizer (and ``video_processor``: ffc's
+    ``QwenVideoProcessor`` for video runs, else none), with those of ``settings`` its constructor takes."""
     import inspect
 
     accepted = inspect.signature(cls.__init__).parameters
     given = {k: v for k, v in settings.items() if k in accepted and k not in PROCESSOR_PARTS and k != "chat_template"}
     processor = cls.__new__(cls)
     processor.check_argument_for_proper_class = lambda name, value: None  # see load_processor: parts chosen here
-    parts = {"video_processor": None} if "video_processor" in accepted else {}
+    parts = {"video_processor": video_processor} if "video_processor" in accepted else {}
     cls.__init__(processor, image_processor=image_processor, tokenizer=tokenizer, **parts, **given)
     return processor
 

@@ -126,8 +126,17 @@ class ModelSection(Section):
         768 * 768, ge=1, description="Images larger than this many pixels are scaled down (fewer vision tokens)."
     )
     image_min_pixels: int = Field(32 * 32, ge=1, description="Images smaller than this many pixels are scaled up.")
-    video_max_pixels: int = Field(256 * 256, ge=1, description="Video frames larger than this are scaled down.")
-    video_fps: float = Field(2.0, gt=0, description="Frames sampled per second of video.")
+    video_max_pixels: int = Field(
+        256 * 256, ge=1, description="Video frames larger than this many pixels are scaled down (fewer vision tokens)."
+    )
+    video_min_pixels: int = Field(
+        16 * 16, ge=1, description="Video frames smaller than this many pixels are scaled up."
+    )
+    video_fps: float = Field(
+        2.0,
+        gt=0,
+        description="Frames sampled per second of video (a list of frame images counts as a clip at this rate).",
+    )
     video_maxlen: int = Field(128, ge=1, description="At most this many frames are sampled per video.")
     enable_liger_kernel: bool = Field(
         False,

@@ -8,5 +8,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q "torch==2.13.0"
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops when first used instead of at install time.
-DS_BUILD_OPS=0 .venv/bin/python -m pip install -q -c constraints.txt -e ".[train,bitsandbytes,deepspeed,serve,eval,export,optimizers,onnx,torchao,ui,test]"
+DS_BUILD_OPS=0 .venv/bin/python -m pip install -q -c constraints.txt -e ".[train,bitsandbytes,deepspeed,serve,eval,export,optimizers,onnx,torchao,ui,video,test]"
 echo "installed ffc $(.venv/bin/ffc version) into .venv"

@@ -78,11 +78,11 @@ def demo(tmp_path_factory):
     """The tiny model and the demo data, built once per test session."""
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import make_tiny_model
-    from ffc.devtools.vlm import make_tiny_llava, make_tiny_vlm, write_vision_data
+    from ffc.devtools.vlm import make_tiny_llava, make_tiny_vlm, write_video_data, write_vision_data
 
     root = tmp_path_factory.mktemp("demo")
     make_tiny_model(root / "tiny-model")
     make_tiny_vlm(root / "tiny-vlm")
     make_tiny_llava(root / "tiny-llava")
-    write_vision_data(write_demo_data(root / "data"))
+    write_video_data(write_vision_data(write_demo_data(root / "data")))
     return root

@@ -39,22 +39,28 @@ class VisionPlugin:
     name: str  # LLaMA-Factory's mm_plugin name
     marker: str  # one image as the official processor chat template writes it
     image_token: str  # the processor's placeholder inside ``marker`` (its ``image_token``)
-    video_token: Optional[str] = None
+    video_token: Optional[str] = (
+        None  # a video's token (``marker`` with it in place of ``image_token``); None: no videos
+    )
+    # Qwen3-VL writes each video as timestamped frame groups, each with its own start/end markers: the expansion
+    # replaces the whole marker (as Qwen's reference processor and LLaMA-Factory do), not just the video token.
+    video_replaces_marker: bool = False
     model_types: tuple[str, ...] = ()  # config.json model types the template is for (the build checks local models)
 
     def block(self, kind: str, expansion) -> str:
-        """The text of one image: ``marker`` with its placeholder replaced by the processor's ``expansion``
-        (a string), or repeated ``expansion`` times (an int: families whose tokens are the placeholder itself)."""
+        """The text of one image or video: ``marker`` with its placeholder replaced by the processor's
+        ``expansion`` (a string), or repeated ``expansion`` times (an int: families whose tokens are the
+        placeholder itself)."""
+        token = self.image_token
         if kind == "video":
-            return self.video_marker(expansion)
+            if self.video_token is None:
+                raise MediaError(f"the {self.name} template has no video input")
+            token = self.video_token
         if isinstance(expansion, int):
-            expansion = self.image_token * expansion
+            expansion = token * expansion
+        if kind == "video" and self.video_replaces_marker:
+            return expansion
         return self.marker.replace(self.image_token, expansion, 1)
-
-    def video_marker(self, count: int) -> str:
-        if self.video_token is None:
-            raise MediaError(f"the {self.name} template has no video input")
-        return self.marker.replace(self.image_token, self.video_token * count, 1)
 
     def expand(self, rendered: Rendered, image_tokens: Sequence = (), video_tokens: Sequence[int] = ()) -> Rendered:
         """``rendered`` with its placeholders replaced, in order, by the blocks of ``image_tokens[i]`` (see
@@ -86,10 +92,10 @@ class VisionPlugin:
         return Rendered(segments)
 
 
-def image_turns(rendered: Rendered) -> list[int]:
-    """The turn of each ``<image>`` placeholder of ``rendered``, in order (cutting whole turns keeps the images
-    of the turns kept)."""
-    return [s.turn for s in rendered.segments for _ in range(s.text.count(IMAGE_PLACEHOLDER))]
+def image_turns(rendered: Rendered, placeholder: str = IMAGE_PLACEHOLDER) -> list[int]:
+    """The turn of each ``<image>`` (or ``placeholder``) of ``rendered``, in order (cutting whole turns keeps
+    the images and videos of the turns kept)."""
+    return [s.turn for s in rendered.segments for _ in range(s.text.count(placeholder))]
 
 
 QWEN2_VL = VisionPlugin(
@@ -105,7 +111,7 @@ IDEFICS3 = VisionPlugin(name="idefics3", marker="<image>", image_token="<image>"
 # marks images alike; LLaVA-NeXT writes images as LLaVA-1.5 does (the processor's anyres count differs).
 VISION_TEMPLATES: dict[str, VisionPlugin] = {
     "qwen2_vl": QWEN2_VL,
-    "qwen3_vl": replace(QWEN2_VL, model_types=("qwen3_vl", "qwen3_vl_moe")),
+    "qwen3_vl": replace(QWEN2_VL, video_replaces_marker=True, model_types=("qwen3_vl", "qwen3_vl_moe")),
     "llava": LLAVA,
     "llava_next": replace(LLAVA, name="llava_next", model_types=("llava_next",)),
     "gemma3": VisionPlugin(
@@ -128,6 +134,11 @@ VISION_TEMPLATES: dict[str, VisionPlugin] = {
 def templates_for(model_type: str) -> list[str]:
     """The vision templates of a model type (config.json's ``model_type``)."""
     return [name for name, plugin in VISION_TEMPLATES.items() if model_type in plugin.model_types]
+
+
+def video_templates() -> list[str]:
+    """The vision templates that also take videos."""
+    return [name for name, plugin in VISION_TEMPLATES.items() if plugin.video_token]
 
 
 def vision_plugin(template: str) -> VisionPlugin:

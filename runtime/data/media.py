@@ -5,7 +5,8 @@ the dataset directory, or one path) and marks where each goes with ``<image>``/`
 text. Images may also be given as their bytes (Parquet files, also as the ``{"bytes": ..., "path": ...}``
 structs of a Hugging Face ``Image`` feature), ``data:`` URLs, or http(s) URLs, which are downloaded
 at load time only when ``data.fetch_image_urls`` allows it. Converted rows carry ``images`` as absolute
-paths or ``data:`` URLs (bytes kept in the dataset) and ``videos`` as absolute paths; each image is
+paths or ``data:`` URLs (bytes kept in the dataset) and ``videos`` as absolute paths (a video given as
+a list of frame images: the JSON list of their paths); each image and each video's first frame is
 decoded here, so a missing, unreadable or corrupt one is that row's error, not a crash in the middle
 of training.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,11 @@ def _items(value: Any, name: str, key: str) -> list:
     if not isinstance(value, list):
         raise RowError(f"{name!r} must be a list of file paths, got {describe(value)}")
     for number, item in enumerate(value, start=1):
-        if key == "videos" and (not isinstance(item, str) or not item):
-            raise RowError(f"{name!r} entry {number} must be a file path, got {describe(item)}")
+        frames = isinstance(item, list) and item and all(isinstance(frame, str) and frame for frame in item)
+        if key == "videos" and not frames and (not isinstance(item, str) or not item):
+            raise RowError(
+                f"{name!r} entry {number} must be a video file path or a list of frame paths, got {describe(item)}"
+            )
     return list(value)
 
 
@@ -145,12 +150,17 @@ def _check_image(source, said: str) -> None:
 
 
 def _check_video(path: Path) -> None:
+    from .video import probe_video
+
     try:
         with open(path, "rb") as file:
             if not file.read(16):
                 raise RowError(f"video {path} is empty")
     except OSError as exc:
         raise RowError(f"video {path} cannot be read ({exc.strerror or exc})") from None
+    problem = probe_video(path)  # decodes the first frame: a corrupt file fails here, not mid-training
+    if problem:
+        raise RowError(f"video {path} {problem}")
 
 
 def attach(row: dict, converted: dict, attr, dataset_dir: Path, texts: list[str], fetch_urls: bool = False) -> dict:
@@ -175,13 +185,28 @@ def attach(row: dict, converted: dict, attr, dataset_dir: Path, texts: list[str]
             if key == "images":
                 resolved.append(_image_reference(path, number, name, dataset_dir, fetch_urls))
                 continue
-            full = Path(path) if os.path.isabs(path) else Path(dataset_dir) / path
-            if not full.is_file():
-                raise RowError(f"video {full} not found (paths are relative to the dataset directory)")
-            _check_video(full)
-            resolved.append(str(full))
+            resolved.append(_video_reference(path, dataset_dir))
         converted[key] = resolved
     return converted
+
+
+def _video_reference(item: str | list, dataset_dir: Path) -> str:
+    """One video of a row as its absolute path, or a frame list as the JSON list of the frames' absolute paths
+    (a dataset column holds strings); each file checked to decode. RowError with the reason otherwise."""
+    if isinstance(item, list):
+        frames = []
+        for number, frame in enumerate(item, start=1):
+            full = Path(frame) if os.path.isabs(frame) else Path(dataset_dir) / frame
+            if not full.is_file():
+                raise RowError(f"video frame {full} not found (paths are relative to the dataset directory)")
+            _check_image(full, f"frame {number} ({full}) of a video")
+            frames.append(str(full))
+        return json.dumps(frames)
+    full = Path(item) if os.path.isabs(item) else Path(dataset_dir) / item
+    if not full.is_file():
+        raise RowError(f"video {full} not found (paths are relative to the dataset directory)")
+    _check_video(full)
+    return str(full)
 
 
 def texts_of(converted: dict) -> list[str]:

@@ -1,9 +1,9 @@
-"""Tokenising conversations with images, and batching them with their pixels.
+"""Tokenising conversations with images and videos, and batching them with their pixels.
 
-The encoder renders a conversation with its chat template, writes each ``<image>`` as the model's own
-processor writes that picture (``ImageTokens``), and masks every vision token out of the loss.
-``cutoff_len`` never cuts through an image's tokens: whole later turns are dropped instead (counted as
-truncated), and a sample whose first turn alone does not fit is dropped with the reason (counted).
+The encoder renders a conversation with its chat template, writes each ``<image>`` and ``<video>`` as the
+model's own processor writes that picture or clip (``ImageTokens``), and masks every vision token out of
+the loss. ``cutoff_len`` never cuts through a media item's tokens: whole later turns are dropped instead
+(counted as truncated), and a sample whose first turn alone does not fit is dropped with the reason (counted).
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..chat.templates import ConversationError
-from ..chat.vision import MediaError, VisionPlugin, image_turns
+from ..chat.vision import VIDEO_PLACEHOLDER, MediaError, VisionPlugin, image_turns
 from ..errors import UserError
 from .media import image_source
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
+from .video import read_video
 
 
 def open_images(images) -> list:
@@ -44,6 +45,9 @@ class ImageTokens:
     plugin's ``marker`` (what the chat template writes) keeps the text around it exactly as the official
     template does. The pixels are processed here to count and again per batch in the collator: the
     tokenised dataset then keeps paths, not pixels.
+
+    Videos likewise, through the processor's ``replace_video_token`` (Qwen3-VL: timestamped frame groups) and
+    its ``video_processor`` (ffc's ``QwenVideoProcessor``, which ``load_processor`` gives it for video runs).
     """
 
     def __init__(self, processor, plugin: VisionPlugin):
@@ -53,7 +57,10 @@ class ImageTokens:
                 f"({type(processor).__name__}) expands {processor.image_token}: choose the template of the model's family"
             )
         self.processor, self.plugin = processor, plugin
+        self.video_processor = getattr(processor, "video_processor", None) if plugin.video_token else None
         self.vision_ids = set(processor.image_token_ids)  # the tokens that stand for pixels: never trained
+        if self.video_processor is not None:
+            self.vision_ids |= set(processor.video_token_ids)
         if processor.tokenizer.unk_token_id in self.vision_ids or None in self.vision_ids:
             raise UserError(f"the tokenizer has no {processor.image_token} token: is this a {plugin.name} model?")
 
@@ -70,9 +77,24 @@ class ImageTokens:
         processed = self._process(images)
         return [self.processor.replace_image_token(processed, i) for i in range(len(images))]
 
-    def expand(self, rendered, images):
-        """``rendered`` with each ``<image>`` written as the processor writes that picture."""
-        return self.plugin.expand(rendered, self.expansions(images))
+    def _process_videos(self, videos) -> dict:
+        if self.video_processor is None:
+            raise MediaError(
+                f"this run reads no videos (the {self.plugin.name} template or this processor has no video input)"
+            )
+        settings = self.video_processor.settings
+        return self.video_processor([read_video(video, settings) for video in videos])
+
+    def video_expansions(self, videos) -> list[str]:
+        """What the processor puts in place of each video's placeholder, in order."""
+        if not videos:
+            return []
+        processed = self._process_videos(videos)
+        return [self.processor.replace_video_token(processed, i) for i in range(len(videos))]
+
+    def expand(self, rendered, images, videos=()):
+        """``rendered`` with each ``<image>`` and ``<video>`` written as the processor writes that picture or clip."""
+        return self.plugin.expand(rendered, self.expansions(images), self.video_expansions(videos))
 
     def tokens_of(self, image) -> int:
         """Vision tokens of one image (a path or a PIL image)."""
@@ -83,12 +105,12 @@ class ImageTokens:
         """Vision tokens among ``ids``."""
         return sum(token in self.vision_ids for token in ids)
 
-    def pixels(self, images) -> dict:
-        """The tensors of ``images`` the model reads (``pixel_values`` and what goes with them: grid sizes, ...)."""
-        if not images:
-            return {}
+    def pixels(self, images, videos=()) -> dict:
+        """The tensors of ``images`` and ``videos`` the model reads (``pixel_values``, ``pixel_values_videos``
+        and what goes with them: grid sizes, Qwen2.5-VL's seconds per frame pair, ...)."""
+        processed = {**(self._process(images) if images else {}), **(self._process_videos(videos) if videos else {})}
         wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
-        return {k: v for k, v in self._process(images).items() if k in wanted}
+        return {k: v for k, v in processed.items() if k in wanted}
 
     def token_types(self, input_ids) -> dict:
         """The token types the model reads beside ``input_ids`` (a tensor), e.g. ``mm_token_type_ids``."""
@@ -100,46 +122,44 @@ class ImageTokens:
             if key in self.processor.model_input_names
         }
 
-    def model_inputs(self, images, input_ids) -> dict:
-        """The pixels of ``images`` and the token types of ``input_ids``."""
-        return {**self.pixels(images), **self.token_types(input_ids)}
+    def model_inputs(self, images, input_ids, videos=()) -> dict:
+        """The pixels of ``images`` and ``videos`` and the token types of ``input_ids``."""
+        return {**self.pixels(images, videos), **self.token_types(input_ids)}
 
 
 class VisionConversationEncoder(ConversationEncoder):
-    """``ConversationEncoder`` for rows with ``images``: output rows keep the paths of the images their
-    tokens stand for."""
+    """``ConversationEncoder`` for rows with ``images`` and ``videos``: output rows keep the paths of the media
+    their tokens stand for."""
 
     def __init__(self, tokenizer, template, opts: MaskOptions, images: ImageTokens):
         super().__init__(tokenizer, template, opts)
         self.images = images
 
     def encode_batch(self, batch: dict) -> dict:
-        out = {"input_ids": [], "labels": [], "images": [], "_drop": [], "_truncated": [], "_trained": []}
+        out = {"input_ids": [], "labels": [], "images": [], "videos": [], "_drop": [], "_truncated": [], "_trained": []}
         prepared = []
         for messages, system, tools, images, videos in zip(
             batch["messages"], batch["system"], batch["tools"], batch["images"], batch["videos"]
         ):
             try:
-                if videos:
-                    raise MediaError("videos are not supported yet: remove the videos column or use images")
                 rendered = self.render(messages, system, tools)
-                turns = image_turns(rendered)
-                rendered = self.images.expand(rendered, images)
-                prepared.append((rendered, turns, images))
+                turns = (image_turns(rendered), image_turns(rendered, VIDEO_PLACEHOLDER))
+                rendered = self.images.expand(rendered, images, videos)
+                prepared.append((rendered, turns, images, videos))
             except (ConversationError, MediaError) as exc:
                 prepared.append(f"cannot render: {exc}")
             except OSError as exc:  # the file changed since loading checked it
-                prepared.append(f"cannot read an image: {exc}")
+                prepared.append(f"cannot read an image or video: {exc}")
         encodings = self._encode([p[0].text if isinstance(p, tuple) else "" for p in prepared])
         for item, encoding in zip(prepared, encodings):
             result = item if isinstance(item, str) else self._encode_media(*item, encoding)
             if isinstance(result, str):
-                result = ([], [], [], result, False, 0)
+                result = ([], [], [], [], result, False, 0)
             for key, value in zip(out, result):
                 out[key].append(value)
         return out
 
-    def _encode_media(self, rendered, turns, images, encoding):
+    def _encode_media(self, rendered, turns, images, videos, encoding):
         ids, labels, trained, spans = self._labelled(rendered, encoding)
         vision = self.images.vision_ids
         labels = [IGNORE_INDEX if token in vision else label for token, label in zip(ids, labels)]  # never trained
@@ -151,21 +171,23 @@ class VisionConversationEncoder(ConversationEncoder):
             if not fitting:
                 count = sum(token in vision for token in ids)
                 return (
-                    f"the first turn with its images ({count} vision tokens) is longer than cutoff_len; "
-                    "raise data.cutoff_len or lower image_max_pixels"
+                    f"the first turn with its media ({count} vision tokens) is longer than cutoff_len; "
+                    "raise data.cutoff_len or lower image_max_pixels (video_max_pixels, video_maxlen)"
                 )
             end, last = fitting[-1]
             ids, labels = ids[:end], labels[:end]
-            images = [image for image, turn in zip(images, turns) if turn <= last]
+            images = [image for image, turn in zip(images, turns[0]) if turn <= last]
+            videos = [video for video, turn in zip(videos, turns[1]) if turn <= last]
         trained = sum(label != IGNORE_INDEX for label in labels)
         if not trained:
             return "no trained tokens left after truncation" if truncated else "no trained tokens"
-        return ids, labels, list(images), "", truncated, trained
+        return ids, labels, list(images), list(videos), "", truncated, trained
 
 
 class VisionCollator(Collator):
     """Pads ids and labels like ``Collator`` and adds what the model reads beside them: the batch's pixels
-    and the token types, as the family's processor makes them (``ImageTokens.model_inputs``)."""
+    (images and video frames) and the token types, as the family's processor makes them
+    (``ImageTokens.model_inputs``)."""
 
     def __init__(self, pad_token_id: int, images: ImageTokens):
         super().__init__(pad_token_id)
@@ -175,5 +197,6 @@ class VisionCollator(Collator):
         features = list(features)
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
-        batch.update(self.images.model_inputs(paths, batch["input_ids"]))
+        videos = [video for feature in features for video in feature.get("videos") or []]
+        batch.update(self.images.model_inputs(paths, batch["input_ids"], videos))
         return batch

@@ -1,0 +1,169 @@
+"""Videos of multimodal rows: frames sampled as LLaMA-Factory samples them, and Qwen-VL's video pixels.
+
+A video is a file PyAV can decode (mp4, webm, ...) or a list of frame images (LLaMA-Factory's layout for
+pre-extracted frames). Frames are sampled uniformly at ``video_fps`` frames per second of video, at most
+``video_maxlen`` of them (a frame list counts as a clip filmed at ``video_fps``).
+
+``QwenVideoProcessor`` turns sampled frames into ``pixel_values_videos``/``video_grid_thw`` for the Qwen-VL
+families. Written here because transformers' video processors need torchvision, whose CPU build does
+not install everywhere a run is built or tested (the index's wheel links CUDA), while the image
+processors have a PIL backend; ffc uses that backend for images so that token counts do not depend on
+what is installed, and this keeps videos consistent with it. The layout is Qwen's: frames in pairs
+(``temporal_patch_size``), 14-px patches merged 2x2, checked against transformers' image processor (a
+still video equals the picture). The processor's own ``replace_video_token`` still writes the text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How frames are sampled and sized (the spec's ``model.video_*``: LLaMA-Factory's names and defaults)."""
+
+    fps: float = 2.0
+    maxlen: int = 128
+    max_pixels: int = 256 * 256
+    min_pixels: int = 16 * 16
+
+
+def frame_list(reference: str) -> list[str] | None:
+    """The frames of a converted row's video when it is a frame list (stored as a JSON list), else None."""
+    return json.loads(reference) if reference.startswith("[") else None
+
+
+def _sample(total: int, wanted: float, maxlen: int) -> list[int]:
+    """Indices of ``min(total, maxlen, wanted)`` frames spread evenly from the first frame to the last."""
+    count = max(1, min(total, maxlen, math.floor(wanted)))
+    if count == 1:
+        return [0]
+    return [int(i * (total - 1) / (count - 1)) for i in range(count)]
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError:
+        raise UserError("reading video files needs PyAV: pip install 'ffc[video]' (or pip install av)") from None
+    return av
+
+
+def probe_video(path: str | Path) -> str:
+    """Why a video file cannot be used ('' when it decodes: its first frame is read)."""
+    av = _import_av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "has no video stream"
+            next(container.decode(video=0))
+    except StopIteration:
+        return "has no frames"
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        return f"cannot be decoded ({exc})"
+    return ""
+
+
+def read_video(reference: str, settings: VideoSettings):
+    """(frames as RGB PIL images, transformers ``VideoMetadata`` with the sampled indices and the frame rate)."""
+    from PIL import Image
+    from transformers.video_utils import VideoMetadata
+
+    frames = frame_list(reference)
+    if frames is not None:
+        indices = _sample(len(frames), len(frames), settings.maxlen)
+        pictures = []
+        for index in indices:
+            with Image.open(frames[index]) as image:
+                pictures.append(image.convert("RGB"))
+        return pictures, VideoMetadata(total_num_frames=len(frames), fps=settings.fps, frames_indices=indices)
+    av = _import_av()
+    with av.open(reference) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or 0) or settings.fps
+        decoded = [frame for frame in container.decode(stream)]  # frame counts in headers are often wrong
+        duration = float(stream.duration * stream.time_base) if stream.duration else len(decoded) / rate
+        indices = _sample(len(decoded), duration * settings.fps, settings.maxlen)
+        pictures = [decoded[i].to_image().convert("RGB") for i in indices]
+    metadata = VideoMetadata(total_num_frames=len(decoded), fps=rate, duration=duration, frames_indices=indices)
+    return pictures, metadata
+
+
+def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen-VL's resize rule: sides multiples of ``factor``, area within the bounds, aspect ratio kept
+    (transformers' ``smart_resize`` for Qwen2-VL: the same function, imported there from its video module)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+class QwenVideoProcessor:
+    """The video processor of Qwen2-VL, Qwen2.5-VL and Qwen3-VL without torchvision (see the module's
+    docstring): what a Qwen-VL processor reads of its ``video_processor`` (``merge_size``,
+    ``temporal_patch_size``) and a call that returns the model's video inputs.
+
+    Patch sizes and normalisation come from the model's image processor (the same vision tower reads both).
+    """
+
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+    def __init__(self, image_processor, settings: VideoSettings):
+        self.patch_size = image_processor.patch_size
+        self.merge_size = image_processor.merge_size
+        self.temporal_patch_size = image_processor.temporal_patch_size
+        self.image_mean = image_processor.image_mean
+        self.image_std = image_processor.image_std
+        self.settings = settings
+
+    def frames_to_patches(self, frames: Sequence) -> tuple:
+        """(patches ``[grid_t * grid_h * grid_w, 3 * temporal * patch * patch]``, (grid_t, grid_h, grid_w))."""
+        import numpy as np
+        from PIL import Image
+
+        factor = self.patch_size * self.merge_size
+        height, width = smart_size(
+            frames[0].height, frames[0].width, factor, self.settings.min_pixels, self.settings.max_pixels
+        )
+        mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.image_std, dtype=np.float32)[:, None, None]
+        stack = []
+        for frame in frames:
+            if frame.size != (width, height):
+                frame = frame.resize((width, height), Image.Resampling.BICUBIC)
+            pixels = np.asarray(frame, dtype=np.float32).transpose(2, 0, 1) / 255.0
+            stack.append((pixels - mean) / std)
+        tp, patch, merge = self.temporal_patch_size, self.patch_size, self.merge_size
+        stack += [stack[-1]] * (-len(stack) % tp)  # an odd frame count: the last frame repeated, as transformers does
+        video = np.stack(stack)  # (frames, channels, height, width)
+        grid_t, grid_h, grid_w = len(stack) // tp, height // patch, width // patch
+        patches = video.reshape(
+            grid_t, tp, 3, grid_h // merge, merge, patch, grid_w // merge, merge, patch
+        )  # fmt: skip
+        # (t, h-blocks, w-blocks, h-in-block, w-in-block, channel, time, patch-row, patch-col): Qwen's order
+        patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        return patches.reshape(grid_t * grid_h * grid_w, 3 * tp * patch * patch), (grid_t, grid_h, grid_w)
+
+    def __call__(self, videos: Sequence[tuple], **_) -> dict:
+        """``videos``: (frames, metadata) pairs from ``read_video``. Also the seconds each temporal patch spans
+        (Qwen2.5-VL's ``second_per_grid_ts``) and the metadata (Qwen3-VL writes timestamps from it)."""
+        import numpy as np
+        import torch
+
+        patches, grids, seconds = [], [], []
+        for frames, metadata in videos:
+            flat, grid = self.frames_to_patches(frames)
+            patches.append(flat)
+            grids.append(grid)
+            seconds.append(self.temporal_patch_size / metadata.sampled_fps)
+        return {
+            "pixel_values_videos": torch.from_numpy(np.concatenate(patches)),
+            "video_grid_thw": torch.tensor(grids, dtype=torch.long),
+            "second_per_grid_ts": torch.tensor(seconds, dtype=torch.float32),
+            "video_metadata": [metadata for _, metadata in videos],
+        }
