@@ -298,7 +298,9 @@ def demo(
     data = write_vision_data(write_demo_data(folder / "data"))
     typer.echo(f"wrote {model}, {vlm} and {llava} (vision-language) and {data}")
     if importlib.util.find_spec("av") is None:
-        typer.echo("skipped the demo_video dataset: writing videos needs PyAV (pip install 'ffc[video]')")
+        typer.echo(
+            "skipped the demo_video datasets (sft, pairs, kto): writing videos needs PyAV (pip install 'ffc[video]')"
+        )
     else:
         write_video_data(data)
 

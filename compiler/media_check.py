@@ -26,7 +26,7 @@ VISION_REFUSED = {
     "use dpo or kto",
 }
 VISION_METHODS = ("lora", "full")
-VIDEO_STAGES = ("sft",)
+VIDEO_STAGES = VISION_STAGES  # videos go wherever images go (the stages refused say why: VISION_REFUSED)
 # Why an audios column cannot be trained on (LLaMA-Factory's mllm_audio_demo has one): the build says it.
 NO_AUDIO = (
     "ffc does not train on audio yet: Qwen2-Audio and Qwen2.5-Omni need an audio feature extractor and a "
@@ -106,11 +106,12 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"{said}, but chat template {template!r} has no image input (the images would be lost); "
                 f"set data.template to one that has: {fits}"
             )
-        if spec.method.stage not in VISION_STAGES:
+        stages = VIDEO_STAGES if "videos" in kinds else VISION_STAGES
+        if spec.method.stage not in stages:
             why = VISION_REFUSED.get(spec.method.stage, "it is not supported yet")
             problems.append(
-                f"{said}: stage {spec.method.stage} cannot train on images ({why}); "
-                f"stages that can: {', '.join(VISION_STAGES)}"
+                f"{said}: stage {spec.method.stage} cannot train on {' or '.join(kinds)} ({why}); "
+                f"stages that can: {', '.join(stages)}"
             )
         if spec.method.finetuning_type not in VISION_METHODS:
             problems.append(
@@ -156,10 +157,5 @@ def _video_problems(spec, said: str) -> list[str]:
         problems.append(
             f"{said}, but chat template {spec.data.template!r} has no video input (ffc reads videos with the "
             f"Qwen-VL families); set data.template to {' or '.join(fits)} with a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
-        )
-    if spec.method.stage not in VIDEO_STAGES:
-        problems.append(
-            f"{said}: stage {spec.method.stage} cannot train on videos yet (preference pairs and KTO take images "
-            f"only); stages that can: {', '.join(VIDEO_STAGES)}"
         )
     return problems

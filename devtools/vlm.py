@@ -6,7 +6,8 @@ processor is the PIL-based Qwen2-VL image processor transformers ships (no torch
 The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions about them;
 ``demo_vision_pairs`` (dpo, orpo, simpo) and ``demo_vision_kto`` ask the same questions with a right
 and a wrong answer. ``demo_video`` (where PyAV is installed) is short clips of those shapes moving,
-with questions about which way they go.
+with questions about which way they go; ``demo_video_pairs`` and ``demo_video_kto`` answer which way
+rightly and wrongly.
 """
 
 from __future__ import annotations
@@ -180,18 +181,65 @@ def video_rows(count: int, seed: int = 8) -> list[dict]:
     return rows
 
 
+def video_pair_rows(count: int, seed: int = 9) -> list[dict]:
+    """sharegpt ranking rows with a clip: the chosen answer names the way the shape moves, the rejected one
+    another way."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        shape, color, motion = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.choice(sorted(MOTIONS))
+        wrong = rng.choice([m for m in sorted(MOTIONS) if m != motion])
+        rows.append(
+            {
+                "conversations": [{"from": "human", "value": "<video>Which way does the shape move?"}],
+                "chosen": {"from": "gpt", "value": f"It moves {motion}."},
+                "rejected": {"from": "gpt", "value": f"It moves {wrong}."},
+                "videos": [f"demo_video/{shape}_{color}_{motion}.mp4"],
+            }
+        )
+    return rows
+
+
+def video_kto_rows(count: int, seed: int = 10) -> list[dict]:
+    """sharegpt rows with a clip, labelled desirable (the way the shape moves) or not (another way)."""
+    rows = []
+    for i, pair in enumerate(video_pair_rows(count, seed)):
+        good = i % 2 == 0
+        reply = (pair["chosen"] if good else pair["rejected"])["value"]
+        messages = [
+            {"role": "user", "content": pair["conversations"][0]["value"]},
+            {"role": "assistant", "content": reply},
+        ]
+        rows.append({"messages": messages, "label": good, "videos": pair["videos"]})
+    return rows
+
+
+_ROLE_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 VIDEO_DATASET_INFO = {
     "demo_video": {
         "file_name": "demo_video.json",
         "formatting": "sharegpt",
         "columns": {"messages": "messages", "videos": "videos"},
-        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        "tags": _ROLE_TAGS,
+    },
+    "demo_video_pairs": {
+        "file_name": "demo_video_pairs.json",
+        "formatting": "sharegpt",
+        "ranking": True,
+        "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "videos": "videos"},
+    },
+    "demo_video_kto": {
+        "file_name": "demo_video_kto.json",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "kto_tag": "label", "videos": "videos"},
+        "tags": _ROLE_TAGS,
     },
 }
 
 
 def write_video_data(folder: str | Path, size: int = 200) -> Path:
-    """The clips and ``demo_video.json``, added to the folder's dataset_info.json (needs PyAV: the video extra)."""
+    """The clips and ``demo_video.json`` (with its pairs and KTO variants), added to the folder's
+    dataset_info.json (needs PyAV: the video extra)."""
     folder = Path(folder)
     (folder / "demo_video").mkdir(parents=True, exist_ok=True)
     for shape in SHAPES:
@@ -199,6 +247,8 @@ def write_video_data(folder: str | Path, size: int = 200) -> Path:
             for motion in MOTIONS:
                 write_clip(folder / "demo_video" / f"{shape}_{color}_{motion}.mp4", draw_clip(shape, color, motion))
     (folder / "demo_video.json").write_text(json.dumps(video_rows(size), indent=1) + "\n")
+    (folder / "demo_video_pairs.json").write_text(json.dumps(video_pair_rows(size), indent=1) + "\n")
+    (folder / "demo_video_kto.json").write_text(json.dumps(video_kto_rows(size), indent=1) + "\n")
     info_path = folder / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     info.update(VIDEO_DATASET_INFO)

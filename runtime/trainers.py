@@ -67,8 +67,8 @@ class PretokenizedKTOTrainer(KTOTrainer):
 class _LegacyPairs:
     """ORPO and CPO (SimPO) take pairs in TRL's older column layout, built by ``to_legacy_pairs``.
 
-    Their forward pass gives the model tokens only; with images (``VisionBatchCollator`` put the pixels
-    in the batch) the model also gets the pixels and which tokens are image tokens."""
+    Their forward pass gives the model tokens only; with images or videos (``VisionBatchCollator`` put the
+    pixels in the batch) the model also gets the pixels and which tokens are image and video tokens."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,14 +78,18 @@ class _LegacyPairs:
     def tokenize_row(self, feature, model=None):
         return feature
 
+    def _media_inputs(self, batch, input_ids) -> dict:
+        """The pixels of ``batch`` and the token types of ``input_ids`` ({} for text runs)."""
+        if not isinstance(self.data_collator, VisionBatchCollator):
+            return {}
+        return self.data_collator.model_inputs(batch, input_ids)
+
     def concatenated_forward(self, model, batch):
-        pixels = {key: batch[key] for key in ("pixel_values", "image_grid_thw") if key in batch}
-        if not pixels:
+        if not isinstance(self.data_collator, VisionBatchCollator):
             return super().concatenated_forward(model, batch)
-        image_token_id = self.model.config.image_token_id
 
         def forward(input_ids, **kwargs):
-            return model(input_ids, mm_token_type_ids=(input_ids == image_token_id).long(), **pixels, **kwargs)
+            return model(input_ids, **self._media_inputs(batch, input_ids), **kwargs)
 
         return super().concatenated_forward(forward, batch)
 
@@ -123,14 +127,12 @@ class _ChunkedPairLogps:
     _metric_positions: slice  # TRL's ORPO drops the last position of its logits for the metric, CPO does not
 
     def concatenated_forward(self, model, batch):
-        pixels = {key: batch[key] for key in ("pixel_values", "image_grid_thw") if key in batch}
-        batch = self.concatenated_inputs(
+        pairs = self.concatenated_inputs(
             batch, is_encoder_decoder=False, padding_value=self._pad_value(), device=self.accelerator.device
         )
         model_kwargs = {"output_router_logits": True} if self.aux_loss_enabled else {}
-        if pixels:  # images: as _LegacyPairs passes them
-            ids = batch["concatenated_input_ids"]
-            model_kwargs.update(pixels, mm_token_type_ids=(ids == self.model.config.image_token_id).long())
+        model_kwargs.update(self._media_inputs(batch, pairs["concatenated_input_ids"]))  # as _LegacyPairs passes them
+        batch = pairs
         hidden, outputs, head, softcap = final_hidden_states(
             model,
             input_ids=batch["concatenated_input_ids"],

@@ -7,10 +7,10 @@ character. The outputs are the processed columns TRL's trainers take
 so their own text-based tokenisation (which may add BOS/EOS the template does not
 render) is never used.
 
-Rows with images (a run built for a vision-language model) pass an ``ImageTokens``
-(``ffc.runtime.data.multimodal``): each prompt's ``<image>`` placeholders are written as the model's processor
-writes them, the rows keep their ``images`` (both responses of a pair share the prompt's), and
-``cutoff_len`` shortens only the responses, never the prompt that holds the vision tokens.
+Rows with images or videos (a run built for a vision-language model) pass an ``ImageTokens``
+(``ffc.runtime.data.multimodal``): each prompt's ``<image>`` and ``<video>`` placeholders are written as the
+model's processor writes them, the rows keep their ``images`` and ``videos`` (both responses of a pair share the
+prompt's), and ``cutoff_len`` shortens only the responses, never the prompt that holds the vision tokens.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class CompletionEncoder:
         self.tokenizer = tokenizer
         self.template = template
         self.opts = opts
-        self.vision = vision  # an ImageTokens when rows have images, else None
+        self.vision = vision  # an ImageTokens when rows have images or videos, else None
         self.bos, self.eos = _special(tokenizer, "bos_token"), _special(tokenizer, "eos_token")
         self.bos_id = tokenizer.bos_token_id if getattr(template, "add_bos_token", False) else None
 
@@ -42,29 +42,34 @@ class CompletionEncoder:
             tools=tools or None, add_generation_prompt=True, enable_thinking=self.opts.enable_thinking,
         ).text  # fmt: skip
 
-    def split_text(self, messages, response: str, system, tools, images=()) -> tuple[str, str]:
+    def split_text(self, messages, response: str, system, tools, media=((), ())) -> tuple[str, str]:
         """(prompt text, completion text): the completion is the last response segment, end marker included.
-        With images, their placeholders are expanded to the vision tokens the model sees."""
+        With ``media`` (the row's images and videos), their placeholders are expanded to the vision tokens the
+        model sees."""
         rendered = self.template.render(
             list(messages) + [{"role": "assistant", "content": response}], bos=self.bos, eos=self.eos,
             system=system or self.opts.default_system, tools=tools or None, enable_thinking=self.opts.enable_thinking,
         )  # fmt: skip
         if self.vision is not None:
-            rendered = self.vision.expand(rendered, images)
+            images, videos = media
+            rendered = self.vision.expand(rendered, images, videos)
         last = max(i for i, s in enumerate(rendered.segments) if s.kind == "response")
         prompt = "".join(s.text for s in rendered.segments[:last])
         return prompt, rendered.segments[last].text
 
     @property
     def media_columns(self) -> tuple[str, ...]:
-        """Columns the tokenised rows keep for the collator: the image paths of rows with images."""
-        return ("images",) if self.vision is not None else ()
+        """Columns the tokenised rows keep for the collator: the image and video paths of multimodal rows."""
+        return ("images", "videos") if self.vision is not None else ()
 
-    def _images(self, batch: dict) -> list:
-        return batch["images"] if self.vision is not None else [()] * len(batch["messages"])
+    def _media_of(self, batch: dict) -> list:
+        """Each row's (images, videos); empty ones for text rows."""
+        if self.vision is None:
+            return [((), ())] * len(batch["messages"])
+        return list(zip(batch["images"], batch["videos"]))
 
-    def _media(self, images) -> dict:
-        return {"images": list(images)} if self.vision is not None else {}
+    def _media(self, media) -> dict:
+        return {"images": list(media[0]), "videos": list(media[1])} if self.vision is not None else {}
 
     def tokenize_split(self, texts: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
         """Tokenise each prompt+completion as one string; split at the completion's first character."""
@@ -81,7 +86,7 @@ class CompletionEncoder:
 
     def fit(self, prompt_ids: list[int], completions: list[list[int]]) -> tuple[list[int], list[list[int]], bool]:
         """Shorten to ``cutoff_len`` (prompt + longest completion): completions keep at least half,
-        the prompt keeps its start and the template's tail (the assistant header). A prompt with images
+        the prompt keeps its start and the template's tail (the assistant header). A prompt with media
         is never cut (that would cut through vision tokens): the completions are, and when the prompt
         alone fills ``cutoff_len`` a ``MediaError`` says so."""
         cutoff = self.opts.cutoff_len
@@ -92,8 +97,9 @@ class CompletionEncoder:
             room = cutoff - len(prompt_ids)
             if room < 1:
                 raise MediaError(
-                    f"the prompt with its images ({self.vision.count(prompt_ids)} vision tokens) leaves no room for "
-                    "the response within cutoff_len; raise data.cutoff_len or lower image_max_pixels"
+                    f"the prompt with its media ({self.vision.count(prompt_ids)} vision tokens) leaves no room for "
+                    "the response within cutoff_len; raise data.cutoff_len or lower image_max_pixels "
+                    "(video_max_pixels, video_maxlen)"
                 )
             return prompt_ids, [c[:room] for c in completions], True
         budget = min(longest, max(cutoff // 2, cutoff - len(prompt_ids)))
@@ -113,29 +119,34 @@ class PairEncoder(CompletionEncoder):
     def encode_batch(self, batch: dict) -> dict:
         out = _columns("prompt_ids", "chosen_ids", "rejected_ids", *self.media_columns)
         texts, drops = [], []
-        for messages, chosen, rejected, system, tools, images in zip(
-            batch["messages"], batch["chosen"], batch["rejected"], batch["system"], batch["tools"], self._images(batch)
+        for messages, chosen, rejected, system, tools, media in zip(
+            batch["messages"],
+            batch["chosen"],
+            batch["rejected"],
+            batch["system"],
+            batch["tools"],
+            self._media_of(batch),
         ):
             try:
                 texts += [
-                    self.split_text(messages, chosen, system, tools, images),
-                    self.split_text(messages, rejected, system, tools, images),
+                    self.split_text(messages, chosen, system, tools, media),
+                    self.split_text(messages, rejected, system, tools, media),
                 ]
                 drops.append("")
             except (ConversationError, MediaError) as exc:
                 texts += [("", ""), ("", "")]
                 drops.append(f"cannot render: {exc}")
-            except OSError as exc:  # an image changed since loading checked it
+            except OSError as exc:  # an image or video changed since loading checked it
                 texts += [("", ""), ("", "")]
-                drops.append(f"cannot read an image: {exc}")
+                drops.append(f"cannot read an image or video: {exc}")
         pieces = self.tokenize_split(texts)
-        for i, (drop, images) in enumerate(zip(drops, self._images(batch))):
+        for i, (drop, media) in enumerate(zip(drops, self._media_of(batch))):
             (prompt, chosen), (prompt_r, rejected) = pieces[2 * i], pieces[2 * i + 1]
             if not drop and prompt != prompt_r:
                 drop = "the chosen and rejected renderings disagree on the prompt"
             if not drop and not (chosen and rejected):
                 drop = "empty response"
-            media = self._media(images)
+            media = self._media(media)
             if not drop:
                 try:
                     prompt, (chosen, rejected), truncated = self.fit(prompt, [chosen, rejected])
@@ -162,21 +173,21 @@ class KTOEncoder(CompletionEncoder):
     def encode_batch(self, batch: dict) -> dict:
         out = _columns("prompt_ids", "completion_ids", "label", *self.media_columns)
         texts, drops = [], []
-        for messages, system, tools, images in zip(
-            batch["messages"], batch["system"], batch["tools"], self._images(batch)
+        for messages, system, tools, media in zip(
+            batch["messages"], batch["system"], batch["tools"], self._media_of(batch)
         ):
             try:
-                texts.append(self.split_text(messages[:-1], messages[-1]["content"], system, tools, images))
+                texts.append(self.split_text(messages[:-1], messages[-1]["content"], system, tools, media))
                 drops.append("")
             except (ConversationError, MediaError) as exc:
                 texts.append(("", ""))
                 drops.append(f"cannot render: {exc}")
-            except OSError as exc:  # an image changed since loading checked it
+            except OSError as exc:  # an image or video changed since loading checked it
                 texts.append(("", ""))
-                drops.append(f"cannot read an image: {exc}")
-        rows = zip(self.tokenize_split(texts), drops, batch["label"], self._images(batch))
-        for (prompt, completion), drop, label, images in rows:
-            media = self._media(images)
+                drops.append(f"cannot read an image or video: {exc}")
+        rows = zip(self.tokenize_split(texts), drops, batch["label"], self._media_of(batch))
+        for (prompt, completion), drop, label, media in rows:
+            media = self._media(media)
             drop = drop or ("" if completion else "empty response")
             if not drop:
                 try:
