@@ -7,7 +7,7 @@ The dataset (``demo_vision``) is PIL-drawn shapes in colours with questions abou
 ``demo_vision_pairs`` (dpo, orpo, simpo) and ``demo_vision_kto`` ask the same questions with a right
 and a wrong answer. ``demo_video`` (where PyAV is installed) is short clips of those shapes moving,
 with questions about which way they go; ``demo_video_pairs`` and ``demo_video_kto`` answer which way
-rightly and wrongly.
+(or which colour) rightly and wrongly.
 """
 
 from __future__ import annotations
@@ -181,19 +181,35 @@ def video_rows(count: int, seed: int = 8) -> list[dict]:
     return rows
 
 
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
 def video_pair_rows(count: int, seed: int = 9) -> list[dict]:
-    """sharegpt ranking rows with a clip: the chosen answer names the way the shape moves, the rejected one
-    another way."""
+    """sharegpt ranking rows with a clip, a right and a wrong answer: which way the shape moves (the wrong one:
+    the opposite way) or, every other row, its colour (the wrong one: the next colour).
+
+    The answers take turns, so every eight rows name each way and each colour once chosen and once rejected: the
+    text alone favours no answer, and only a model that reads the clips can prefer the chosen ones (the tiny demo
+    model learns the colours of clips within a few steps; which way they move takes it far longer)."""
     rng = random.Random(seed)
+    colors, ways = sorted(SHAPE_COLORS), sorted(MOTIONS)
     rows = []
-    for _ in range(count):
-        shape, color, motion = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.choice(sorted(MOTIONS))
-        wrong = rng.choice([m for m in sorted(MOTIONS) if m != motion])
+    for i in range(count):
+        turn = i // 2
+        shape, color, motion = rng.choice(SHAPES), rng.choice(colors), rng.choice(ways)
+        if i % 2 == 0:
+            motion = ways[turn % len(ways)]
+            question, right, wrong = "Which way does the shape move?", motion, OPPOSITE[motion]
+            right, wrong = f"It moves {right}.", f"It moves {wrong}."
+        else:
+            color = colors[turn % len(colors)]
+            question = "What color is the moving shape?"
+            right, wrong = f"It is {color}.", f"It is {colors[(turn + 1) % len(colors)]}."
         rows.append(
             {
-                "conversations": [{"from": "human", "value": "<video>Which way does the shape move?"}],
-                "chosen": {"from": "gpt", "value": f"It moves {motion}."},
-                "rejected": {"from": "gpt", "value": f"It moves {wrong}."},
+                "conversations": [{"from": "human", "value": "<video>" + question}],
+                "chosen": {"from": "gpt", "value": right},
+                "rejected": {"from": "gpt", "value": wrong},
                 "videos": [f"demo_video/{shape}_{color}_{motion}.mp4"],
             }
         )
@@ -201,10 +217,10 @@ def video_pair_rows(count: int, seed: int = 9) -> list[dict]:
 
 
 def video_kto_rows(count: int, seed: int = 10) -> list[dict]:
-    """sharegpt rows with a clip, labelled desirable (the way the shape moves) or not (another way)."""
+    """sharegpt rows with a clip, labelled desirable (a right answer about it) or not (a wrong one)."""
     rows = []
     for i, pair in enumerate(video_pair_rows(count, seed)):
-        good = i % 2 == 0
+        good = i % 4 < 2  # both kinds of question, each desirable and not
         reply = (pair["chosen"] if good else pair["rejected"])["value"]
         messages = [
             {"role": "user", "content": pair["conversations"][0]["value"]},

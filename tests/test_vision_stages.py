@@ -4,42 +4,19 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from ._vlm import built_run, encoded, tiny_vlm, train_logs, vision_inputs, vlm_spec, written_ruff_clean
+
 IMAGE_PAD = "<|image_pad|>"
-
-
-def _vision_inputs(demo, max_pixels=None):
-    from transformers import AutoTokenizer
-
-    from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens
-    from ffc.runtime.vlm import load_processor
-
-    tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
-    processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=max_pixels, min_pixels=max_pixels)
-    return tokenizer, processor, ImageTokens(processor, vision_plugin("qwen2_vl"))
-
-
-def _encoded(demo, dataset, kind, encoder_class, cutoff_len=256, max_pixels=None, max_samples=4):
-    from ffc.runtime.chat.templates import get_template
-    from ffc.runtime.data.loading import load_datasets
-    from ffc.runtime.data.tokenize import MaskOptions
-
-    tokenizer, processor, vision = _vision_inputs(demo, max_pixels)
-    registry = json.loads((demo / "data" / "dataset_info.json").read_text())
-    raw = load_datasets(demo / "data", registry, [dataset], kind, media=True, max_samples=max_samples)
-    encoder = encoder_class(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=cutoff_len), vision)
-    return tokenizer, processor, raw, encoder
 
 
 def test_pairs_share_the_prompts_images_and_cutoff_never_cuts_them(demo):
     from ffc.runtime.data.loading import tokenize_dataset
     from ffc.runtime.data.pairs import PairEncoder
 
-    tokenizer, _, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
+    tokenizer, _, raw, encoder = encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data, stats = tokenize_dataset(raw, encoder)
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     for row, source in zip(data, raw):
@@ -49,7 +26,7 @@ def test_pairs_share_the_prompts_images_and_cutoff_never_cuts_them(demo):
     assert stats.truncated == 0
 
     # 112 px pictures: 16 vision tokens; a cutoff just past the prompt shortens the responses, never the prompt
-    tokenizer, _, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder, max_pixels=112 * 112)
+    tokenizer, _, raw, encoder = encoded(demo, "demo_vision_pairs", "pairs", PairEncoder, max_pixels=112 * 112)
     full = encoder.encode_batch(raw[:1])
     prompt = full["prompt_ids"][0]
     assert prompt.count(pad) == 16
@@ -66,7 +43,7 @@ def test_kto_rows_keep_their_images(demo):
     from ffc.runtime.data.loading import tokenize_dataset
     from ffc.runtime.data.pairs import KTOEncoder
 
-    tokenizer, _, raw, encoder = _encoded(demo, "demo_vision_kto", "kto", KTOEncoder)
+    tokenizer, _, raw, encoder = encoded(demo, "demo_vision_kto", "kto", KTOEncoder)
     data, _ = tokenize_dataset(raw, encoder)
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
     assert [row["images"] for row in data] == [row["images"] for row in raw]
@@ -77,20 +54,12 @@ def test_kto_rows_keep_their_images(demo):
 def test_placeholder_in_a_response_is_a_row_drop(demo):
     from ffc.runtime.data.pairs import PairEncoder
 
-    _, _, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
+    _, _, raw, encoder = encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     batch = raw[:1]
     batch["chosen"] = ["<image>" + batch["chosen"][0]]
     batch["messages"] = [[{**m, "content": m["content"].replace("<image>", "")} for m in batch["messages"][0]]]
     out = encoder.encode_batch(batch)
     assert out["prompt_ids"] == [[]] and "media belong in prompts" in out["_drop"][0]
-
-
-def _model(demo):
-    import torch
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(0)
-    return AutoModelForImageTextToText.from_pretrained(demo / "tiny-vlm")
 
 
 def test_dpo_batches_carry_the_pixels_of_both_halves(demo):
@@ -101,7 +70,7 @@ def test_dpo_batches_carry_the_pixels_of_both_halves(demo):
     from ffc.runtime.data.pairs import PairEncoder
     from ffc.runtime.data.vision_pairs import VisionBatchCollator, for_trl
 
-    tokenizer, processor, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
+    tokenizer, processor, raw, encoder = encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data = for_trl(tokenize_dataset(raw, encoder)[0])
     assert "images" not in data.column_names  # TRL would otherwise switch to its own text-level vision pipeline
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
@@ -114,7 +83,7 @@ def test_dpo_batches_carry_the_pixels_of_both_halves(demo):
     assert batch["pixel_values"].shape[0] == patches and int(batch["mm_token_type_ids"].sum()) == patches // 4
 
     # The pictures reach the model: other pixels, other log-probabilities of the same tokens.
-    model = _model(demo).eval()
+    model = tiny_vlm(demo).eval()
     with torch.no_grad():
         logits = model(**batch).logits
         other = model(**{**batch, "pixel_values": torch.zeros_like(batch["pixel_values"])}).logits
@@ -135,9 +104,9 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
         to_legacy_pairs,
     )
 
-    tokenizer, processor, raw, encoder = _encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
+    tokenizer, processor, raw, encoder = encoded(demo, "demo_vision_pairs", "pairs", PairEncoder)
     data = for_trl(to_legacy_pairs(tokenize_dataset(raw, encoder)[0]))
-    model = _model(demo)
+    model = tiny_vlm(demo)
     collate = VisionBatchCollator(legacy_pair_collator(tokenizer.pad_token_id), encoder.vision, 2)
     args = ORPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, remove_unused_columns=False, max_length=256)
     trainer = PretokenizedORPOTrainer(
@@ -161,17 +130,6 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
 # --- build: which stages take images ------------------------------------------------------------------------------
 
 
-def _spec(demo, tmp_path, stage, dataset, extra="", data="", method=""):
-    spec = tmp_path / f"{stage}.yaml"
-    spec.write_text(
-        f"name: vl-{stage}\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\n"
-        f"method: {{stage: {stage}, finetuning_type: lora{method}}}\n"
-        f"data: {{dataset: [{dataset}], dataset_dir: {demo / 'data'}, template: qwen2_vl, cutoff_len: 256{data}}}\n"
-        f"logging: {{report_to: [none]}}\n{extra}"
-    )
-    return spec
-
-
 @pytest.mark.parametrize(
     "stage, dataset",
     [
@@ -183,25 +141,12 @@ def _spec(demo, tmp_path, stage, dataset, extra="", data="", method=""):
 )
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_preference_stages_build_the_vision_path(demo, tmp_path, stage, dataset, method):
-    from ruff.__main__ import find_ruff_bin
-
-    from ffc.compiler.build import build_files
-    from ffc.compiler.loader import load_spec
-    from ffc.compiler.writer import write_run
-
-    run = tmp_path / "run"
     overrides = [f"method.finetuning_type={method}", "training.per_device_train_batch_size=4"]
-    spec = load_spec(_spec(demo, tmp_path, stage, dataset), overrides)
-    write_run(run, build_files(spec, run)[1])
-    train = (run / "train.py").read_text()
+    train = written_ruff_clean(vlm_spec(demo, tmp_path, stage, dataset), tmp_path / "run", overrides)
     for marker in ("AutoModelForImageTextToText", "ImageTokens(", "VisionBatchCollator(", "for_trl(", "media=True"):
         assert marker in train
-    assert "AutoModelForCausalLM" not in train
+    assert "AutoModelForCausalLM" not in train and "VideoSettings" not in train
     assert ("freeze_parts(" in train) == (method == "full") and ("lora_targets(model)" in train) == (method == "lora")
-    config = ["--config", str(Path(__file__).parent.parent / "templates" / "ruff.toml")]
-    for args in (["check", *config], ["format", "--check", *config]):
-        done = subprocess.run([find_ruff_bin(), *args, str(run)], capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
@@ -219,31 +164,13 @@ def test_stages_without_images_are_refused_with_the_reason(demo, tmp_path, stage
     (tmp_path / "rewards.py").write_text("def one(prompts, completions, **columns):\n    return [1.0] * len(prompts)\n")
     method = ", reward_funcs: rewards.py" if stage in ("grpo", "ppo") else ""
     with pytest.raises(SpecError) as info:
-        build_files(load_spec(_spec(demo, tmp_path, stage, dataset, method=method)), tmp_path / "run")
+        build_files(load_spec(vlm_spec(demo, tmp_path, stage, dataset, method=method)), tmp_path / "run")
     message = str(info.value)
     assert f"stage {stage} cannot train on images" in message and reason in message
     assert "stages that can: sft, dpo, orpo, simpo, kto" in message
 
 
 # --- training ------------------------------------------------------------------------------------------------------
-
-
-def _train(run):
-    done = subprocess.run([sys.executable, "train.py"], cwd=run, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
-
-
-def _built(demo, tmp_path, stage, dataset, extra, data=", max_samples: 8"):
-    run = tmp_path / "run"
-    spec = _spec(demo, tmp_path, stage, dataset, extra, data)
-    done = subprocess.run(
-        [sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    return run
 
 
 @pytest.mark.slow
@@ -255,8 +182,8 @@ def test_dpo_with_images_trains(demo, tmp_path):
         "logging_steps: 1, save_strategy: 'no', eval_strategy: steps, eval_steps: 12, per_device_eval_batch_size: 8}\n"
     )
     data = ", max_samples: 8, eval_dataset: [demo_vision_pairs]"  # margins measured on the pairs trained on
-    run = _built(demo, tmp_path, "dpo", "demo_vision_pairs", extra, data)
-    logs = _train(run)
+    run = built_run(demo, tmp_path, "dpo", "demo_vision_pairs", extra, data)
+    logs = train_logs(run)
     steps = [log for log in logs if "loss" in log]
     assert steps[0]["rewards/margins"] == 0 and all(math.isfinite(log["loss"]) for log in steps)
     final = [log for log in logs if "eval_rewards/margins" in log][-1]
@@ -280,7 +207,7 @@ def test_other_preference_stages_train_on_images(demo, tmp_path, stage, dataset)
         "training: {learning_rate: 1.0e-3, max_steps: 2, per_device_train_batch_size: 4, gradient_accumulation_steps: 1, "
         "logging_steps: 1, save_strategy: 'no'}\n"
     )
-    logs = _train(_built(demo, tmp_path, stage, dataset, extra))
+    logs = train_logs(built_run(demo, tmp_path, stage, dataset, extra))
     losses = [log["loss"] for log in logs if "loss" in log]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
 
@@ -321,7 +248,7 @@ def test_built_export_passes_the_default_system(demo, tmp_path):
     from ffc.compiler.build import build_files
     from ffc.compiler.loader import load_spec
 
-    spec = _spec(demo, tmp_path, "sft", "demo_vision", data=", default_system: Look closely.")
+    spec = vlm_spec(demo, tmp_path, "sft", "demo_vision", data=", default_system: Look closely.")
     files = build_files(load_spec(spec), tmp_path / "run")[1]
     assert 'default_system="Look closely.",' in files["export.py"].decode()
 
@@ -377,7 +304,7 @@ def test_built_eval_reads_the_images(demo, tmp_path):
     from ffc.compiler.build import build_files
     from ffc.compiler.loader import load_spec
 
-    spec = _spec(demo, tmp_path, "sft", "demo_vision", extra="eval: {predict_dataset: [demo_vision]}\n")
+    spec = vlm_spec(demo, tmp_path, "sft", "demo_vision", extra="eval: {predict_dataset: [demo_vision]}\n")
     source = build_files(load_spec(spec), tmp_path / "run")[1]["eval.py"].decode()
     assert 'kind="prompts", max_samples=args.max_samples, media=True' in source and "VisionHFEngine(" in source
 
@@ -452,7 +379,7 @@ def test_parquet_images_as_hf_image_features(demo, tmp_path):
 
     registry = _parquet_rows(tmp_path, [[{"bytes": _png(), "path": None}], [{"bytes": _png(), "path": None}]])
     rows = _check_loaded(tmp_path, registry)
-    tokenizer, _, images = _vision_inputs(demo, max_pixels=56 * 56)
+    tokenizer, _, images = vision_inputs(demo, max_pixels=56 * 56)
     encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), images)
     data, _ = tokenize_dataset(rows, encoder)
     pad = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
@@ -539,7 +466,7 @@ def test_fetch_image_urls_reaches_train_py(demo, tmp_path):
     from ffc.compiler.build import build_files
     from ffc.compiler.loader import load_spec
 
-    spec = _spec(demo, tmp_path, "sft", "demo_vision", data=", fetch_image_urls: true")
+    spec = vlm_spec(demo, tmp_path, "sft", "demo_vision", data=", fetch_image_urls: true")
     assert "fetch_image_urls=True," in build_files(load_spec(spec), tmp_path / "run")[1]["train.py"].decode()
-    spec = _spec(demo, tmp_path, "sft", "demo_vision")
+    spec = vlm_spec(demo, tmp_path, "sft", "demo_vision")
     assert "fetch_image_urls" not in build_files(load_spec(spec), tmp_path / "run")[1]["train.py"].decode()
