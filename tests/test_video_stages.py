@@ -37,7 +37,8 @@ def test_video_pairs_share_the_prompts_videos_and_cutoff_never_cuts_them(demo):
     cut = encoder.encode_batch(raw[:1])
     assert cut["prompt_ids"][0] == prompt and cut["_truncated"] == [True]
     assert cut["chosen_ids"][0] == data[0]["chosen_ids"][:2] and cut["rejected_ids"][0] == data[0]["rejected_ids"][:2]
-    encoder.opts.cutoff_len = len(prompt) - 3  # the prompt with its video alone is too long: dropped, counted
+    # every prompt with its video alone too long: each dropped with the reason, and counted
+    encoder.opts.cutoff_len = min(len(row["prompt_ids"]) for row in data) - 3
     with pytest.raises(DataError) as info:
         tokenize_dataset(raw, encoder)
     assert f"dropped ({len(raw)}): the prompt with its media (8 vision tokens)" in str(info.value)
