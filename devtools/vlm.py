@@ -99,27 +99,38 @@ def vision_pair_rows(count: int, seed: int = 6) -> list[dict]:
         shape, color, variant = rng.choice(SHAPES), rng.choice(sorted(SHAPE_COLORS)), rng.randrange(VARIANTS)
         question, wrong = _wrong_answer(shape, color, rng)
         right = {"What shape is in the picture?": f"A {shape}.", "What color is the shape?": f"It is {color}."}
-        rows.append(
-            {
-                "conversations": [{"from": "human", "value": "<image>" + question}],
-                "chosen": {"from": "gpt", "value": right.get(question, f"A {color} {shape}.")},
-                "rejected": {"from": "gpt", "value": wrong},
-                "images": [f"demo_vision/{shape}_{color}_{variant}.png"],
-            }
-        )
+        right = right.get(question, f"A {color} {shape}.")
+        rows.append(_ranking_row("images", f"demo_vision/{shape}_{color}_{variant}.png", question, right, wrong))
+    return rows
+
+
+def _ranking_row(media: str, path: str, question: str, right: str, wrong: str) -> dict:
+    """A sharegpt ranking row about one picture (``media`` "images") or clip ("videos")."""
+    placeholder = "<image>" if media == "images" else "<video>"
+    return {
+        "conversations": [{"from": "human", "value": placeholder + question}],
+        "chosen": {"from": "gpt", "value": right},
+        "rejected": {"from": "gpt", "value": wrong},
+        media: [path],
+    }
+
+
+def _labelled_rows(pairs: list[dict], media: str, desirable) -> list[dict]:
+    """KTO rows from ranking rows: each prompt with its chosen reply where ``desirable(row number)``, else with
+    its rejected one."""
+    rows = []
+    for i, pair in enumerate(pairs):
+        good = desirable(i)
+        reply = (pair["chosen"] if good else pair["rejected"])["value"]
+        question = pair["conversations"][0]["value"]
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
+        rows.append({"messages": messages, "label": good, media: pair[media]})
     return rows
 
 
 def vision_kto_rows(count: int, seed: int = 7) -> list[dict]:
     """openai rows with an image, labelled desirable (a right answer) or not."""
-    rows = []
-    for i, pair in enumerate(vision_pair_rows(count, seed)):
-        good = i % 2 == 0
-        reply = (pair["chosen"] if good else pair["rejected"])["value"]
-        question = pair["conversations"][0]["value"]
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-        rows.append({"messages": messages, "label": good, "images": pair["images"]})
-    return rows
+    return _labelled_rows(vision_pair_rows(count, seed), "images", lambda i: i % 2 == 0)
 
 
 MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -199,35 +210,20 @@ def video_pair_rows(count: int, seed: int = 9) -> list[dict]:
         shape, color, motion = rng.choice(SHAPES), rng.choice(colors), rng.choice(ways)
         if i % 2 == 0:
             motion = ways[turn % len(ways)]
-            question, right, wrong = "Which way does the shape move?", motion, OPPOSITE[motion]
-            right, wrong = f"It moves {right}.", f"It moves {wrong}."
+            question = "Which way does the shape move?"
+            right, wrong = f"It moves {motion}.", f"It moves {OPPOSITE[motion]}."
         else:
             color = colors[turn % len(colors)]
             question = "What color is the moving shape?"
             right, wrong = f"It is {color}.", f"It is {colors[(turn + 1) % len(colors)]}."
-        rows.append(
-            {
-                "conversations": [{"from": "human", "value": "<video>" + question}],
-                "chosen": {"from": "gpt", "value": right},
-                "rejected": {"from": "gpt", "value": wrong},
-                "videos": [f"demo_video/{shape}_{color}_{motion}.mp4"],
-            }
-        )
+        rows.append(_ranking_row("videos", f"demo_video/{shape}_{color}_{motion}.mp4", question, right, wrong))
     return rows
 
 
 def video_kto_rows(count: int, seed: int = 10) -> list[dict]:
-    """sharegpt rows with a clip, labelled desirable (a right answer about it) or not (a wrong one)."""
-    rows = []
-    for i, pair in enumerate(video_pair_rows(count, seed)):
-        good = i % 4 < 2  # both kinds of question, each desirable and not
-        reply = (pair["chosen"] if good else pair["rejected"])["value"]
-        messages = [
-            {"role": "user", "content": pair["conversations"][0]["value"]},
-            {"role": "assistant", "content": reply},
-        ]
-        rows.append({"messages": messages, "label": good, "videos": pair["videos"]})
-    return rows
+    """sharegpt rows with a clip, labelled desirable (a right answer about it) or not (a wrong one): both kinds
+    of question, each desirable and not."""
+    return _labelled_rows(video_pair_rows(count, seed), "videos", lambda i: i % 4 < 2)
 
 
 _ROLE_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}

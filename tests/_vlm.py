@@ -92,3 +92,17 @@ def written_ruff_clean(spec, run, overrides=()):
         done = subprocess.run([find_ruff_bin(), *args, str(run)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
     return (run / "train.py").read_text()
+
+
+def build_refusal(demo, tmp_path, stage, dataset) -> str:
+    """The message with which ``ffc build`` refuses ``stage`` on ``dataset`` (grpo and ppo get a reward function)."""
+    import pytest
+
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+
+    (tmp_path / "rewards.py").write_text("def one(prompts, completions, **columns):\n    return [1.0] * len(prompts)\n")
+    method = ", reward_funcs: rewards.py" if stage in ("grpo", "ppo") else ""
+    with pytest.raises(SpecError) as info:
+        build_files(load_spec(vlm_spec(demo, tmp_path, stage, dataset, method=method)), tmp_path / "run")
+    return str(info.value)
