@@ -210,8 +210,12 @@ def test_cutoff_keeps_whole_videos(demo):
 
 def _tiny_qwen_vl(kind, tokenizer):
     """A random Qwen2.5-VL or Qwen3-VL small enough for a CPU step (no demo model of these families)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
 
     ids = {
         token: tokenizer.convert_tokens_to_ids(token)
