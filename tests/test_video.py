@@ -65,6 +65,43 @@ def test_frames_sampled_by_fps_and_maxlen(clips, fps, maxlen, indices):
         assert sum(rows[0]) / len(rows[0]) > sum(rows[1]) / len(rows[1]) + 10
 
 
+@pytest.mark.parametrize("form", ["mkv", "bytes"])
+def test_headerless_and_in_memory_videos_sample_alike(clips, form):
+    """Matroska stores no frame count (ffc counts the frames first); the API hands over a video's bytes."""
+    from ffc.devtools.vlm import draw_clip, write_clip
+    from ffc.runtime.data.video import VideoSettings, read_video
+
+    path = write_clip(clips / "clip.mkv", draw_clip("circle", "red", "up"))
+    assert av.open(str(path)).streams.video[0].frames == 0
+    reference = str(path) if form == "mkv" else (clips / "clip.mp4").read_bytes()
+    frames, metadata = read_video(reference, VideoSettings())
+    expected, _ = read_video(str(clips / "clip.mp4"), VideoSettings())
+    assert metadata.frames_indices == [0, 2, 4, 7] and metadata.total_num_frames == 8
+    assert [frame.getpixel((28, 30)) for frame in frames] == [frame.getpixel((28, 30)) for frame in expected]
+
+
+def test_undecodable_bytes_are_a_media_error():
+    from ffc.runtime.chat.vision import MediaError
+    from ffc.runtime.data.video import VideoSettings, read_video
+
+    with pytest.raises(MediaError, match="cannot be decoded"):
+        read_video(b"not a video at all" * 10, VideoSettings())
+
+
+def test_api_video_url_parts():
+    from ffc.runtime.server import InvalidRequest, parse_request, to_conversation
+
+    part = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": [part, {"type": "text", "text": "Which way?"}]}]}
+    request = parse_request(json.dumps(body).encode(), images=True, videos=True)
+    _, messages = to_conversation(request.messages)
+    assert messages == [{"role": "user", "content": "<video>Which way?", "video_urls": ["data:video/mp4;base64,AAAA"]}]
+    with pytest.raises(InvalidRequest, match="not trained on videos"):
+        parse_request(json.dumps(body).encode(), images=True)
+    with pytest.raises(InvalidRequest, match="reads text only"):
+        parse_request(json.dumps(body).encode())
+
+
 def test_frame_list_is_a_clip_at_video_fps(clips):
     from ffc.runtime.data.video import VideoSettings, read_video
 
@@ -409,3 +446,19 @@ def test_video_sft_previews_trains_evaluates_and_chats(demo, tmp_path):
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert chat.stdout.split("Assistant: ")[1].split("User:")[0].strip()  # an answer about the clip
     assert "video missing.mp4: not found" in chat.stdout + chat.stderr
+
+    import base64
+
+    from openai import BadRequestError, OpenAI
+
+    from .conftest import serving
+
+    with serving(run) as base:
+        client = OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=120)
+        url = "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()
+        parts = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "Which way?"}]
+        reply = client.chat.completions.create(model="video", messages=[{"role": "user", "content": parts}])
+        assert reply.choices[0].message.content.strip()
+        parts[0]["video_url"]["url"] = "data:video/mp4;base64," + base64.b64encode(b"no video" * 40).decode()
+        with pytest.raises(BadRequestError, match="cannot be decoded"):
+            client.chat.completions.create(model="video", messages=[{"role": "user", "content": parts}])
