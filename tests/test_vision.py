@@ -352,12 +352,8 @@ def test_preview_shows_expanded_and_masked_vision_tokens(demo, tmp_path):
 @pytest.mark.slow
 def test_lora_sft_on_images_trains_exports_chats_and_serves(demo, tmp_path):
     import base64
-    import os
     import subprocess
     import sys
-    import time
-
-    import httpx
 
     from .conftest import serving
 
