@@ -409,7 +409,7 @@ def _image_run_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_video_sft_previews_trains_evaluates_and_chats(demo, tmp_path):
+def test_video_sft_previews_trains_evaluates_exports_chats_and_serves(demo, tmp_path):
     spec = tmp_path / "video.yaml"
     spec.write_text(
         f"name: video\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\n"
@@ -446,6 +446,16 @@ def test_video_sft_previews_trains_evaluates_and_chats(demo, tmp_path):
     assert chat.returncode == 0, chat.stderr[-3000:]
     assert chat.stdout.split("Assistant: ")[1].split("User:")[0].strip()  # an answer about the clip
     assert "video missing.mp4: not found" in chat.stdout + chat.stderr
+
+    exported = subprocess.run([sys.executable, "export.py"], cwd=run, capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    frames = json.loads((run / "exported" / "video_preprocessor_config.json").read_text())
+    assert frames["fps"] == 2.0 and frames["size"] == {"longest_edge": 65536, "shortest_edge": 256}
+    chat = subprocess.run(
+        [sys.executable, "chat.py", "--model", "exported", "--adapter", "none", "--video", str(clip)], cwd=run,
+        capture_output=True, text=True, input="Which way does the shape move?\n/exit\n", timeout=300,
+    )  # fmt: skip
+    assert chat.returncode == 0 and chat.stdout.split("Assistant: ")[1].split("User:")[0].strip(), chat.stderr[-3000:]
 
     import base64
 

@@ -133,6 +133,14 @@ def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels
     return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
 
 
+# A Qwen-VL processor class -> the class of its torchvision-based video processor in transformers.
+VIDEO_PROCESSORS = {
+    "Qwen2VLProcessor": "Qwen2VLVideoProcessor",
+    "Qwen2_5_VLProcessor": "Qwen2VLVideoProcessor",
+    "Qwen3VLProcessor": "Qwen3VLVideoProcessor",
+}
+
+
 class QwenVideoProcessor:
     """The video processor of Qwen2-VL, Qwen2.5-VL and Qwen3-VL without torchvision (see the module's
     docstring): what a Qwen-VL processor reads of its ``video_processor`` (``merge_size``,
@@ -150,6 +158,29 @@ class QwenVideoProcessor:
         self.image_mean = image_processor.image_mean
         self.image_std = image_processor.image_std
         self.settings = settings
+
+    def transformers_config(self, processor_class: str) -> dict:
+        """The run's frame settings as transformers' own Qwen video processor reads them from
+        ``video_preprocessor_config.json`` (export: so that ``AutoProcessor`` and vLLM, which have torchvision,
+        sample and size frames as training did; their sampler keeps at least 4 frames where ffc's keeps 1)."""
+        return {
+            "video_processor_type": VIDEO_PROCESSORS.get(processor_class, "Qwen2VLVideoProcessor"),
+            "processor_class": processor_class,
+            "do_sample_frames": True,
+            "fps": self.settings.fps,
+            "max_frames": self.settings.maxlen,
+            "size": {"shortest_edge": self.settings.min_pixels, "longest_edge": self.settings.max_pixels},
+            "do_resize": True,
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "do_convert_rgb": True,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+            "patch_size": self.patch_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "merge_size": self.merge_size,
+        }
 
     def frames_to_patches(self, frames: Sequence) -> tuple:
         """(patches ``[grid_t * grid_h * grid_w, 3 * temporal * patch * patch]``, (grid_t, grid_h, grid_w))."""
