@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ffc.runtime.chat.templates import TEMPLATES
+from ffc.runtime.chat.vision import VISION_TEMPLATES
+from ffc.runtime.vlm import unquantized_modules
 
 from . import render as rendering
 from ._version import __version__
@@ -250,6 +252,10 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         adapter=resolved.finetuning.trains_adapter,  # train.py saves a PEFT adapter (LoRA or OFT)
         # QLoRA: quantized when loading (quantization_bit), or a model stored quantized (gptq, awq, aqlm)
         quantized=bool(model.quantization_bit) or model.quantization_method in STORED_QUANTIZATION,
+        # A vision-language run's modules that 4/8-bit quantization leaves alone (the template names the family).
+        unquantized_modules=unquantized_modules(VISION_TEMPLATES[data.template].model_types)
+        if data.template in VISION_TEMPLATES
+        else None,
         deepspeed=spec.distributed.backend == "deepspeed",
         model_path=model_path,
         model_is_local=model_is_local,
