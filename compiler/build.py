@@ -15,7 +15,7 @@ from ffc.runtime.vlm import unquantized_modules
 from . import render as rendering
 from ._version import __version__
 from .loader import LoadedSpec
-from .media_check import has_videos, multimodal
+from .media_check import media_kinds_of
 from .render import Code, py_literal
 from .resolve import TESTED_VERSIONS, Resolved, is_local_path, relative_to_run, resolve
 from .run_files import RUN_FILES, GeneratedFile
@@ -192,7 +192,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
     existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
     resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
-    media_datasets = [*data.dataset, *data.eval_dataset]
+    media = media_kinds_of(resolved.registry, [*data.dataset, *data.eval_dataset])  # from dataset_info.json
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
     ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
@@ -253,7 +253,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             "distributed_type": resolved.backend.accelerate_type,
             "mixed_precision": next((name for name in ("fp8", "bf16", "fp16") if getattr(spec.training, name)), "no"),
         },
-        requirements=_requirements(spec, vendored, videos=has_videos(resolved.registry, media_datasets)),
+        requirements=_requirements(spec, vendored, videos="videos" in media),
         vendored=vendored,
         plot_keys=stage.plot_keys,
         # transformers 5 takes a warm-up fraction (< 1) or a step count in one argument.
@@ -267,8 +267,9 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         uses_nccl=spec.distributed.backend != "none" or (spec.distributed.num_processes or 1) > 1,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
         # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.
-        multimodal=multimodal(resolved.registry, media_datasets),
-        videos=has_videos(resolved.registry, media_datasets),
+        multimodal=bool(media),
+        videos="videos" in media,
+        media_kinds=media,
     )
     if has_template:
         chat_template = TEMPLATES[data.template]

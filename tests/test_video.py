@@ -498,3 +498,57 @@ def test_qlora_leaves_the_vision_tower_unquantized(demo, tmp_path):
         if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
             kinds["vision" if ".visual." in name else "language"].add(type(module).__name__)
     assert kinds == {"vision": {"Linear"}, "language": {"Linear4bit"}}
+
+
+def test_filler_media_leave_the_loss_unchanged(demo):
+    """A batch without pictures gets a blank one after its first row (so every process runs the vision tower):
+    the loss is the same as without it, and the first row's real tokens are untouched."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from ffc.runtime.chat.templates import get_template
+    from ffc.runtime.data.loading import tokenize_dataset
+    from ffc.runtime.data.multimodal import VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.tokenize import MaskOptions
+
+    tokenizer, tokens = _video_tokens(demo)
+    registry = json.loads((demo / "data" / "dataset_info.json").read_text())
+    raw = load_datasets(demo / "data", registry, ["demo_video"], "conversations", media=True, max_samples=3)
+    encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=256), tokens)
+    rows = list(tokenize_dataset(raw, encoder)[0])
+    plain = VisionCollator(tokenizer.pad_token_id, tokens)(rows)
+    filled = VisionCollator(tokenizer.pad_token_id, tokens, every_batch=("images", "videos"))(rows)
+    assert "pixel_values" not in plain and filled["image_grid_thw"].tolist() == [[1, 4, 4]]  # at the demo's 56 px
+    assert torch.equal(filled["pixel_values_videos"], plain["pixel_values_videos"])  # the batch had videos
+    width = len(rows[0]["input_ids"])
+    assert torch.equal(filled["input_ids"][0, :width], plain["input_ids"][0, :width])
+    model = AutoModelForImageTextToText.from_pretrained(demo / "tiny-vlm").eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**filled).loss, model(**plain).loss, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_zero3_two_processes_train_on_images_and_videos(demo, tmp_path):
+    """DeepSpeed ZeRO-3 over two processes (gloo on CPU), full tuning with gradient checkpointing, on a mix of
+    picture and clip datasets: batches with different media would leave the processes' parameter gathering
+    out of step without the collator's fillers (the run used to abort in gloo)."""
+    import os
+    from pathlib import Path
+
+    pytest.importorskip("deepspeed")
+    spec = tmp_path / "zero3.yaml"
+    spec.write_text(
+        f"name: zero3\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\nmethod: {{stage: sft, finetuning_type: full}}\n"
+        f"data: {{dataset: [demo_video, demo_vision], dataset_dir: {demo / 'data'}, template: qwen2_vl, cutoff_len: 256}}\n"
+        "training: {learning_rate: 1.0e-4, max_steps: 4, per_device_train_batch_size: 4, logging_steps: 1, "
+        "save_strategy: 'no', gradient_checkpointing: true}\nlogging: {report_to: [none]}\n"
+        "distributed: {backend: deepspeed, num_processes: 2, deepspeed: {zero_stage: 3, offload_optimizer: false}}\n"
+    )
+    run = tmp_path / "run"
+    built = subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    done = subprocess.run(["bash", "launch.sh"], cwd=run, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-5000:]
+    log = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
+    assert max(entry.get("current_steps", 0) for entry in log) == 4, log[-1]

@@ -72,12 +72,17 @@ def probe_video(path: str | Path) -> str:
     return ""
 
 
-def read_video(reference: str | bytes, settings: VideoSettings):
+def read_video(reference: str | bytes | tuple, settings: VideoSettings):
     """(frames as RGB PIL images, transformers ``VideoMetadata`` with the sampled indices and the frame rate) of a
-    video file, a frame list (see ``frame_list``) or a video's bytes (the API's data: URLs)."""
+    video file, a frame list (see ``frame_list``), a video's bytes (the API's data: URLs) or a tuple of PIL
+    frames (all kept)."""
     from PIL import Image
     from transformers.video_utils import VideoMetadata
 
+    if isinstance(reference, tuple):  # frames already in memory (the collator's blank filler clip)
+        pictures = [frame.convert("RGB") for frame in reference]
+        indices = list(range(len(pictures)))
+        return pictures, VideoMetadata(total_num_frames=len(pictures), fps=settings.fps, frames_indices=indices)
     frames = frame_list(reference)
     if frames is not None:
         indices = _sample(len(frames), len(frames), settings.maxlen)
