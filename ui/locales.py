@@ -178,6 +178,7 @@ ZH_HELP = {
     "model.image_max_pixels": "图像像素数超过此值时缩小（视觉 token 更少）。",
     "model.image_min_pixels": "图像像素数低于此值时放大。",
     "model.video_max_pixels": "视频帧像素数超过此值时缩小。",
+    "model.video_min_pixels": "视频帧像素数低于此值时放大。",
     "model.video_fps": "每秒视频采样的帧数。",
     "model.video_maxlen": "每个视频最多采样的帧数。",
     "method.lora_dropout": "LoRA 输入上的随机丢弃率。",
