@@ -1,7 +1,8 @@
 """The essentials screen in a real browser (headless chromium, as test_ui_browser.py): pick a catalogue model
 (path and template follow), watch the memory estimate follow the batch size and warn past the GPU's memory,
-preview a vision dataset's images, build and train the demo model from the essentials alone, sweep one value,
-compare the two finished runs (curves overlaid), chat with the base model (Enter sends), switch to Chinese.
+preview a vision dataset's images and a video dataset's first frames, build and train the demo model from the
+essentials alone, sweep one value, compare the two finished runs (curves overlaid), chat with the base model
+(Enter sends), switch to Chinese.
 Every labelled input of the essentials has an accessible name. Screenshots go to $FFC_SCREENSHOTS."""
 
 import time
@@ -140,12 +141,14 @@ def test_essentials_pick_estimate_train_compare_chat(ui, browser, shots):  # noq
     snap(d, shots, "e05-export-choices.png")
     assert {"f16", "q4_k_m"} <= set(export_choices(d))
 
-    # A vision dataset's rows come with their images (the rows of each chosen dataset, then the tokenised ones).
+    # A vision dataset's rows come with their images, a video dataset's with the first frames of their clips
+    # (the rows of each chosen dataset, then the tokenised ones).
     tab(d, "Configure")
     add_choice(d, "field-data-dataset", "demo_vision")
+    add_choice(d, "field-data-dataset", "demo_video")
     click(d, "dataset-preview-button")
-    wait_for(lambda: len(d.find_elements(By.CSS_SELECTOR, "#dataset-images img")) >= 3, 300, "the thumbnails")
-    assert "demo_vision" in text_of(d, "dataset-preview")
+    wait_for(lambda: len(d.find_elements(By.CSS_SELECTOR, "#dataset-images img")) >= 6, 300, "the thumbnails")
+    assert "demo_vision" in text_of(d, "dataset-preview") and "demo_video/" in text_of(d, "dataset-preview")
     snap(d, shots, "e06-dataset-images.png", "dataset-images")
 
     # Chinese labels on the essentials.
