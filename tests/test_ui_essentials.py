@@ -370,3 +370,34 @@ def test_base_model_chat_needs_no_training(app, tmp_path):
     assert app._base_model_args("full") == ["--model", str(tmp_path / "model"), "--adapter", "none"]
     _stub_run(app.ws, "hub", {"method": {"finetuning_type": "full"}, "model": {"model_name_or_path": "Qwen/Qwen3-8B"}})
     assert app._base_model_args("hub") == ["--model", "Qwen/Qwen3-8B", "--adapter", "none"]
+
+
+def test_a_chat_message_with_a_video_sends_it_and_explains_a_refusal(app, monkeypatch):
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    import httpx
+    from gradio.utils import get_upload_folder
+
+    upload = Path(get_upload_folder()) / "ffc-test"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / "clip.webm").write_bytes(b"fake webm")
+    sent = []
+
+    @contextmanager
+    def refusing_server(method, url, json, headers, timeout):  # serve.py today: no video parts
+        sent.append(json)
+        yield SimpleNamespace(status_code=400, read=lambda: None, text="part 0 is of type 'video_url'")
+
+    monkeypatch.setattr(httpx, "stream", refusing_server)
+    monkeypatch.setattr(app.ws, "job", lambda run, kind: SimpleNamespace(alive=True))
+    app.servers["clips"] = 1
+    *_, (history, box, image, video) = app.on_chat(
+        "Which way?", [], "", None, str(upload / "clip.webm"), 0.0, 1.0, 16, "clips", "en"
+    )
+    (message,) = sent[0]["messages"]
+    assert [part["type"] for part in message["content"]] == ["video_url", "text"]
+    assert message["content"][0]["video_url"]["url"] == "data:video/webm;base64,ZmFrZSB3ZWJt"
+    assert history[0] == {"role": "user", "content": {"path": str(upload / "clip.webm")}}
+    assert "server error 400" in history[-1]["content"] and "chat.py --video PATH" in history[-1]["content"]
+    assert (box, image, video) == ("", None, None)  # the boxes are emptied for the next message
