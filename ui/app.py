@@ -17,6 +17,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ffc.compiler import catalogue
+from ffc.runtime.data.media import VIDEO_SUFFIXES
 
 from . import form, locales
 from .handlers import App
@@ -283,9 +284,10 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                         gr.Image, {"label": "chat_image"}, type="filepath", sources=["upload"], elem_id="chat-image",
                         height=120, scale=1,
                     )  # fmt: skip
-                    # Shown for runs whose datasets have videos (App.on_run_media); no ffmpeg conversion.
+                    # Shown for runs whose datasets have videos (App.on_run_media). A file box, not gr.Video: that
+                    # plays the upload and calls the many codecs PyAV reads (MPEG-4 part 2, AVI, FLV) unplayable.
                     chat_video = tr(
-                        gr.Video, {"label": "chat_video"}, sources=["upload"], format=None, include_audio=True,
+                        gr.File, {"label": "chat_video"}, file_types=sorted(VIDEO_SUFFIXES), type="filepath",
                         elem_id="chat-video", height=120, scale=1, visible=False,
                     )  # fmt: skip
                     chat_input = tr(gr.Textbox, {"label": "message"}, elem_id="chat-input", scale=4)
