@@ -157,7 +157,7 @@ def _video_problems(spec, said: str) -> list[str]:
             f"{said}, but chat template {spec.data.template!r} has no video input (ffc reads videos with the "
             f"Qwen-VL families); set data.template to {' or '.join(fits)} with a Qwen2-VL, Qwen2.5-VL or Qwen3-VL model"
         )
-    if spec.method.stage not in VIDEO_STAGES:
+    if spec.method.stage in VISION_STAGES and spec.method.stage not in VIDEO_STAGES:  # others: refused for images
         problems.append(
             f"{said}: stage {spec.method.stage} cannot train on videos yet (preference pairs and KTO take images "
             f"only); stages that can: {', '.join(VIDEO_STAGES)}"
