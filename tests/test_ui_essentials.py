@@ -372,7 +372,7 @@ def test_base_model_chat_needs_no_training(app, tmp_path):
     assert app._base_model_args("hub") == ["--model", "Qwen/Qwen3-8B", "--adapter", "none"]
 
 
-def test_a_chat_message_with_a_video_sends_it_and_explains_a_refusal(app, monkeypatch):
+def test_a_chat_message_with_a_video_goes_to_serve_py_as_a_video_url_part(app, monkeypatch):
     from contextlib import contextmanager
     from types import SimpleNamespace
 
@@ -383,13 +383,14 @@ def test_a_chat_message_with_a_video_sends_it_and_explains_a_refusal(app, monkey
     upload.mkdir(parents=True, exist_ok=True)
     (upload / "clip.webm").write_bytes(b"fake webm")
     sent = []
+    chunk = json.dumps({"choices": [{"delta": {"content": "Left."}}]})
 
     @contextmanager
-    def refusing_server(method, url, json, headers, timeout):  # serve.py today: no video parts
+    def server(method, url, json, headers, timeout):  # serve.py's stream, as the handler reads it
         sent.append(json)
-        yield SimpleNamespace(status_code=400, read=lambda: None, text="part 0 is of type 'video_url'")
+        yield SimpleNamespace(status_code=200, iter_lines=lambda: iter([f"data: {chunk}", "data: [DONE]"]))
 
-    monkeypatch.setattr(httpx, "stream", refusing_server)
+    monkeypatch.setattr(httpx, "stream", server)
     monkeypatch.setattr(app.ws, "job", lambda run, kind: SimpleNamespace(alive=True))
     app.servers["clips"] = 1
     *_, (history, box, image, video) = app.on_chat(
@@ -399,5 +400,5 @@ def test_a_chat_message_with_a_video_sends_it_and_explains_a_refusal(app, monkey
     assert [part["type"] for part in message["content"]] == ["video_url", "text"]
     assert message["content"][0]["video_url"]["url"] == "data:video/webm;base64,ZmFrZSB3ZWJt"
     assert history[0] == {"role": "user", "content": {"path": str(upload / "clip.webm")}}
-    assert "server error 400" in history[-1]["content"] and "chat.py --video PATH" in history[-1]["content"]
+    assert history[-1] == {"role": "assistant", "content": "Left."}
     assert (box, image, video) == ("", None, None)  # the boxes are emptied for the next message

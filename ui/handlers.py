@@ -387,8 +387,6 @@ class App:
                 if response.status_code != 200:
                     response.read()
                     history[-1]["content"] = f"(server error {response.status_code}: {response.text[:500]})"
-                    if response.status_code == 400 and _sends_video(messages):
-                        history[-1]["content"] += "\n\n" + locales.text("video_refused", lang)
                     yield history, "", None, None
                     return
                 for line in response.iter_lines():
@@ -477,11 +475,6 @@ def _is_video(path: str) -> bool:
     from ffc.runtime.data.media import VIDEO_SUFFIXES
 
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def _sends_video(messages: list[dict]) -> bool:
-    parts = [part for m in messages if isinstance(m.get("content"), list) for part in m["content"]]
-    return any(part.get("type") == "video_url" for part in parts)
 
 
 def _parts(content) -> tuple[str, list[str]]:

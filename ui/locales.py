@@ -484,10 +484,6 @@ ESSENTIALS_TEXT = {
     "max_new_tokens": {"en": "Longest reply (tokens)", "zh": "最长回复（token）"},
     "chat_image": {"en": "Image (vision-language runs)", "zh": "图像（视觉语言模型）"},
     "chat_video": {"en": "Video (runs trained on videos)", "zh": "视频（用视频训练的运行）"},
-    "video_refused": {
-        "en": "serve.py did not take the video: in the run directory, `python chat.py --video PATH` chats with it.",
-        "zh": "serve.py 未接受该视频：可在运行目录中用 `python chat.py --video PATH` 带视频对话。",
-    },
     "gguf": {"en": "GGUF files (llama.cpp, Ollama)", "zh": "GGUF 文件（llama.cpp、Ollama）"},
     "ollama": {"en": "Ollama Modelfile (needs a GGUF file)", "zh": "Ollama Modelfile（需要 GGUF 文件）"},
     "onnx": {"en": "ONNX model (model.onnx)", "zh": "ONNX 模型（model.onnx）"},
