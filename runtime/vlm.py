@@ -35,6 +35,19 @@ PARTS = {
 }  # fmt: skip
 
 
+def unquantized_modules(model_types) -> list[str]:
+    """Module names that 4/8-bit quantization leaves alone in models of ``model_types`` (bitsandbytes'
+    ``llm_int8_skip_modules``): the vision tower and projector (small, and sensitive to quantization: QLoRA
+    recipes for these models keep them in 16 bits) and the output head, which transformers' own default keeps."""
+    paths = set()
+    for model_type in model_types:
+        for part in ("vision_tower", "projector"):
+            paths.update(PARTS.get(model_type, {}).get(part, "").split(","))
+    paths.discard("")
+    outer = {path for path in paths if not any(path.startswith(other + ".") for other in paths)}  # Qwen's merger
+    return sorted(outer) + ["lm_head"]  # full names: transformers matches them from the start of a module's name
+
+
 def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixels: Optional[int], **kwargs):
     """The model's image processor with the run's pixel bounds (None: as saved). The PIL backend: the same
     pixels and token counts with or without torchvision installed (the torchvision one resizes differently)."""

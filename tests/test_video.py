@@ -472,3 +472,29 @@ def test_video_sft_previews_trains_evaluates_exports_chats_and_serves(demo, tmp_
         parts[0]["video_url"]["url"] = "data:video/mp4;base64," + base64.b64encode(b"no video" * 40).decode()
         with pytest.raises(BadRequestError, match="cannot be decoded"):
             client.chat.completions.create(model="video", messages=[{"role": "user", "content": parts}])
+
+
+def test_qlora_leaves_the_vision_tower_unquantized(demo, tmp_path):
+    """The build's llm_int8_skip_modules (from the template's family) match the model's module names as
+    transformers reads them: vision tower and merger stay 16-bit, the language model is 4-bit."""
+    import ast
+
+    import torch
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import load_spec
+
+    pytest.importorskip("bitsandbytes")
+    spec = _video_spec(tmp_path, extra="")
+    built = dict(build_files(load_spec(spec, ["model.quantization_bit=4"]), tmp_path / "run")[1])
+    line = next(line for line in built["train.py"].decode().splitlines() if "llm_int8_skip_modules=" in line)
+    skip = ast.literal_eval(line.split("=", 1)[1].split("#")[0].strip().rstrip(","))
+    assert skip == ["model.visual", "lm_head"]
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=skip)
+    model = AutoModelForImageTextToText.from_pretrained(demo / "tiny-vlm", quantization_config=config)
+    kinds = {"vision": set(), "language": set()}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and "lm_head" not in name:
+            kinds["vision" if ".visual." in name else "language"].add(type(module).__name__)
+    assert kinds == {"vision": {"Linear"}, "language": {"Linear4bit"}}
