@@ -289,7 +289,7 @@ def first_frame(path: str):
 def run_has_videos(workspace: Workspace, run: str) -> bool:
     """Whether a built run's datasets carry videos (its chat.py and serve.py then sample frames), decided as the
     build decides: from the run directory's dataset_info.json and the datasets its lock names."""
-    from ffc.compiler.media_check import has_videos
+    from ffc.compiler.media_check import media_kinds_of
 
     if not run or check_name(run):
         return False
@@ -300,7 +300,7 @@ def run_has_videos(workspace: Workspace, run: str) -> bool:
         names = [*(data.get("dataset") or []), *(data.get("eval_dataset") or [])]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return isinstance(registry, dict) and has_videos(registry, names)
+    return isinstance(registry, dict) and "videos" in media_kinds_of(registry, names)
 
 
 def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: int = 3, timeout: float = 300) -> str:
