@@ -5,54 +5,23 @@ from __future__ import annotations
 import dataclasses
 import keyword
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ffc.runtime.chat.templates import TEMPLATES
+from ffc.runtime.chat.vision import VISION_TEMPLATES
+from ffc.runtime.vlm import unquantized_modules
 
 from . import render as rendering
 from ._version import __version__
 from .loader import LoadedSpec
-from .media_check import has_videos, multimodal
+from .media_check import media_kinds_of
 from .render import Code, py_literal
 from .resolve import TESTED_VERSIONS, Resolved, is_local_path, relative_to_run, resolve
+from .run_files import RUN_FILES, GeneratedFile
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 DTYPES = {"float32", "bfloat16", "float16"}
-
-
-@dataclass(frozen=True)
-class GeneratedFile:
-    """One file of the run directory: where it comes from, what the run's README says of it, and
-    when the run has it. ``template`` is a file template in templates/, or None for files the build
-    writes itself (the spec, rewards.py); ``when`` reads the render context."""
-
-    name: str
-    template: Optional[str]
-    describes: str
-    when: Callable[[dict], bool] = lambda ctx: True
-
-
-# The run directory, in the order its README lists it. train.py's template is the stage's recipe.
-RUN_FILES = (
-    GeneratedFile("train.py", None, "the training recipe: data, model, trainer; read it top to bottom (`python train.py --preview N` shows samples)", lambda c: c["trains"]),
-    GeneratedFile("chat_template.py", "chat_template.py.j2", "the chat template conversations are rendered with (saved with the model too)", lambda c: c["has_template"]),
-    GeneratedFile("launch.sh", "launch.sh.j2", "starts training on this machine or each node (`bash launch.sh --resume` continues from the newest checkpoint)", lambda c: c["trains"]),
-    GeneratedFile("accelerate_config.yaml", "accelerate_config.yaml.j2", "processes, machines and precision for `accelerate launch`", lambda c: c["trains"]),
-    GeneratedFile("ds_config.json", "ds_config.json.j2", "DeepSpeed ZeRO settings", lambda c: c["trains"] and c["backend"].name == "deepspeed"),
-    GeneratedFile("slurm.sbatch", "slurm.sbatch.j2", "the SLURM job that runs launch.sh on every node", lambda c: c["trains"] and c["distributed"].slurm is not None),
-    GeneratedFile("chat.py", "chat.py.j2", "chat with the run's model in the terminal", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("serve.py", "serve.py.j2", "an OpenAI-compatible API over the run's model (and a web chat page at /chat)", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("eval.py", "eval.py.j2", "benchmark scores (multiple choice) and generation metrics (BLEU-4, ROUGE)", lambda c: c["stage_info"].language_model and c["has_template"]),
-    GeneratedFile("export.py", "export.py.j2", "merges the adapters and writes safetensors (GGUF and an Ollama Modelfile when asked)", lambda c: c["stage_info"].language_model),
-    GeneratedFile("rewards.py", None, "the reward functions (a copy of method.reward_funcs)", lambda c: bool(c["reward_functions"])),
-    GeneratedFile("dataset_info.json", "dataset_info.json.j2", "the entries of the datasets this run uses", lambda c: c["registry_in_run"]),
-    GeneratedFile("spec.yaml", None, "the spec as written"),
-    GeneratedFile("ffc.lock.json", "ffc.lock.json.j2", "the fully resolved spec: every default explicit, library defaults relied on, input hashes"),
-    GeneratedFile("requirements.txt", "requirements.txt.j2", "pinned versions of ffc and the libraries (install torch first)"),
-    GeneratedFile("README.md", "README.md.j2", "this file"),
-)  # fmt: skip
 
 
 def _sh(value) -> Code:
@@ -223,7 +192,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
     existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
     resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
-    media_datasets = [*data.dataset, *data.eval_dataset]
+    media = media_kinds_of(resolved.registry, [*data.dataset, *data.eval_dataset])  # from dataset_info.json
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
     ctx.update(
         header=lambda prefix: Code(rendering.header(prefix, loaded.sha256).strip()),
@@ -250,6 +219,10 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         adapter=resolved.finetuning.trains_adapter,  # train.py saves a PEFT adapter (LoRA or OFT)
         # QLoRA: quantized when loading (quantization_bit), or a model stored quantized (gptq, awq, aqlm)
         quantized=bool(model.quantization_bit) or model.quantization_method in STORED_QUANTIZATION,
+        # A vision-language run's modules that 4/8-bit quantization leaves alone (the template names the family).
+        unquantized_modules=unquantized_modules(VISION_TEMPLATES[data.template].model_types)
+        if data.template in VISION_TEMPLATES
+        else None,
         deepspeed=spec.distributed.backend == "deepspeed",
         model_path=model_path,
         model_is_local=model_is_local,
@@ -280,7 +253,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
             "distributed_type": resolved.backend.accelerate_type,
             "mixed_precision": next((name for name in ("fp8", "bf16", "fp16") if getattr(spec.training, name)), "no"),
         },
-        requirements=_requirements(spec, vendored, videos=has_videos(resolved.registry, media_datasets)),
+        requirements=_requirements(spec, vendored, videos="videos" in media),
         vendored=vendored,
         plot_keys=stage.plot_keys,
         # transformers 5 takes a warm-up fraction (< 1) or a step count in one argument.
@@ -294,8 +267,9 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         uses_nccl=spec.distributed.backend != "none" or (spec.distributed.num_processes or 1) > 1,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
         # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.
-        multimodal=multimodal(resolved.registry, media_datasets),
-        videos=has_videos(resolved.registry, media_datasets),
+        multimodal=bool(media),
+        videos="videos" in media,
+        media_kinds=media,
     )
     if has_template:
         chat_template = TEMPLATES[data.template]

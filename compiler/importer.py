@@ -79,7 +79,6 @@ TEMPLATE_NAMES = {
     "intern2": "internlm2",
     "chatglm4": "glm4",
     "gemma2": "gemma",
-    "gemma3": "gemma",
 }
 
 # Features of LLaMA-Factory ffc does not have: the key names the feature in the error.

@@ -41,14 +41,10 @@ def media_kinds(entry: Mapping) -> list[str]:
     return [key for key in MEDIA_KEYS if isinstance(columns, Mapping) and columns.get(key)]
 
 
-def multimodal(registry: Optional[Mapping], names: list[str]) -> bool:
-    """Whether the run's datasets carry images or videos (decided from dataset_info.json at build time)."""
-    return registry is not None and any(media_kinds(registry.get(name) or {}) for name in names)
-
-
-def has_videos(registry: Optional[Mapping], names: list[str]) -> bool:
-    """Whether the run's datasets carry videos (the run then samples frames: model.video_*)."""
-    return registry is not None and any("videos" in media_kinds(registry.get(name) or {}) for name in names)
+def media_kinds_of(registry: Optional[Mapping], names: list[str]) -> tuple[str, ...]:
+    """The media kinds ("images", "videos") the run's datasets carry, in that order."""
+    found = {kind for name in names for kind in media_kinds((registry or {}).get(name) or {})}
+    return tuple(kind for kind in MEDIA_KEYS if kind in found)
 
 
 def _has_audios(entry: Mapping) -> bool:

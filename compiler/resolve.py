@@ -32,6 +32,7 @@ from ffc.schemas.stages import STAGES, Stage, option_applies
 
 from .loader import Issue, LoadedSpec, SpecError
 from .media_check import check_media
+from .run_files import RUN_FILES
 from .template_check import check_tool_data, choose_template
 
 # Library versions ffc is tested with; requirements.txt pins these.
@@ -386,9 +387,7 @@ def _callback_files(loaded: LoadedSpec, spec: Spec) -> dict:
     (an installed module is imported from the environment instead). The file must define the class."""
     import ast
 
-    from .build import RUN_FILES  # the names a copy must not take
-
-    taken = {f.name for f in RUN_FILES}
+    taken = {f.name for f in RUN_FILES}  # the names a copy must not take
     files: dict = {}
     for index, item in enumerate(spec.training.callbacks):
         module, _, cls = item.partition(":")

@@ -83,29 +83,35 @@ class Message(BaseModel):
     tool_calls: Optional[list[ToolCall]] = None
     tool_call_id: Optional[str] = None
     image_urls: list[str] = Field(default_factory=list, exclude=True)  # set from image_url parts, never by clients
+    video_urls: list[str] = Field(default_factory=list, exclude=True)  # likewise from video_url parts
 
     @model_validator(mode="before")
     @classmethod
     def _image_parts(cls, data, info: ValidationInfo):
         """For a vision-language engine, each image_url part of a user message becomes an <image> mark in the
-        text (where the picture stood) and its URL is kept; text engines refuse image parts (below)."""
+        text (where the picture stood) and its URL is kept; likewise video_url parts (vLLM's name) become
+        <video> for a run trained on videos. Text engines refuse media parts (below)."""
         if not isinstance(data, dict):
             return data
-        data = {key: value for key, value in data.items() if key != "image_urls"}
+        data = {key: value for key, value in data.items() if key not in ("image_urls", "video_urls")}
         content = data.get("content")
-        if not (info.context or {}).get("images") or data.get("role") != "user" or not isinstance(content, list):
+        context = info.context or {}
+        if not context.get("images") or data.get("role") != "user" or not isinstance(content, list):
             return data
-        parts, urls = [], []
+        parts, urls = [], {"image_url": [], "video_url": []}
         for part in content:
-            if isinstance(part, dict) and part.get("type") == "image_url":
-                url = part.get("image_url")
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "video_url" and not context.get("videos"):
+                raise ValueError("this model was not trained on videos: send image_url and text parts")
+            if kind in urls:
+                url = part.get(kind)
                 url = url.get("url") if isinstance(url, dict) else url
                 if not isinstance(url, str):
-                    raise ValueError('an image_url part needs {"image_url": {"url": "data:image/png;base64,..."}}')
-                urls.append(url)
-                part = {"type": "text", "text": "<image>"}
+                    raise ValueError(f'a {kind} part needs {{"{kind}": {{"url": "data:...;base64,..."}}}}')
+                urls[kind].append(url)
+                part = {"type": "text", "text": "<image>" if kind == "image_url" else "<video>"}
             parts.append(part)
-        return {**data, "content": parts, "image_urls": urls}
+        return {**data, "content": parts, "image_urls": urls["image_url"], "video_urls": urls["video_url"]}
 
     @field_validator("content", mode="before")
     @classmethod
@@ -204,9 +210,9 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_request(raw: bytes, images: bool = False) -> ChatRequest:
+def parse_request(raw: bytes, images: bool = False, videos: bool = False) -> ChatRequest:
     """The request body -> ChatRequest, or InvalidRequest saying what to fix. ``images``: the engine reads
-    image_url parts (a vision-language run); otherwise they are refused."""
+    image_url parts (a vision-language run); ``videos``: also video_url parts; otherwise they are refused."""
     try:
         data = json.loads(raw, parse_constant=_no_constants)
     except RecursionError:
@@ -224,7 +230,7 @@ def parse_request(raw: bytes, images: bool = False) -> ChatRequest:
             param=where,
         )
     try:
-        return ChatRequest.model_validate(data, context={"images": images})
+        return ChatRequest.model_validate(data, context={"images": images, "videos": videos})
     except ValidationError as exc:
         first = exc.errors()[0]
         param = _param(first["loc"])
@@ -268,6 +274,8 @@ def to_conversation(messages: list[Message]) -> tuple[Optional[str], list[dict]]
             out.append({"role": message.role, "content": message.text()})
             if message.image_urls:
                 out[-1]["image_urls"] = message.image_urls  # the vision engine opens them (data: URLs, no paths)
+            if message.video_urls:
+                out[-1]["video_urls"] = message.video_urls
     return system, out
 
 
@@ -482,7 +490,11 @@ def create_app(engine, model_name: str, api_key: Optional[str] = None, max_reque
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         arrived = time.monotonic()
-        body = parse_request(await request.body(), images=getattr(engine, "reads_images", False))
+        body = parse_request(
+            await request.body(),
+            images=getattr(engine, "reads_images", False),
+            videos=getattr(engine, "reads_videos", False),
+        )
         arguments = await anyio.to_thread.run_sync(
             prepare, engine, body, defaults, max_new_tokens_limit, limiter=preparing
         )

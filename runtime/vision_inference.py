@@ -96,6 +96,7 @@ class VisionHFEngine(HFEngine):
     ):
         super().__init__(model, tokenizer, template, defaults, default_system=default_system)
         self.images = images  # the family's processor: image text and pixels
+        self.reads_videos = images.video_processor is not None  # serve.py keeps video_url parts then
 
     reads_images = True  # serve.py keeps image_url parts for this engine
     fetch_urls = False  # serve.fetch_image_urls
@@ -108,16 +109,37 @@ class VisionHFEngine(HFEngine):
             out += [open_url(url, self.fetch_urls) for url in message.get("image_urls") or []]
         return out
 
-    @staticmethod
-    def _videos(messages) -> list[str]:
-        """The messages' videos in order: file paths (or a dataset row's frame lists, see ffc.runtime.data.media)."""
+    def _videos(self, messages) -> list:
+        """The messages' videos in order: ``videos`` (file paths from chat.py, or a dataset row's frame lists: see
+        ffc.runtime.data.media) and ``video_urls`` (from the API: the bytes of data: URLs, or of http(s) URLs
+        where fetching is on; never a local path)."""
+        from .data.media import decode_data_url, download
         from .data.video import frame_list
 
-        videos = [str(video) for message in messages for video in message.get("videos") or []]
-        for video in videos:
-            if frame_list(video) is None and not Path(video).is_file():
-                raise ImageError(f"video {video}: not found")
-        return videos
+        out = []
+        for message in messages:
+            for video in message.get("videos") or []:
+                if frame_list(str(video)) is None and not Path(video).is_file():
+                    raise ImageError(f"video {video}: not found")
+                out.append(str(video))
+            for url in message.get("video_urls") or []:
+                try:
+                    if url.startswith("data:"):
+                        out.append(decode_data_url(url))
+                    elif url.startswith(("http://", "https://")) and self.fetch_urls:
+                        out.append(download(url))
+                    else:
+                        raise ValueError(
+                            "a video_url must be a data: URL (data:video/mp4;base64,...)"
+                            + (
+                                ""
+                                if self.fetch_urls
+                                else "; this server does not download (serve.fetch_image_urls is off)"
+                            )
+                        )
+                except ValueError as exc:
+                    raise ImageError(str(exc).replace("data: URL image", "data: URL video")) from None
+        return out
 
     def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
         from ffc.runtime.chat.vision import MediaError

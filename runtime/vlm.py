@@ -35,6 +35,19 @@ PARTS = {
 }  # fmt: skip
 
 
+def unquantized_modules(model_types) -> list[str]:
+    """Module names that 4/8-bit quantization leaves alone in models of ``model_types`` (bitsandbytes'
+    ``llm_int8_skip_modules``): the vision tower and projector (small, and sensitive to quantization: QLoRA
+    recipes for these models keep them in 16 bits) and the output head, which transformers' own default keeps."""
+    paths = set()
+    for model_type in model_types:
+        for part in ("vision_tower", "projector"):
+            paths.update(PARTS.get(model_type, {}).get(part, "").split(","))
+    paths.discard("")
+    outer = {path for path in paths if not any(path.startswith(other + ".") for other in paths)}  # Qwen's merger
+    return sorted(outer) + ["lm_head"]  # full names: transformers matches them from the start of a module's name
+
+
 def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixels: Optional[int], **kwargs):
     """The model's image processor with the run's pixel bounds (None: as saved). The PIL backend: the same
     pixels and token counts with or without torchvision installed (the torchvision one resizes differently)."""
@@ -44,6 +57,7 @@ def load_image_processor(model_path: str, *, max_pixels: Optional[int], min_pixe
     return AutoImageProcessor.from_pretrained(model_path, backend="pil", **bounds, **kwargs)
 
 
+VIDEO_CONFIG = "video_preprocessor_config.json"  # transformers' name for a video processor's settings
 PROCESSOR_PARTS = ("image_processor", "video_processor", "tokenizer", "audio_processor", "feature_extractor")
 
 
@@ -113,13 +127,18 @@ def assemble_processor(cls, image_processor, tokenizer, video_processor=None, **
 
 def save_processor(processor, folder) -> None:
     """The image processor and the processor's settings (processor_config.json), so that ``load_processor``
-    (chat, serve, export) rebuilds the same processor from ``folder``."""
+    (chat, serve, export) rebuilds the same processor from ``folder``; a video run's frame settings too, in
+    transformers' format (chat and serve read theirs from the run's ``VIDEO``)."""
     import json
     from pathlib import Path
 
     processor.image_processor.save_pretrained(folder)
+    video = getattr(processor, "video_processor", None)
     settings = {k: v for k, v in processor.to_dict().items() if k not in PROCESSOR_PARTS and k != "chat_template"}
     Path(folder, "processor_config.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    if isinstance(video, QwenVideoProcessor):
+        config = video.transformers_config(type(processor).__name__)
+        Path(folder, VIDEO_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _part(model, path: str):
@@ -232,9 +251,10 @@ def merge_and_save_vlm(
     model.save_pretrained(export_dir, max_shard_size=f"{max(1, round(shard_gb * 1_000_000))}KB")
     tokenizer.save_pretrained(export_dir)
     load_image_processor(processor_dir, max_pixels=None, min_pixels=None).save_pretrained(export_dir)
-    settings = Path(processor_dir, "processor_config.json")
-    if settings.is_file():  # the processor's own settings (LLaVA's patch_size, ...) for AutoProcessor
-        (export_dir / "processor_config.json").write_text(settings.read_text())
+    for name in ("processor_config.json", VIDEO_CONFIG):  # the processor's own settings (LLaVA's patch_size, ...)
+        settings = Path(processor_dir, name)
+        if settings.is_file():  # and a video run's frame settings, for AutoProcessor
+            (export_dir / name).write_text(settings.read_text())
     return model, tokenizer
 
 

@@ -8,8 +8,8 @@ parameters, 151,936-token vocabulary) trained through ffc-built run directories 
 TFLOP/s, peak memory), the padded batch and Liger for comparison, QLoRA when bitsandbytes is
 installed, DPO, GRPO with transformers generation, and serve.py streaming an answer; plus
 packed-vs-separate logits of the same samples on the GPU; then issue 15's GPU-only paths (shift_attn,
-LoftQ, torchao int4, fp8, Unsloth, GPTQ export: docs/methods.md) as far as the machine has their packages
-(``--only NAME,...`` runs a subset). ``--dry-run`` builds every run directory it
+LoftQ, torchao int4, fp8, Unsloth, GPTQ export: docs/methods.md) as far as the machine has their packages,
+and the vision-language runs on the demo VLM (images, videos, QLoRA) (``--only NAME,...`` runs a subset). ``--dry-run`` builds every run directory it
 would launch and writes the model's config and tokenizer, without torch or a GPU (the test suite runs
 it). Missing packages travel as wheels: scripts/fetch_gpu_wheels.sh.
 """
@@ -41,7 +41,7 @@ MODEL_SHAPE = dict(
 )
 
 
-def runs(steps: int, have: set[str]) -> dict[str, dict]:
+def runs(steps: int, have: set[str], vlm_dir: Path) -> dict[str, dict]:
     """name -> spec overrides, each a run directory to build and train (only those the GPU's packages allow)."""
     sft = {
         "method.stage": "sft",
@@ -96,6 +96,29 @@ def runs(steps: int, have: set[str]) -> dict[str, dict]:
         "training.include_num_input_tokens_seen": False,
     }
     out.update(method_runs(sft, steps, have))
+    out.update(vision_runs(sft, steps, have, vlm_dir))
+    return out
+
+
+def vision_runs(sft: dict, steps: int, have: set[str], vlm_dir: Path) -> dict[str, dict]:
+    """Issue 12's GPU claims for vision-language runs: bf16 LoRA with gradient checkpointing on images and on
+    videos (PyAV decodes the clips), QLoRA (the vision tower and projector stay unquantized), on the demo VLM."""
+    vision = {
+        **sft,
+        "model.model_name_or_path": str(vlm_dir),
+        "data.dataset": "demo_vision",
+        "data.template": "qwen2_vl",
+        "data.cutoff_len": 512,
+        "training.max_steps": max(2, steps // 3),
+        "training.per_device_train_batch_size": 8,
+        "training.gradient_checkpointing": True,
+        "training.include_num_input_tokens_seen": False,
+    }
+    out = {"vlm_lora": vision}
+    if "av" in have:
+        out["vlm_video_lora"] = {**vision, "data.dataset": "demo_video"}
+    if "bitsandbytes" in have:
+        out["vlm_qlora"] = {**vision, "model.quantization_bit": 4}
     return out
 
 
@@ -127,14 +150,20 @@ def method_runs(sft: dict, steps: int, have: set[str]) -> dict[str, dict]:
     return out
 
 
-def prepare(work: Path, dry_run: bool) -> Path:
-    """The demo data and the model folder (config and tokenizer; random bf16 weights unless dry_run)."""
+def prepare(work: Path, dry_run: bool, videos: bool) -> Path:
+    """The demo data and the model folder (config and tokenizer; random bf16 weights unless dry_run), the demo
+    VLM (tiny, on the CPU) with its pictures, and its clips where PyAV is installed (``videos``)."""
     from ffc.devtools.demo import write_demo_data
     from ffc.devtools.tiny import train_tokenizer
+    from ffc.devtools.vlm import make_tiny_vlm, write_video_data, write_vision_data
 
     data = work / "data"
     if not (data / "dataset_info.json").exists():
-        write_demo_data(data)
+        write_vision_data(write_demo_data(data))
+        if videos:
+            write_video_data(data)
+    if not (work / "tiny-vlm" / "config.json").exists():
+        make_tiny_vlm(work / "tiny-vlm")
     calibration = work / "specs" / "calibration.jsonl"  # GPTQ calibration text (export_gptq)
     calibration.parent.mkdir(parents=True, exist_ok=True)
     from ffc.devtools.demo import corpus
@@ -352,15 +381,16 @@ def main() -> int:
         ("unsloth", "Unsloth"),
         ("optimum", "GPTQ export"),
         ("gptqmodel", "GPTQ export"),
+        ("av", "the video run"),
     )
     for module, what in modules:
         try:
-            __import__(module) if not args.dry_run else None
+            __import__(module) if not args.dry_run or module == "av" else None  # av: the dry run writes clips
             have.add(module)
         except ImportError:
             skipped.append(f"{what} ({module} not installed)")
-    model_dir = prepare(args.work, args.dry_run)
-    plan = runs(args.steps, have)
+    model_dir = prepare(args.work, args.dry_run, videos="av" in have)
+    plan = runs(args.steps, have, args.work / "tiny-vlm")
     if args.only:
         unknown = set(args.only.split(",")) - set(plan)
         if unknown:

@@ -1,5 +1,6 @@
 """Shared fixtures: isolated caches, the tiny demo model and data, free ports, paths to ../shared."""
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(run: Path, *args: str):
+    """A run's serve.py on a free port, up and answering /v1/models: yields its base URL; stopped after."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "serve.py", "--port", str(port), *args],
+        cwd=run, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{base}/v1/models").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def needs_shared(path: Path):

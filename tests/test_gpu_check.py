@@ -24,6 +24,7 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     }  # fmt: skip
     methods = {"sft_shift_attn", "sft_qlora_loftq", "sft_qlora_torchao_int4", "sft_fp8", "sft_unsloth"}
     expected |= methods | {"sft_unsloth_qlora", "export_gptq"}  # issue 15's GPU-only paths
+    expected |= {"vlm_lora", "vlm_video_lora", "vlm_qlora"}  # issue 12's (the test environment has PyAV)
     assert {p.name for p in runs.iterdir()} == expected
     code = {name: (runs / name / "train.py").read_text() for name in expected}
     assert "ChunkedLossTrainer(" in code["sft_lora"] and "padding_free=True" in code["sft_lora"]
@@ -38,5 +39,7 @@ def test_gpu_check_dry_run_builds_every_configuration(tmp_path):
     assert 'require_gpu("training.fp8")' in code["sft_fp8"] and "load_unsloth(" in code["sft_unsloth"]
     assert "Int4WeightOnlyConfig()" in code["sft_qlora_torchao_int4"]
     assert "quantize_gptq(" in (runs / "export_gptq" / "export.py").read_text()
+    assert "VisionCollator(" in code["vlm_lora"] and "VideoSettings(" in code["vlm_video_lora"]
+    assert "load_in_4bit=True" in code["vlm_qlora"] and "activation_checkpointing=True" in code["vlm_lora"]
     config = (tmp_path / "qwen2.5-0.5b-shaped" / "config.json").read_text()
     assert '"vocab_size": 151936' in config and not (tmp_path / "qwen2.5-0.5b-shaped" / "model.safetensors").exists()

@@ -214,10 +214,76 @@ def test_sweep_builds_one_run_per_value(demo, tmp_path):
 
 def test_dataset_preview_shows_the_images_of_a_vision_dataset(demo, tmp_path):
     ws = _demo_workspace(demo, tmp_path)
-    images = service.dataset_images("data", "demo_vision", ws)
-    assert len(images) == 3 and all(Path(path).suffix == ".png" and Path(path).is_file() for path, _ in images)
-    assert images[0][1].startswith("demo_vision · row 1 · ")
-    assert service.dataset_images("data", "demo_alpaca", ws) == [] and service.dataset_images("data", "nope", ws) == []
+    images = service.dataset_media("data", "demo_vision", ws)
+    assert len(images) == 3 and all(Path(m.path).suffix == ".png" and Path(m.path).is_file() for m in images)
+    assert images[0].caption.startswith("demo_vision · row 1 · ") and not any(m.video_file for m in images)
+    assert service.dataset_media("data", "demo_alpaca", ws) == [] and service.dataset_media("data", "nope", ws) == []
+
+
+def test_dataset_preview_shows_the_videos_of_a_video_dataset(demo, tmp_path):
+    pytest.importorskip("av", reason="needs PyAV (the video extra)")
+    ws = _demo_workspace(demo, tmp_path)
+    rows = json.loads((demo / "data" / "demo_video.json").read_text())[:3]
+    videos = service.dataset_media("data", "demo_video", ws)
+    assert [m.path for m in videos] == [str(tmp_path / "data" / row["videos"][0]) for row in rows]
+    assert all(m.video_file for m in videos) and videos[0].caption.startswith("demo_video · row 1 · video demo_video/")
+    frame = service.first_frame(videos[0].path)  # what the gallery shows: a browser plays few codecs
+    assert frame is not None and frame.size == (56, 56), frame
+    assert service.first_frame(str(demo / "data" / "demo_vision.json")) is None  # not a video: left out
+
+    # A video given as frame images shows by its first frame, one entry per video; files outside are left out.
+    data = tmp_path / "frames"
+    data.mkdir()
+    for name in ("f0.png", "f1.png"):
+        (data / name).symlink_to(Path(videos[0].path).parent.parent / "demo_vision" / "circle_red_0.png")
+    row = {"messages": [{"role": "user", "content": "<video>What?"}, {"role": "assistant", "content": "A."}]}
+    rows = [{**row, "videos": [["f0.png", "f1.png"]]}, {**row, "videos": ["/etc/passwd"]}]
+    (data / "rows.json").write_text(json.dumps(rows))
+    entry = {
+        "file_name": "rows.json",
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "videos": "videos"},
+    }
+    entry["tags"] = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    (data / "dataset_info.json").write_text(json.dumps({"frames": entry}))
+    (shown,) = service.dataset_media("frames", "frames", ws)
+    assert shown.path == str(data / "f0.png") and not shown.video_file
+    assert shown.caption == "frames · row 1 · video of 2 frames, first: f0.png"
+
+
+def test_the_dataset_preview_handler_shows_first_frames(demo, tmp_path, monkeypatch):
+    pytest.importorskip("av", reason="needs PyAV (the video extra)")
+    pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
+    from PIL import Image
+
+    from ffc.ui.handlers import App
+
+    monkeypatch.setattr(service, "tokenised_preview", lambda *args: "(tokenised)")  # train.py --preview: elsewhere
+    values = _values(**{"data.dataset": ["demo_video", "demo_vision"], "data.dataset_dir": "data"})
+    text, gallery = App(_demo_workspace(demo, tmp_path)).on_dataset_preview("en", *values.values())
+    assert '"<video>' in text and "(tokenised)" in text and gallery["visible"]
+    pictures = gallery["value"]
+    assert [type(p) for p, _ in pictures[:3]] == [Image.Image] * 3 and "(first frame)" in pictures[0][1]
+    assert all(Path(p).suffix == ".png" for p, _ in pictures[3:]) and len(pictures) == 6
+
+
+def test_a_run_trained_on_videos_gets_the_chat_video_box(demo, tmp_path):
+    pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
+    from ffc.ui.handlers import App
+
+    ws = _demo_workspace(demo, tmp_path)
+    (tmp_path / "vlm").symlink_to(demo / "tiny-vlm")
+    for name, datasets in (("clips", ["demo_video"]), ("pictures", ["demo_vision"])):
+        values = _values(**{
+            "name": name, "model.model_name_or_path": "./vlm", "data.dataset": datasets, "data.dataset_dir": "./data",
+            "data.template": "qwen2_vl",
+        })  # fmt: skip
+        outcome = service.build(ws, name, form.to_yaml(form.spec_from_values(values)))
+        assert outcome.ok, outcome.errors
+    app = App(ws)
+    assert app.on_run_media("clips")["visible"] is True
+    assert app.on_run_media("pictures")["visible"] is False and app.on_run_media(None)["visible"] is False
+    assert service.run_has_videos(ws, "../clips") is False  # not a run name
 
 
 def test_chat_images_become_image_url_parts(tmp_path):
@@ -245,6 +311,34 @@ def test_chat_images_become_image_url_parts(tmp_path):
     secret.write_bytes(b"x")
     with pytest.raises(ValueError, match="not an uploaded file"):  # a history names files; only uploads are read
         api_messages([{"role": "user", "content": {"path": str(secret)}}, {"role": "user", "content": "hi"}])
+
+
+def test_chat_videos_become_video_url_parts(tmp_path):
+    pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
+    from gradio.utils import get_upload_folder
+
+    from ffc.ui.handlers import api_messages
+
+    upload = Path(get_upload_folder()) / "ffc-test"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / "clip.mp4").write_bytes(b"fake mp4")
+    (upload / "clip.mkv").write_bytes(b"fake mkv")
+    (upload / "cat.png").write_bytes(b"\x89PNG fake")
+    history = [
+        {"role": "user", "content": {"path": str(upload / "cat.png")}},
+        {"role": "user", "content": {"path": str(upload / "clip.mp4")}},
+        {"role": "user", "content": "Which way does it move?"},
+        {"role": "assistant", "content": "Left."},
+        {"role": "user", "content": [{"type": "file", "file": {"path": str(upload / "clip.mkv")}}]},
+        {"role": "user", "content": "And this one?"},
+    ]  # as on_chat writes an image and a video sent with one message, then as Gradio hands a file back
+    first, _, last = api_messages(history)
+    assert [part["type"] for part in first["content"]] == ["image_url", "video_url", "text"]
+    assert first["content"][1]["video_url"]["url"] == "data:video/mp4;base64,ZmFrZSBtcDQ="
+    assert (
+        last["content"][0]["video_url"]["url"].startswith("data:video/")
+        and last["content"][1]["text"] == "And this one?"
+    )
 
 
 def _stub_run(ws: Workspace, name: str, lock: dict) -> Path:
@@ -276,3 +370,35 @@ def test_base_model_chat_needs_no_training(app, tmp_path):
     assert app._base_model_args("full") == ["--model", str(tmp_path / "model"), "--adapter", "none"]
     _stub_run(app.ws, "hub", {"method": {"finetuning_type": "full"}, "model": {"model_name_or_path": "Qwen/Qwen3-8B"}})
     assert app._base_model_args("hub") == ["--model", "Qwen/Qwen3-8B", "--adapter", "none"]
+
+
+def test_a_chat_message_with_a_video_goes_to_serve_py_as_a_video_url_part(app, monkeypatch):
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    import httpx
+    from gradio.utils import get_upload_folder
+
+    upload = Path(get_upload_folder()) / "ffc-test"
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / "clip.webm").write_bytes(b"fake webm")
+    sent = []
+    chunk = json.dumps({"choices": [{"delta": {"content": "Left."}}]})
+
+    @contextmanager
+    def server(method, url, json, headers, timeout):  # serve.py's stream, as the handler reads it
+        sent.append(json)
+        yield SimpleNamespace(status_code=200, iter_lines=lambda: iter([f"data: {chunk}", "data: [DONE]"]))
+
+    monkeypatch.setattr(httpx, "stream", server)
+    monkeypatch.setattr(app.ws, "job", lambda run, kind: SimpleNamespace(alive=True))
+    app.servers["clips"] = 1
+    *_, (history, box, image, video) = app.on_chat(
+        "Which way?", [], "", None, str(upload / "clip.webm"), 0.0, 1.0, 16, "clips", "en"
+    )
+    (message,) = sent[0]["messages"]
+    assert [part["type"] for part in message["content"]] == ["video_url", "text"]
+    assert message["content"][0]["video_url"]["url"] == "data:video/webm;base64,ZmFrZSB3ZWJt"
+    assert history[0] == {"role": "user", "content": {"path": str(upload / "clip.webm")}}
+    assert history[-1] == {"role": "assistant", "content": "Left."}
+    assert (box, image, video) == ("", None, None)  # the boxes are emptied for the next message

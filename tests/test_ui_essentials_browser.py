@@ -1,7 +1,8 @@
 """The essentials screen in a real browser (headless chromium, as test_ui_browser.py): pick a catalogue model
 (path and template follow), watch the memory estimate follow the batch size and warn past the GPU's memory,
-preview a vision dataset's images, build and train the demo model from the essentials alone, sweep one value,
-compare the two finished runs (curves overlaid), chat with the base model (Enter sends), switch to Chinese.
+preview a vision dataset's images and a video dataset's first frames, build and train the demo model from the
+essentials alone, sweep one value, compare the two finished runs (curves overlaid), chat with the base model
+(Enter sends), switch to Chinese; chat about an uploaded clip with a run trained on videos.
 Every labelled input of the essentials has an accessible name. Screenshots go to $FFC_SCREENSHOTS."""
 
 import time
@@ -140,12 +141,14 @@ def test_essentials_pick_estimate_train_compare_chat(ui, browser, shots):  # noq
     snap(d, shots, "e05-export-choices.png")
     assert {"f16", "q4_k_m"} <= set(export_choices(d))
 
-    # A vision dataset's rows come with their images (the rows of each chosen dataset, then the tokenised ones).
+    # A vision dataset's rows come with their images, a video dataset's with the first frames of their clips
+    # (the rows of each chosen dataset, then the tokenised ones).
     tab(d, "Configure")
     add_choice(d, "field-data-dataset", "demo_vision")
+    add_choice(d, "field-data-dataset", "demo_video")
     click(d, "dataset-preview-button")
-    wait_for(lambda: len(d.find_elements(By.CSS_SELECTOR, "#dataset-images img")) >= 3, 300, "the thumbnails")
-    assert "demo_vision" in text_of(d, "dataset-preview")
+    wait_for(lambda: len(d.find_elements(By.CSS_SELECTOR, "#dataset-images img")) >= 6, 300, "the thumbnails")
+    assert "demo_vision" in text_of(d, "dataset-preview") and "demo_video/" in text_of(d, "dataset-preview")
     snap(d, shots, "e06-dataset-images.png", "dataset-images")
 
     # Chinese labels on the essentials.
@@ -194,3 +197,44 @@ def add_choice(d, elem_id, value):
     box.send_keys(Keys.ESCAPE)
     time.sleep(0.3)
     close_menu(d)
+
+
+def test_a_video_run_chats_about_an_uploaded_clip(ui, browser, shots, demo):  # noqa: F811 (fixtures)
+    """The Chat tab's video box appears for a run trained on videos; a clip sent with a message reaches serve.py
+    (as a video_url part) and the base model answers."""
+    from ffc.ui import form, service
+    from ffc.ui.jobs import Workspace
+
+    url, workspace = ui
+    (workspace / "vlm").symlink_to(demo / "tiny-vlm")
+    values = {**form.values_from_spec({}), "name": "clips", "model.model_name_or_path": "./vlm"}
+    values.update({"data.dataset": ["demo_video"], "data.dataset_dir": "./data", "data.template": "qwen2_vl"})
+    assert service.build(Workspace(workspace), "clips", form.to_yaml(form.spec_from_values(values))).ok
+    d = browser
+    d.get(url)
+    wait_for(lambda: d.find_elements(By.ID, "run-select"), 60, "the page")
+    tab(d, "Chat")
+    assert not d.find_elements(By.CSS_SELECTOR, "#chat-video input[type=file]")  # no run chosen yet
+    choose(d, "run-select", "clips")
+    wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#chat-video input[type=file]"), 30, "the video box")
+    press(d.find_element(By.CSS_SELECTOR, "#chat-base input"))
+    click(d, "server-button")
+    wait_for(lambda: "serving on" in text_of(d, "server-status"), 300, "serve.py with the base model")
+    clip = demo / "data" / "demo_video" / "circle_red_left.mp4"
+    d.find_element(By.CSS_SELECTOR, "#chat-video input[type=file]").send_keys(str(clip))
+    uploaded = '#chat-video [aria-label="circle_red_left.mp4"]'
+    wait_for(lambda: d.find_elements(By.CSS_SELECTOR, uploaded), 30, "the upload")
+    box = _input(d, "chat-input")
+    press(box)
+    box.send_keys("Which way does it move?")
+    box.send_keys(Keys.ENTER)
+
+    def answered():
+        texts = [b.text.strip() for b in d.find_elements(By.CSS_SELECTOR, "#chatbot .message")]
+        return "Which way does it move?" in texts[:-1] and texts[-1] != "Which way does it move?" and texts
+
+    texts = wait_for(answered, 180, "a reply about the clip")
+    assert "server error" not in texts[-1] and "start the model server" not in texts[-1], texts
+    assert d.find_elements(By.CSS_SELECTOR, "#chatbot video"), "the clip is shown in the conversation"
+    snap(d, shots, "e08-chat-video.png")
+    click(d, "server-stop")

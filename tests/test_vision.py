@@ -352,14 +352,10 @@ def test_preview_shows_expanded_and_masked_vision_tokens(demo, tmp_path):
 @pytest.mark.slow
 def test_lora_sft_on_images_trains_exports_chats_and_serves(demo, tmp_path):
     import base64
-    import os
     import subprocess
     import sys
-    import time
 
-    import httpx
-
-    from .conftest import free_port
+    from .conftest import serving
 
     run = _demo_run(demo, tmp_path)
     done = subprocess.run([sys.executable, "train.py"], cwd=run, capture_output=True, text=True)
@@ -407,23 +403,7 @@ def test_lora_sft_on_images_trains_exports_chats_and_serves(demo, tmp_path):
     )  # fmt: skip
     assert chat.returncode == 0 and "Assistant: " in chat.stdout and chat.stdout.split("Assistant: ")[1].strip()
 
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "serve.py", "--port", str(port)],
-        cwd=run,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/v1/models").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-            assert process.poll() is None, process.stdout.read().decode()[-3000:]
+    with serving(run) as base:
         from openai import BadRequestError, OpenAI
 
         client = OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=120)
@@ -437,9 +417,6 @@ def test_lora_sft_on_images_trains_exports_chats_and_serves(demo, tmp_path):
         parts[0]["image_url"]["url"] = "http://127.0.0.1:1/x.png"
         with pytest.raises(BadRequestError, match="does not download images"):
             client.chat.completions.create(model="vl", messages=[{"role": "user", "content": parts}])
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_cutoff_never_cuts_through_an_image(demo):

@@ -17,6 +17,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from ffc.compiler import catalogue
+from ffc.runtime.data.media import VIDEO_SUFFIXES
 
 from . import form, locales
 from .handlers import App
@@ -283,6 +284,12 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
                         gr.Image, {"label": "chat_image"}, type="filepath", sources=["upload"], elem_id="chat-image",
                         height=120, scale=1,
                     )  # fmt: skip
+                    # Shown for runs whose datasets have videos (App.on_run_media). A file box, not gr.Video: that
+                    # plays the upload and calls the many codecs PyAV reads (MPEG-4 part 2, AVI, FLV) unplayable.
+                    chat_video = tr(
+                        gr.File, {"label": "chat_video"}, file_types=sorted(VIDEO_SUFFIXES), type="filepath",
+                        elem_id="chat-video", height=120, scale=1, visible=False,
+                    )  # fmt: skip
                     chat_input = tr(gr.Textbox, {"label": "message"}, elem_id="chat-input", scale=4)
                     send_button = tr(gr.Button, {"value": "send"}, variant="primary", elem_id="send-button", scale=1)
                     clear_button = tr(gr.Button, {"value": "clear"}, elem_id="clear-button", scale=1)
@@ -346,9 +353,11 @@ def create_app(workspace: Workspace, lang: str = "en") -> gr.Blocks:
         server_button.click(app.on_server_start, [run_select, chat_base, language], server_status)
         server_stop.click(app.on_server_stop, [run_select, language], server_status)
         chat_args = (
-            [chat_input, chatbot, system_prompt, chat_image, temperature, top_p, max_tokens, run_select, language],
-            [chatbot, chat_input, chat_image],
+            [chat_input, chatbot, system_prompt, chat_image, chat_video, temperature, top_p, max_tokens, run_select]
+            + [language],
+            [chatbot, chat_input, chat_image, chat_video],
         )
+        run_select.change(app.on_run_media, run_select, chat_video)
         send_button.click(app.on_chat, *chat_args)
         chat_input.submit(app.on_chat, *chat_args)  # Enter sends
         clear_button.click(lambda: [], None, chatbot)

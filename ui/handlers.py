@@ -120,14 +120,17 @@ class App:
         return gr.update(choices=names, value=[n for n in (current or []) if n in names] or current, info=info)
 
     def on_dataset_preview(self, lang, *values):
-        """(the rows as stored and as tokenised, the thumbnails of their images: hidden when they have none)."""
+        """(the rows as stored and as tokenised, the thumbnails of their images and videos: hidden when they have
+        none). A video shows as its first frame (see ``service.first_frame``)."""
         by_path = _by_path(values)
         names = form.to_value(form.BY_PATH["data.dataset"], by_path.get("data.dataset")) or []
         folder = by_path.get("data.dataset_dir") or "data"
         raw = "\n\n".join(service.dataset_rows(folder, n, self.ws) for n in names)
-        images = [image for n in names for image in service.dataset_images(folder, n, self.ws)]
+        media = [item for n in names for item in service.dataset_media(folder, n, self.ws)]
+        pictures = [(service.first_frame(m.path) if m.video_file else m.path, m.caption) for m in media]
+        pictures = [(picture, caption) for picture, caption in pictures if picture is not None]
         text = (raw or "(no dataset chosen)") + "\n\n" + service.tokenised_preview(self.ws, *_name_and_yaml(by_path))
-        return text, gr.update(value=images, visible=bool(images))
+        return text, gr.update(value=pictures, visible=bool(pictures))
 
     def on_load(self, path, lang):
         try:
@@ -345,32 +348,35 @@ class App:
         key = os.environ.get(name) if name else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def on_chat(self, message, history, system, image, temperature, top_p, max_tokens, run, lang):
-        """Stream the reply of the run's serve.py; (conversation, message box, image box)."""
+    def on_run_media(self, run):
+        """The Chat tab's video box: shown for runs whose datasets have videos (their serve.py samples frames)."""
+        return gr.update(visible=service.run_has_videos(self.ws, run))
+
+    def on_chat(self, message, history, system, image, video, temperature, top_p, max_tokens, run, lang):
+        """Stream the reply of the run's serve.py; (conversation, message box, image box, video box)."""
         import httpx
 
         history = list(history or [])
-        if not (message or "").strip() and not image:
-            yield history, "", None
+        if not (message or "").strip() and not image and not video:
+            yield history, "", None, None
             return
         port = self.servers.get(run or "")
         job = self.ws.job(run, "serve") if run else None
-        if image:
-            history.append({"role": "user", "content": {"path": image}})
+        history += [{"role": "user", "content": {"path": file}} for file in (image, video) if file]
         history.append({"role": "user", "content": message or ""})
         if not port or not job or not job.alive:
             history.append({"role": "assistant", "content": locales.text("start_server_first", lang)})
-            yield history, "", None
+            yield history, "", None, None
             return
         try:
             messages = api_messages(history)
         except (ValueError, OSError) as exc:
             history.append({"role": "assistant", "content": f"({exc})"})
-            yield history, "", None
+            yield history, "", None, None
             return
         messages = ([{"role": "system", "content": system}] if system and system.strip() else []) + messages
         history.append({"role": "assistant", "content": ""})
-        yield history, "", None
+        yield history, "", None, None
         body = {"model": "run", "messages": messages, "stream": True, "temperature": temperature, "top_p": top_p}
         if max_tokens:
             body["max_tokens"] = int(max_tokens)
@@ -381,7 +387,7 @@ class App:
                 if response.status_code != 200:
                     response.read()
                     history[-1]["content"] = f"(server error {response.status_code}: {response.text[:500]})"
-                    yield history, "", None
+                    yield history, "", None, None
                     return
                 for line in response.iter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -389,10 +395,10 @@ class App:
                     delta = json.loads(line[6:])["choices"][0].get("delta", {})
                     if delta.get("content"):
                         history[-1]["content"] += delta["content"]
-                        yield history, "", None
+                        yield history, "", None, None
         except httpx.HTTPError as exc:
             history[-1]["content"] += f"\n(connection error: {exc})"
-        yield history, "", None
+        yield history, "", None, None
 
     # -- eval and export -----------------------------------------------------------------------------------
 
@@ -440,28 +446,39 @@ def resumable(status: str) -> bool:
 
 
 def api_messages(history: list) -> list[dict]:
-    """The conversation as OpenAI messages: an image the user attached (a file in the chat) joins the user's
-    next text as an image_url part with a data URL, which serve.py reads."""
-    messages, images = [], []
+    """The conversation as OpenAI messages: each image or video the user attached (a file in the chat) joins the
+    user's next text as an image_url or video_url part (the name vLLM and SGLang give video input) with a data
+    URL; serve.py puts an <image> (or <video>) mark where each part stands and gives the engine the file."""
+    messages, media = [], []
     for item in history:
         text, paths = _parts(item["content"])
         if item["role"] != "user":
             messages.append({"role": item["role"], "content": text})
             continue
-        images += [_data_url(path) for path in paths]
+        media += [_media_part(path) for path in paths]
         if not text and paths:
-            continue  # an image alone: it goes with the text that follows it
-        if images:
-            parts = [{"type": "image_url", "image_url": {"url": url}} for url in images]
-            messages.append({"role": "user", "content": parts + [{"type": "text", "text": text}]})
-            images = []
+            continue  # a file alone: it goes with the text that follows it
+        if media:
+            messages.append({"role": "user", "content": media + [{"type": "text", "text": text}]})
+            media = []
         else:
             messages.append({"role": "user", "content": text})
     return messages
 
 
+def _media_part(path: str) -> dict:
+    kind = "video_url" if _is_video(path) else "image_url"
+    return {"type": kind, kind: {"url": _data_url(path)}}
+
+
+def _is_video(path: str) -> bool:
+    from ffc.runtime.data.media import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def _parts(content) -> tuple[str, list[str]]:
-    """(text, image files) of a chat message as this module writes it ({"path": ...}) or Gradio hands it back
+    """(text, image and video files) of a chat message as this module writes it ({"path": ...}) or Gradio hands it back
     (a list of {"type": "text"} and {"type": "file"} parts)."""
     items = content if isinstance(content, list) else [content]
     texts, paths = [], []
@@ -476,8 +493,8 @@ def _parts(content) -> tuple[str, list[str]]:
 
 
 def _data_url(path: str) -> str:
-    """An uploaded image as a data URL. Only files in Gradio's upload folder: a chat history comes from the
-    browser, and a path elsewhere is not the UI's to read."""
+    """An uploaded image or video as a data URL. Only files in Gradio's upload folder: a chat history comes from
+    the browser, and a path elsewhere is not the UI's to read."""
     import base64
     import mimetypes
 
@@ -486,5 +503,8 @@ def _data_url(path: str) -> str:
     file = Path(path).resolve()
     if not file.is_relative_to(Path(get_upload_folder()).resolve()):
         raise ValueError(f"{path}: not an uploaded file")
-    kind = mimetypes.guess_type(file.name)[0] or "image/png"
+    kind = mimetypes.guess_type(file.name)[0]
+    if _is_video(file.name) and not (kind or "").startswith("video/"):  # .mkv, .flv: unknown to some systems
+        kind = "video/" + file.suffix.lower().lstrip(".")
+    kind = kind or "image/png"
     return f"data:{kind};base64," + base64.b64encode(file.read_bytes()).decode("ascii")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ffc.compiler.diff import diff_files, run_files
 from ffc.compiler.loader import Issue, SpecError, load_spec
@@ -220,10 +220,20 @@ def _first_rows(folder: Path, attr, workspace: Workspace, count: int) -> list:
     return []
 
 
-def dataset_images(dataset_dir: str, name: str, workspace: Workspace, count: int = 3) -> list[tuple[str, str]]:
-    """(image file, caption) for the images of a dataset's first rows, when its dataset_info.json entry names
-    an images column; only files in the workspace (a path outside it is left out, as is a missing one: the
-    tokenised preview and the build say what is wrong with a row)."""
+class Media(NamedTuple):
+    """One picture of the dataset preview: an image file, or a video (``video_file``: a file to decode; a video
+    given as frame images is shown by its first frame, an image file)."""
+
+    path: str
+    caption: str
+    video_file: bool = False
+
+
+def dataset_media(dataset_dir: str, name: str, workspace: Workspace, count: int = 3) -> list[Media]:
+    """The images and videos of a dataset's first rows, when its dataset_info.json entry names images or videos
+    columns; only files in the workspace (a path outside it is left out, as is a missing one: the tokenised
+    preview and the build say what is wrong with a row)."""
+    from ffc.runtime.data.media import media_columns
     from ffc.runtime.data.registry import RegistryError, resolve
 
     try:
@@ -231,19 +241,66 @@ def dataset_images(dataset_dir: str, name: str, workspace: Workspace, count: int
         (attr,) = resolve(folder, [name])
     except (OSError, RegistryError, OutsideWorkspace):
         return []
-    column = attr.column("images") if attr.formatting in ("alpaca", "sharegpt", "openai") else None
-    if not column or attr.source != "file":
+    columns = {key: attr.column(key) for key in media_columns(attr)}
+    if not columns or attr.source != "file":
         return []
+
+    def local(path) -> Optional[str]:
+        if not isinstance(path, str) or not path or not workspace.contains(path, base=folder):
+            return None
+        file = workspace.inside(path, base=folder)
+        return str(file) if file.is_file() else None
+
     found = []
     for number, row in enumerate(_first_rows(folder, attr, workspace, count), start=1):
-        paths = row.get(column) if isinstance(row, dict) else None
-        for path in [paths] if isinstance(paths, str) else paths if isinstance(paths, list) else []:
-            if not isinstance(path, str) or not workspace.contains(path, base=folder):
-                continue
-            image = workspace.inside(path, base=folder)
-            if image.is_file():
-                found.append((str(image), f"{name} · row {number} · {path}"))
+        where = f"{name} · row {number}"
+        for key, column in columns.items():
+            value = row.get(column) if isinstance(row, dict) else None
+            for item in [value] if isinstance(value, str) else value if isinstance(value, list) else []:
+                frames = item if key == "videos" and isinstance(item, list) and item else None
+                file = local(frames[0] if frames else item)
+                if file is None:
+                    continue
+                if frames:
+                    found.append(Media(file, f"{where} · video of {len(frames)} frames, first: {frames[0]}"))
+                elif key == "videos":
+                    found.append(Media(file, f"{where} · video {item} (first frame)", video_file=True))
+                else:
+                    found.append(Media(file, f"{where} · {item}"))
     return found
+
+
+def first_frame(path: str):
+    """A video file's first frame (a PIL image), None when PyAV is missing or cannot decode it (the build says
+    why). The dataset preview shows videos by it rather than playing them: a browser plays few of the codecs
+    PyAV (and so training) reads, like the MPEG-4 of ffc's demo clips, while this picture always shows, decoded
+    by the reader training uses, at the cost of a gallery image. Not ``read_video``: that decodes every frame."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(path) as container:
+            return next(container.decode(video=0)).to_image() if container.streams.video else None
+    except (av.error.FFmpegError, OSError, ValueError, StopIteration):
+        return None
+
+
+def run_has_videos(workspace: Workspace, run: str) -> bool:
+    """Whether a built run's datasets carry videos (its chat.py and serve.py then sample frames), decided as the
+    build decides: from the run directory's dataset_info.json and the datasets its lock names."""
+    from ffc.compiler.media_check import media_kinds_of
+
+    if not run or check_name(run):
+        return False
+    folder = workspace.run_dir(run)
+    try:
+        registry = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+        data = json.loads((folder / "ffc.lock.json").read_text(encoding="utf-8"))["spec"]["data"]
+        names = [*(data.get("dataset") or []), *(data.get("eval_dataset") or [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return isinstance(registry, dict) and "videos" in media_kinds_of(registry, names)
 
 
 def tokenised_preview(workspace: Workspace, name: str, yaml_text: str, count: int = 3, timeout: float = 300) -> str:

@@ -112,6 +112,18 @@ class ImageTokens:
         wanted = set(self.processor.model_input_names) - set(self.processor.unused_input_names)
         return {k: v for k, v in processed.items() if k in wanted}
 
+    def filler(self, kind: str) -> tuple[list[int], object]:
+        """Token ids and the item of a blank picture (``kind`` "images") or two-frame clip ("videos"): what a
+        batch without that kind of media carries so that every process runs the vision tower alike (see
+        ``VisionCollator``)."""
+        from PIL import Image
+
+        blank = Image.new("RGB", (32, 32), "white")
+        item = blank if kind == "images" else (blank, blank)
+        expansion = (self.expansions([item]) if kind == "images" else self.video_expansions([item]))[0]
+        block = self.plugin.block(kind[:-1], expansion)
+        return self.processor.tokenizer(block, add_special_tokens=False)["input_ids"], item
+
     def token_types(self, input_ids) -> dict:
         """The token types the model reads beside ``input_ids`` (a tensor), e.g. ``mm_token_type_ids``."""
         import torch
@@ -187,14 +199,30 @@ class VisionConversationEncoder(ConversationEncoder):
 class VisionCollator(Collator):
     """Pads ids and labels like ``Collator`` and adds what the model reads beside them: the batch's pixels
     (images and video frames) and the token types, as the family's processor makes them
-    (``ImageTokens.model_inputs``)."""
+    (``ImageTokens.model_inputs``).
 
-    def __init__(self, pad_token_id: int, images: ImageTokens):
+    ``every_batch``: the media kinds ("images", "videos") each batch must hold. A batch without one gets a
+    blank one (``ImageTokens.filler``) after the first row's last token, untrained: with several processes,
+    one that skipped the vision tower while another ran it would leave DeepSpeed ZeRO-3's parameter gathering
+    (and DDP's gradient reduction of a trained tower) waiting for each other. Causal attention keeps the
+    filler out of every real token's view, and its labels out of the loss: the loss is unchanged."""
+
+    def __init__(self, pad_token_id: int, images: ImageTokens, every_batch: tuple[str, ...] = ()):
         super().__init__(pad_token_id)
         self.images = images
+        self.fillers = {kind: images.filler(kind) for kind in every_batch}
 
     def __call__(self, features: Iterable[dict]) -> dict:
         features = list(features)
+        for kind, (ids, item) in self.fillers.items():
+            if not any(feature.get(kind) for feature in features):
+                first = features[0]
+                features[0] = {
+                    **first,
+                    "input_ids": list(first["input_ids"]) + ids,
+                    "labels": list(first["labels"]) + [IGNORE_INDEX] * len(ids),
+                    kind: [item],
+                }
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
         videos = [video for feature in features for video in feature.get("videos") or []]

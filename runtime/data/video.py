@@ -15,12 +15,14 @@ still video equals the picture). The processor's own ``replace_video_token`` sti
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..chat.vision import MediaError
 from ..errors import UserError
 
 
@@ -34,9 +36,9 @@ class VideoSettings:
     min_pixels: int = 16 * 16
 
 
-def frame_list(reference: str) -> list[str] | None:
+def frame_list(reference) -> list[str] | None:
     """The frames of a converted row's video when it is a frame list (stored as a JSON list), else None."""
-    return json.loads(reference) if reference.startswith("[") else None
+    return json.loads(reference) if isinstance(reference, str) and reference.startswith("[") else None
 
 
 def _sample(total: int, wanted: float, maxlen: int) -> list[int]:
@@ -70,11 +72,17 @@ def probe_video(path: str | Path) -> str:
     return ""
 
 
-def read_video(reference: str, settings: VideoSettings):
-    """(frames as RGB PIL images, transformers ``VideoMetadata`` with the sampled indices and the frame rate)."""
+def read_video(reference: str | bytes | tuple, settings: VideoSettings):
+    """(frames as RGB PIL images, transformers ``VideoMetadata`` with the sampled indices and the frame rate) of a
+    video file, a frame list (see ``frame_list``), a video's bytes (the API's data: URLs) or a tuple of PIL
+    frames (all kept)."""
     from PIL import Image
     from transformers.video_utils import VideoMetadata
 
+    if isinstance(reference, tuple):  # frames already in memory (the collator's blank filler clip)
+        pictures = [frame.convert("RGB") for frame in reference]
+        indices = list(range(len(pictures)))
+        return pictures, VideoMetadata(total_num_frames=len(pictures), fps=settings.fps, frames_indices=indices)
     frames = frame_list(reference)
     if frames is not None:
         indices = _sample(len(frames), len(frames), settings.maxlen)
@@ -84,15 +92,42 @@ def read_video(reference: str, settings: VideoSettings):
                 pictures.append(image.convert("RGB"))
         return pictures, VideoMetadata(total_num_frames=len(frames), fps=settings.fps, frames_indices=indices)
     av = _import_av()
-    with av.open(reference) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or stream.guessed_rate or 0) or settings.fps
-        decoded = [frame for frame in container.decode(stream)]  # frame counts in headers are often wrong
-        duration = float(stream.duration * stream.time_base) if stream.duration else len(decoded) / rate
-        indices = _sample(len(decoded), duration * settings.fps, settings.maxlen)
-        pictures = [decoded[i].to_image().convert("RGB") for i in indices]
-    metadata = VideoMetadata(total_num_frames=len(decoded), fps=rate, duration=duration, frames_indices=indices)
-    return pictures, metadata
+    try:
+        with av.open(io.BytesIO(reference) if isinstance(reference, bytes) else reference) as container:
+            return _sample_container(container, settings)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"the video cannot be decoded ({exc})") from None
+
+
+def _sample_container(container, settings: VideoSettings):
+    """Sampled frames of an open PyAV container, decoded in one pass keeping only those (a long video's frames
+    would not fit in memory)."""
+    from transformers.video_utils import VideoMetadata
+
+    if not container.streams.video:
+        raise MediaError("the file has no video stream")
+    stream = container.streams.video[0]
+    rate = float(stream.average_rate or stream.guessed_rate or 0) or settings.fps
+    total = stream.frames
+    if not total:  # no count in the header: count the frames, then decode again from the start
+        total = sum(1 for _ in container.decode(stream))
+        container.seek(0)
+    if not total:
+        raise MediaError("the video has no frames")
+    duration = float(stream.duration * stream.time_base) if stream.duration else total / rate
+    indices = _sample(total, duration * settings.fps, settings.maxlen)
+    wanted, pictures = set(indices), {}
+    for number, frame in enumerate(container.decode(stream)):
+        if number in wanted:
+            pictures[number] = frame.to_image().convert("RGB")
+        if number >= indices[-1]:
+            break
+    if not pictures:
+        raise MediaError("the video has no frames that decode")
+    last = pictures[max(pictures)]  # a header that counts more frames than the file holds: the last one stands in
+    frames = [pictures.get(index, last) for index in indices]
+    metadata = VideoMetadata(total_num_frames=total, fps=rate, duration=duration, frames_indices=indices)
+    return frames, metadata
 
 
 def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -101,6 +136,14 @@ def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     return smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+# A Qwen-VL processor class -> the class of its torchvision-based video processor in transformers.
+VIDEO_PROCESSORS = {
+    "Qwen2VLProcessor": "Qwen2VLVideoProcessor",
+    "Qwen2_5_VLProcessor": "Qwen2VLVideoProcessor",
+    "Qwen3VLProcessor": "Qwen3VLVideoProcessor",
+}
 
 
 class QwenVideoProcessor:
@@ -120,6 +163,29 @@ class QwenVideoProcessor:
         self.image_mean = image_processor.image_mean
         self.image_std = image_processor.image_std
         self.settings = settings
+
+    def transformers_config(self, processor_class: str) -> dict:
+        """The run's frame settings as transformers' own Qwen video processor reads them from
+        ``video_preprocessor_config.json`` (export: so that ``AutoProcessor`` and vLLM, which have torchvision,
+        sample and size frames as training did; their sampler keeps at least 4 frames where ffc's keeps 1)."""
+        return {
+            "video_processor_type": VIDEO_PROCESSORS.get(processor_class, "Qwen2VLVideoProcessor"),
+            "processor_class": processor_class,
+            "do_sample_frames": True,
+            "fps": self.settings.fps,
+            "max_frames": self.settings.maxlen,
+            "size": {"shortest_edge": self.settings.min_pixels, "longest_edge": self.settings.max_pixels},
+            "do_resize": True,
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "do_convert_rgb": True,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+            "patch_size": self.patch_size,
+            "temporal_patch_size": self.temporal_patch_size,
+            "merge_size": self.merge_size,
+        }
 
     def frames_to_patches(self, frames: Sequence) -> tuple:
         """(patches ``[grid_t * grid_h * grid_w, 3 * temporal * patch * patch]``, (grid_t, grid_h, grid_w))."""
