@@ -355,7 +355,7 @@ def _video_spec(tmp_path, template="qwen2_vl", stage="sft", extra=""):
     [
         (["data.template=llava"], ["chat template 'llava' has no video input", "qwen2_vl or qwen3_vl"]),
         (["data.template=qwen"], ["chat template 'qwen' has no image input"]),
-        (["method.stage=pt", "data.template=null"], ["stage pt cannot train on images"]),
+        (["method.stage=pt", "data.template=null"], ["stage pt cannot train on videos"]),
         (["data.dataset=[audio]"], ["dataset 'audio' has audios: ffc does not train on audio yet"]),
     ],
     ids=["image-only-template", "text-template", "pt", "audio"],
