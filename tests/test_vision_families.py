@@ -246,6 +246,21 @@ PROCESSORS = {
         {},
         None,  # a grid of tiles by the picture's shape (<row_i_col_j>), then the global image
     ),
+    "smolvlm": (  # Idefics3's layout; its processor writes the tile grid with num2words (the test extra)
+        "SmolVLMProcessor",
+        (
+            "smolvlm.image_processing_pil_smolvlm.SmolVLMImageProcessorPil",
+            {"size": {"longest_edge": 128}, "max_image_size": {"longest_edge": 64}, "do_image_splitting": True},
+        ),
+        {"image_seq_len": 4},
+        {
+            "image_token": "<image>",
+            "fake_image_token": "<fake_token_around_image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },  # Idefics3's processor adds its tokens itself; SmolVLM's reads them from the tokenizer
+        None,
+    ),
 }
 
 
