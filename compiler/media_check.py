@@ -26,7 +26,6 @@ VISION_REFUSED = {
     "use dpo or kto",
 }
 VISION_METHODS = ("lora", "full")
-VIDEO_STAGES = VISION_STAGES  # videos go wherever images go (the stages refused say why: VISION_REFUSED)
 # Why an audios column cannot be trained on (LLaMA-Factory's mllm_audio_demo has one): the build says it.
 NO_AUDIO = (
     "ffc does not train on audio yet: Qwen2-Audio and Qwen2.5-Omni need an audio feature extractor and a "
@@ -102,7 +101,7 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"{said}, but chat template {template!r} has no image input (the images would be lost); "
                 f"set data.template to one that has: {fits}"
             )
-        stages = VIDEO_STAGES if "videos" in kinds else VISION_STAGES
+        stages = VISION_STAGES  # videos go wherever images go
         if spec.method.stage not in stages:
             why = VISION_REFUSED.get(spec.method.stage, "it is not supported yet")
             problems.append(
@@ -141,8 +140,30 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
         problem = _model_problem(_local_config(loaded, model), model, template)
         if problem:
             problems.append(f"{said}, but {problem}")
+    problems += _sharded_preference_problems(spec, registry, names)
     if problems:
         raise SpecError([Issue(where, "data.dataset", problem) for problem in problems])
+
+
+def _sharded_preference_problems(spec, registry: Mapping, names: list[str]) -> list[str]:
+    """ZeRO-3 and FSDP gather the vision tower's weights in every process at once: a preference batch with
+    pictures on one process and without on another would leave them waiting for each other. sft's collator
+    fills such batches with a blank item (VisionCollator); TRL's preference batches have no place for one yet,
+    so datasets that mix media kinds, or media with text-only rows' datasets, are refused there."""
+    sharded = spec.distributed.backend == "fsdp" or (
+        spec.distributed.backend == "deepspeed" and spec.distributed.deepspeed.zero_stage == 3
+    )
+    if spec.method.stage == "sft" or not sharded:
+        return []
+    kinds = [tuple(media_kinds(registry.get(name) or {})) for name in names]
+    if not any(kinds) or len(set(kinds)) == 1 and len(kinds[0]) == 1:
+        return []
+    said = ", ".join(f"{name!r} ({' and '.join(k) or 'text only'})" for name, k in zip(names, kinds))
+    return [
+        f"datasets {said}: with {spec.distributed.backend} sharding, every {spec.method.stage} batch must hold the "
+        "same kind of media, and these mix kinds; use datasets of one media kind (all images, or all videos), or "
+        "ZeRO-2 / DDP"
+    ]
 
 
 def _video_problems(spec, said: str) -> list[str]:

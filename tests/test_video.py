@@ -552,3 +552,21 @@ def test_zero3_two_processes_train_on_images_and_videos(demo, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-5000:]
     log = [json.loads(line) for line in (run / "output" / "trainer_log.jsonl").read_text().splitlines()]
     assert max(entry.get("current_steps", 0) for entry in log) == 4, log[-1]
+
+
+def test_sharded_preference_runs_refuse_mixed_media(tmp_path):
+    from ffc.compiler.build import build_files
+    from ffc.compiler.loader import SpecError, load_spec
+    from ffc.devtools.vlm import write_video_data, write_vision_data
+
+    write_video_data(write_vision_data(tmp_path / "data", size=8), size=8)
+    spec = tmp_path / "dpo.yaml"
+    spec.write_text(
+        "model:\n  model_name_or_path: Qwen/Qwen2-VL-2B-Instruct\nmethod:\n  stage: dpo\n"
+        "data:\n  dataset: [demo_video_pairs, demo_vision_pairs]\n  dataset_dir: data\n  template: qwen2_vl\n"
+        "distributed:\n  backend: deepspeed\n  deepspeed:\n    zero_stage: 3\n"
+    )
+    with pytest.raises(SpecError, match="every dpo batch must hold the same kind of media"):
+        build_files(load_spec(spec), tmp_path / "run")
+    for fits in (["distributed.deepspeed.zero_stage=2"], ["data.dataset=[demo_video_pairs]"]):
+        build_files(load_spec(spec, fits), tmp_path / "run")  # ZeRO-2, or one media kind: built
