@@ -1,4 +1,4 @@
-"""Generation with images: the HF engine of chat.py and serve.py for vision-language runs.
+"""Generation with images and videos: the HF engine of chat.py and serve.py for vision-language runs.
 
 A user message may carry ``images`` (file paths or PIL images) next to its text, which holds one
 ``<image>`` per picture where it belongs (chat.py puts them in front of the text, as datasets do), and
@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Optional
 
 from .chat.templates import ChatTemplate
+from .chat.vision import MediaError
 from .data.multimodal import ImageTokens
 from .errors import UserError
 from .inference import GenerationOptions, HFEngine
 
+MAX_REQUEST_VIDEOS = 8  # video_url parts in one message (each is decoded: see ffc.runtime.data.video's limits)
+
 
 class ImageError(UserError, ValueError):
-    """An image that cannot be used (a file that is not there or not an image, a bad data: URL)."""
+    """An image or video that cannot be used (a file that is not there or not decodable, a bad data: URL)."""
 
 
 def open_image(source, name: Optional[str] = None):
@@ -97,6 +100,7 @@ class VisionHFEngine(HFEngine):
         super().__init__(model, tokenizer, template, defaults, default_system=default_system)
         self.images = images  # the family's processor: image text and pixels
         self.reads_videos = images.video_processor is not None  # serve.py keeps video_url parts then
+        self._last_media = None  # (messages, their images and videos): see _media
 
     reads_images = True  # serve.py keeps image_url parts for this engine
     fetch_urls = False  # serve.fetch_image_urls
@@ -112,44 +116,52 @@ class VisionHFEngine(HFEngine):
     def _videos(self, messages) -> list:
         """The messages' videos in order: ``videos`` (file paths from chat.py, or a dataset row's frame lists: see
         ffc.runtime.data.media) and ``video_urls`` (from the API: the bytes of data: URLs, or of http(s) URLs
-        where fetching is on; never a local path)."""
+        where fetching is on; never a local path; at most ``MAX_REQUEST_VIDEOS``)."""
         from .data.media import decode_data_url, download
         from .data.video import frame_list
 
         out = []
         for message in messages:
             for video in message.get("videos") or []:
-                if frame_list(str(video)) is None and not Path(video).is_file():
+                video = str(video)
+                if not Path(video).is_file() and frame_list(video) is None:
                     raise ImageError(f"video {video}: not found")
-                out.append(str(video))
-            for url in message.get("video_urls") or []:
+                out.append(video)
+            urls = message.get("video_urls") or []
+            if len(urls) > MAX_REQUEST_VIDEOS:
+                raise ImageError(f"{len(urls)} videos in one message: this server takes at most {MAX_REQUEST_VIDEOS}")
+            for url in urls:
                 try:
                     if url.startswith("data:"):
                         out.append(decode_data_url(url))
                     elif url.startswith(("http://", "https://")) and self.fetch_urls:
                         out.append(download(url))
                     else:
-                        raise ValueError(
-                            "a video_url must be a data: URL (data:video/mp4;base64,...)"
-                            + (
-                                ""
-                                if self.fetch_urls
-                                else "; this server does not download (serve.fetch_image_urls is off)"
-                            )
+                        off = (
+                            "" if self.fetch_urls else "; this server does not download (serve.fetch_image_urls is off)"
                         )
+                        raise ValueError(f"a video_url must be a data: URL (data:video/mp4;base64,...){off}")
                 except ValueError as exc:
                     raise ImageError(str(exc).replace("data: URL image", "data: URL video")) from None
         return out
 
-    def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
-        from ffc.runtime.chat.vision import MediaError
+    def _media(self, messages) -> tuple[list, list]:
+        """(images, videos) of ``messages``, read once per conversation: ``prompt_ids`` counts their tokens and
+        ``model_inputs`` makes their pixels from the same bytes (a URL fetched twice could change in between)."""
+        cached = self._last_media
+        if cached is not None and cached[0] is messages:
+            return cached[1]
+        media = (self._images(messages), self._videos(messages))
+        self._last_media = (messages, media)  # one tuple, replaced whole: safe across serve.py's threads
+        return media
 
+    def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:
         rendered = self.template.render(
             messages, bos=self.tokenizer.bos_token or "", eos=self.tokenizer.eos_token or "",
             system=system or self.default_system, tools=tools, add_generation_prompt=True,
         )  # fmt: skip
         try:
-            text = self.images.expand(rendered, self._images(messages), self._videos(messages))
+            text = self.images.expand(rendered, *self._media(messages))
         except MediaError as exc:
             raise ImageError(str(exc)) from None
         ids = self.tokenizer(text.text, add_special_tokens=False)["input_ids"]
@@ -158,5 +170,9 @@ class VisionHFEngine(HFEngine):
         return ids
 
     def model_inputs(self, messages, input_ids) -> dict:
-        extra = self.images.model_inputs(self._images(messages), input_ids, self._videos(messages))
+        images, videos = self._media(messages)
+        try:
+            extra = self.images.model_inputs(images, input_ids, videos)
+        except MediaError as exc:
+            raise ImageError(str(exc)) from None
         return {key: value.to(self.model.device) for key, value in extra.items()}

@@ -570,3 +570,32 @@ def test_sharded_preference_runs_refuse_mixed_media(tmp_path):
         build_files(load_spec(spec), tmp_path / "run")
     for fits in (["distributed.deepspeed.zero_stage=2"], ["data.dataset=[demo_video_pairs]"]):
         build_files(load_spec(spec, fits), tmp_path / "run")  # ZeRO-2, or one media kind: built
+
+
+def test_api_videos_are_bounded_and_errors_name_the_video(clips, monkeypatch, demo):
+    from ffc.runtime.chat.vision import MediaError
+    from ffc.runtime.data import video as video_module
+    from ffc.runtime.data.multimodal import VisionCollator
+    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.errors import UserError
+
+    monkeypatch.setattr(video_module, "MAX_API_FRAMES", 4)
+    with pytest.raises(MediaError, match="has 8 frames, more than the 4"):
+        read_video((clips / "clip.mp4").read_bytes(), VideoSettings())  # a request's bytes: bounded
+    assert len(read_video(str(clips / "clip.mp4"), VideoSettings())[0]) == 4  # a dataset's file: not
+    odd = clips / "[draft] clip.mp4"  # a file whose name reads like a frame list is a file
+    odd.write_bytes((clips / "clip.mp4").read_bytes())
+    assert read_video(str(odd), VideoSettings())[1].total_num_frames == 8
+
+    _, tokens = _video_tokens(demo)
+    broken = str(clips / "bad.mp4")
+    with pytest.raises(UserError, match=f"a training batch cannot be made: video {broken} cannot be decoded"):
+        VisionCollator(0, tokens)([{"input_ids": [1, 2], "labels": [1, 2], "videos": [broken]}])
+
+
+def test_frames_are_resized_as_they_are_decoded(clips):
+    """Only the sampled frames are kept, each already at the size the processor gives it."""
+    from ffc.runtime.data.video import VideoSettings, read_video
+
+    frames, _ = read_video(str(clips / "clip.mp4"), VideoSettings(), frame_size=lambda h, w: (28, 28))
+    assert {frame.size for frame in frames} == {(28, 28)} and len(frames) == 4

@@ -40,7 +40,7 @@ def has_media(entry_columns: dict | None) -> bool:
     return bool(entry_columns) and any(entry_columns.get(key) for key, _ in MEDIA)
 
 
-MAX_IMAGE_BYTES = 32 * 1024 * 1024  # an image downloaded from a URL
+MAX_IMAGE_BYTES = 32 * 1024 * 1024  # an image (or serve.py's video) downloaded from a URL
 
 
 def _items(value: Any, name: str, key: str) -> list:
@@ -81,7 +81,7 @@ def download(url: str) -> bytes:
     except (urllib.error.URLError, OSError) as exc:
         raise ValueError(f"{url} cannot be downloaded ({getattr(exc, 'reason', None) or exc})") from None
     if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError(f"the image at {url} is larger than {MAX_IMAGE_BYTES >> 20} MB")
+        raise ValueError(f"the file at {url} is larger than {MAX_IMAGE_BYTES >> 20} MB")
     return data
 
 

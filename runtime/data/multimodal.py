@@ -16,7 +16,7 @@ from ..errors import UserError
 from .media import image_source
 from .packing import Collator
 from .tokenize import IGNORE_INDEX, ConversationEncoder, MaskOptions
-from .video import read_video
+from .video import frame_list
 
 
 def open_images(images) -> list:
@@ -31,6 +31,16 @@ def open_images(images) -> list:
         with Image.open(image_source(image)) as opened:
             out.append(opened.convert("RGB"))
     return out
+
+
+def _video_name(video) -> str:
+    """How an error names a video: its file, its first frame's file, or where it came from."""
+    if isinstance(video, bytes):
+        return "sent in the request"
+    if isinstance(video, tuple):
+        return "(a blank filler clip)"
+    frames = frame_list(video)
+    return f"of {len(frames)} frames from {frames[0]}" if frames else str(video)
 
 
 class ImageTokens:
@@ -82,8 +92,7 @@ class ImageTokens:
             raise MediaError(
                 f"this run reads no videos (the {self.plugin.name} template or this processor has no video input)"
             )
-        settings = self.video_processor.settings
-        return self.video_processor([read_video(video, settings) for video in videos])
+        return self.video_processor([self.video_processor.read(video, _video_name(video)) for video in videos])
 
     def video_expansions(self, videos) -> list[str]:
         """What the processor puts in place of each video's placeholder, in order."""
@@ -226,5 +235,8 @@ class VisionCollator(Collator):
         batch = super().__call__(features)
         paths = [path for feature in features for path in feature.get("images") or []]
         videos = [video for feature in features for video in feature.get("videos") or []]
-        batch.update(self.images.model_inputs(paths, batch["input_ids"], videos))
+        try:
+            batch.update(self.images.model_inputs(paths, batch["input_ids"], videos))
+        except (MediaError, OSError) as exc:  # a file that changed or went away since the data was loaded
+            raise UserError(f"a training batch cannot be made: {exc}; restore the file, or rebuild the data") from None
         return batch

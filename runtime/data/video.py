@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -37,8 +38,15 @@ class VideoSettings:
 
 
 def frame_list(reference) -> list[str] | None:
-    """The frames of a converted row's video when it is a frame list (stored as a JSON list), else None."""
-    return json.loads(reference) if isinstance(reference, str) and reference.startswith("[") else None
+    """The frames of a converted row's video when it is a frame list (stored as a JSON list), else None (a file:
+    a path that exists is a file even when it reads like a list)."""
+    if not isinstance(reference, str) or not reference.startswith("[") or os.path.isfile(reference):
+        return None
+    try:
+        frames = json.loads(reference)
+    except ValueError:
+        return None
+    return frames if isinstance(frames, list) and all(isinstance(frame, str) for frame in frames) else None
 
 
 def _sample(total: int, wanted: float, maxlen: int) -> list[int]:
@@ -72,10 +80,17 @@ def probe_video(path: str | Path) -> str:
     return ""
 
 
-def read_video(reference: str | bytes | tuple, settings: VideoSettings):
+# Bounds on a video sent to serve.py (its bytes): decoding cost grows with frames and frame size, which a
+# small, well-compressed request can make huge.
+MAX_API_FRAMES = 18_000  # ten minutes at 30 frames per second
+MAX_API_FRAME_AREA = 4096 * 4096
+
+
+def read_video(reference: str | bytes | tuple, settings: VideoSettings, frame_size=None):
     """(frames as RGB PIL images, transformers ``VideoMetadata`` with the sampled indices and the frame rate) of a
-    video file, a frame list (see ``frame_list``), a video's bytes (the API's data: URLs) or a tuple of PIL
-    frames (all kept)."""
+    video file, a frame list (see ``frame_list``), a video's bytes (the API's data: URLs; bounded by the
+    ``MAX_API_*`` limits) or a tuple of PIL frames (all kept). ``frame_size(height, width) -> (height, width)``:
+    each kept frame is resized to it as it is decoded (only the sampled frames, at their final size, are held)."""
     from PIL import Image
     from transformers.video_utils import VideoMetadata
 
@@ -89,41 +104,59 @@ def read_video(reference: str | bytes | tuple, settings: VideoSettings):
         pictures = []
         for index in indices:
             with Image.open(frames[index]) as image:
-                pictures.append(image.convert("RGB"))
+                pictures.append(_sized(image.convert("RGB"), frame_size))
         return pictures, VideoMetadata(total_num_frames=len(frames), fps=settings.fps, frames_indices=indices)
     av = _import_av()
+    untrusted = isinstance(reference, bytes)
     try:
-        with av.open(io.BytesIO(reference) if isinstance(reference, bytes) else reference) as container:
-            return _sample_container(container, settings)
+        with av.open(io.BytesIO(reference) if untrusted else reference) as container:
+            return _sample_container(container, settings, frame_size, untrusted)
     except av.error.FFmpegError as exc:
-        raise MediaError(f"the video cannot be decoded ({exc})") from None
+        raise MediaError(f"cannot be decoded ({exc})") from None
 
 
-def _sample_container(container, settings: VideoSettings):
-    """Sampled frames of an open PyAV container, decoded in one pass keeping only those (a long video's frames
-    would not fit in memory)."""
+def _sized(image, frame_size):
+    if frame_size is None:
+        return image
+    height, width = frame_size(image.height, image.width)
+    return image if image.size == (width, height) else image.resize((width, height), _bicubic())
+
+
+def _bicubic():
+    from PIL import Image
+
+    return Image.Resampling.BICUBIC  # as transformers' Qwen image processors resample
+
+
+def _sample_container(container, settings: VideoSettings, frame_size, untrusted: bool):
+    """Sampled frames of an open PyAV container, decoded in one pass keeping only those, each resized as it
+    comes (a long or large video's frames would not fit in memory)."""
     from transformers.video_utils import VideoMetadata
 
     if not container.streams.video:
-        raise MediaError("the file has no video stream")
+        raise MediaError("has no video stream")
     stream = container.streams.video[0]
+    if untrusted and (stream.width or 0) * (stream.height or 0) > MAX_API_FRAME_AREA:
+        raise MediaError(f"has {stream.width}x{stream.height} frames, more than this server decodes")
     rate = float(stream.average_rate or stream.guessed_rate or 0) or settings.fps
     total = stream.frames
-    if not total:  # no count in the header: count the frames, then decode again from the start
-        total = sum(1 for _ in container.decode(stream))
+    if not total:  # no count in the header: count the packets (one per frame), then go back to the start
+        total = sum(1 for packet in container.demux(stream) if packet.size)
         container.seek(0)
     if not total:
-        raise MediaError("the video has no frames")
+        raise MediaError("has no frames")
+    if untrusted and total > MAX_API_FRAMES:
+        raise MediaError(f"has {total} frames, more than the {MAX_API_FRAMES} this server decodes")
     duration = float(stream.duration * stream.time_base) if stream.duration else total / rate
     indices = _sample(total, duration * settings.fps, settings.maxlen)
     wanted, pictures = set(indices), {}
     for number, frame in enumerate(container.decode(stream)):
         if number in wanted:
-            pictures[number] = frame.to_image().convert("RGB")
+            pictures[number] = _sized(frame.to_image().convert("RGB"), frame_size)
         if number >= indices[-1]:
             break
     if not pictures:
-        raise MediaError("the video has no frames that decode")
+        raise MediaError("has no frames that decode")
     last = pictures[max(pictures)]  # a header that counts more frames than the file holds: the last one stands in
     frames = [pictures.get(index, last) for index in indices]
     metadata = VideoMetadata(total_num_frames=total, fps=rate, duration=duration, frames_indices=indices)
@@ -164,6 +197,20 @@ class QwenVideoProcessor:
         self.image_std = image_processor.image_std
         self.settings = settings
 
+    def frame_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a frame of ``height`` x ``width`` is resized to (Qwen's rule with the run's pixel bounds)."""
+        factor = self.patch_size * self.merge_size
+        return smart_size(height, width, factor, self.settings.min_pixels, self.settings.max_pixels)
+
+    def read(self, video, name: str):
+        """``read_video`` of one video at this processor's frame size; MediaError naming ``name`` otherwise."""
+        try:
+            return read_video(video, self.settings, self.frame_size)
+        except MediaError as exc:
+            raise MediaError(f"video {name} {exc}") from None
+        except OSError as exc:  # a frame image or file that went away or cannot be read
+            raise MediaError(f"video {name} cannot be read ({exc.strerror or exc})") from None
+
     def transformers_config(self, processor_class: str) -> dict:
         """The run's frame settings as transformers' own Qwen video processor reads them from
         ``video_preprocessor_config.json`` (export: so that ``AutoProcessor`` and vLLM, which have torchvision,
@@ -192,10 +239,7 @@ class QwenVideoProcessor:
         import numpy as np
         from PIL import Image
 
-        factor = self.patch_size * self.merge_size
-        height, width = smart_size(
-            frames[0].height, frames[0].width, factor, self.settings.min_pixels, self.settings.max_pixels
-        )
+        height, width = self.frame_size(frames[0].height, frames[0].width)
         mean = np.asarray(self.image_mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.image_std, dtype=np.float32)[:, None, None]
         stack = []
