@@ -42,9 +42,12 @@ def _measure(root: Path, dataset: str, workers: int) -> dict:
     from ffc.runtime.data.tokenize import MaskOptions
     from ffc.runtime.data.video import VideoSettings
     from ffc.runtime.vlm import load_processor
+    from ffc.schemas.spec import ModelSection
 
     tokenizer = AutoTokenizer.from_pretrained(root / "tiny-vlm")
-    video = VideoSettings() if dataset == "demo_video" else None
+    fields = ModelSection.model_fields  # the spec's defaults
+    settings = {name: fields[f"video_{name}"].default for name in ("fps", "maxlen", "max_pixels", "min_pixels")}
+    video = VideoSettings(**settings) if dataset == "demo_video" else None
     processor = load_processor(str(root / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None, video=video)
     encoder = VisionConversationEncoder(
         tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=1024), ImageTokens(processor, vision_plugin("qwen2_vl"))

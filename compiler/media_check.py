@@ -101,12 +101,11 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
                 f"{said}, but chat template {template!r} has no image input (the images would be lost); "
                 f"set data.template to one that has: {fits}"
             )
-        stages = VISION_STAGES  # videos go wherever images go
-        if spec.method.stage not in stages:
+        if spec.method.stage not in VISION_STAGES:  # videos go wherever images go
             why = VISION_REFUSED.get(spec.method.stage, "it is not supported yet")
             problems.append(
                 f"{said}: stage {spec.method.stage} cannot train on {' or '.join(kinds)} ({why}); "
-                f"stages that can: {', '.join(stages)}"
+                f"stages that can: {', '.join(VISION_STAGES)}"
             )
         if spec.method.finetuning_type not in VISION_METHODS:
             problems.append(

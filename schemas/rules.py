@@ -277,3 +277,15 @@ def lean_loss(spec: Spec):
             "chunked_loss calls the output head outside the model's forward, where FSDP and ZeRO-3 have it "
             "sharded: set training.chunked_loss: false (or enable_liger_kernel on GPUs).",
         )
+
+
+@rule
+def pixel_bounds_in_order(spec: Spec):
+    model = spec.model
+    for kind in ("image", "video"):
+        low, high = getattr(model, f"{kind}_min_pixels"), getattr(model, f"{kind}_max_pixels")
+        if low > high:
+            yield Problem(
+                ("model", f"{kind}_min_pixels"),
+                f"{kind}_min_pixels ({low}) is more than {kind}_max_pixels ({high}): lower it, or raise the maximum.",
+            )

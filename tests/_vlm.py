@@ -6,6 +6,16 @@ import subprocess
 import sys
 
 
+def video_settings(**changes):
+    """The VideoSettings of a spec's defaults (schemas: model.video_*), with ``changes``."""
+    from ffc.runtime.data.video import VideoSettings
+    from ffc.schemas.spec import ModelSection
+
+    fields = ModelSection.model_fields
+    defaults = {name: fields[f"video_{name}"].default for name in ("fps", "maxlen", "max_pixels", "min_pixels")}
+    return VideoSettings(**{**defaults, **changes})
+
+
 def vision_inputs(demo, max_pixels=None, video=None):
     """(tokenizer, processor, ImageTokens) of the demo VLM; ``video``: a VideoSettings for runs with videos."""
     from transformers import AutoTokenizer

@@ -8,6 +8,8 @@ import pytest
 
 from ffc.runtime.data.loading import DataError, load_datasets
 
+from ._vlm import video_settings
+
 av = pytest.importorskip("av", reason="videos need PyAV (the video extra: pip install -e '.[video]')")
 
 SHAREGPT_VIDEO = {
@@ -54,9 +56,9 @@ def _load(folder, rows, **kwargs):
 )
 def test_frames_sampled_by_fps_and_maxlen(clips, fps, maxlen, indices):
     """LLaMA-Factory's rule: min(frames, maxlen, seconds x fps) frames spread evenly from first to last."""
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
 
-    frames, metadata = read_video(str(clips / "clip.mp4"), VideoSettings(fps=fps, maxlen=maxlen))
+    frames, metadata = read_video(str(clips / "clip.mp4"), video_settings(fps=fps, maxlen=maxlen))
     assert metadata.frames_indices == indices and len(frames) == len(indices)
     assert metadata.fps == 4.0 and metadata.duration == 2.0 and metadata.total_num_frames == 8
     # the circle moves up: lower in the first sampled frame than in the last
@@ -69,23 +71,23 @@ def test_frames_sampled_by_fps_and_maxlen(clips, fps, maxlen, indices):
 def test_headerless_and_in_memory_videos_sample_alike(clips, form):
     """Matroska stores no frame count (ffc counts the frames first); the API hands over a video's bytes."""
     from ffc.devtools.vlm import draw_clip, write_clip
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
 
     path = write_clip(clips / "clip.mkv", draw_clip("circle", "red", "up"))
     assert av.open(str(path)).streams.video[0].frames == 0
     reference = str(path) if form == "mkv" else (clips / "clip.mp4").read_bytes()
-    frames, metadata = read_video(reference, VideoSettings())
-    expected, _ = read_video(str(clips / "clip.mp4"), VideoSettings())
+    frames, metadata = read_video(reference, video_settings())
+    expected, _ = read_video(str(clips / "clip.mp4"), video_settings())
     assert metadata.frames_indices == [0, 2, 4, 7] and metadata.total_num_frames == 8
     assert [frame.getpixel((28, 30)) for frame in frames] == [frame.getpixel((28, 30)) for frame in expected]
 
 
 def test_undecodable_bytes_are_a_media_error():
     from ffc.runtime.chat.vision import MediaError
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
 
     with pytest.raises(MediaError, match="cannot be decoded"):
-        read_video(b"not a video at all" * 10, VideoSettings())
+        read_video(b"not a video at all" * 10, video_settings())
 
 
 def test_api_video_url_parts():
@@ -103,10 +105,10 @@ def test_api_video_url_parts():
 
 
 def test_frame_list_is_a_clip_at_video_fps(clips):
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
 
     frames = json.dumps([str(clips / "frames" / f"{n}.png") for n in range(8)])
-    pictures, metadata = read_video(frames, VideoSettings(fps=2.0, maxlen=4))
+    pictures, metadata = read_video(frames, video_settings(fps=2.0, maxlen=4))
     assert metadata.frames_indices == [0, 2, 4, 7] and metadata.fps == 2.0 and len(pictures) == 4
 
 
@@ -117,12 +119,12 @@ def test_still_video_equals_the_picture():
     from PIL import Image
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from ffc.runtime.data.video import QwenVideoProcessor, VideoSettings
+    from ffc.runtime.data.video import QwenVideoProcessor
 
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8))
     pictures = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
     expected = pictures([picture], return_tensors="np")
-    videos = QwenVideoProcessor(pictures, VideoSettings(max_pixels=112 * 112, min_pixels=56 * 56))
+    videos = QwenVideoProcessor(pictures, video_settings(max_pixels=112 * 112, min_pixels=56 * 56))
     patches, grid = videos.frames_to_patches([picture, picture])
     assert grid == tuple(expected["image_grid_thw"][0]) == (1, 6, 10)
     assert np.array_equal(patches, expected["pixel_values"])
@@ -134,9 +136,9 @@ def test_still_video_equals_the_picture():
 def test_odd_frame_count_repeats_the_last_frame(clips):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from ffc.runtime.data.video import QwenVideoProcessor, VideoSettings, read_video
+    from ffc.runtime.data.video import QwenVideoProcessor, read_video
 
-    settings = VideoSettings(fps=4.0)
+    settings = video_settings(fps=4.0)
     frames, metadata = read_video(str(clips / "odd.mp4"), settings)
     assert len(frames) == 5
     out = QwenVideoProcessor(Qwen2VLImageProcessorPil(), settings)([(frames, metadata)])
@@ -180,12 +182,11 @@ def _video_tokens(demo, settings=None, template="qwen2_vl"):
 
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.multimodal import ImageTokens
-    from ffc.runtime.data.video import VideoSettings
     from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     processor = load_processor(
-        str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None, video=settings or VideoSettings()
+        str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None, video=settings or video_settings()
     )
     return tokenizer, ImageTokens(processor, vision_plugin(template))
 
@@ -296,13 +297,13 @@ def test_qwen2_5_and_qwen3_vl_read_videos(demo, kind, template):
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
-    from ffc.runtime.data.video import QwenVideoProcessor, VideoSettings
+    from ffc.runtime.data.video import QwenVideoProcessor
     from ffc.runtime.vlm import assemble_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     model, patch = _tiny_qwen_vl(kind, tokenizer)
     pictures = Qwen2VLImageProcessorPil(patch_size=patch, min_pixels=64 * 64, max_pixels=128 * 128)
-    settings = VideoSettings(max_pixels=64 * 64, min_pixels=32 * 32)
+    settings = video_settings(max_pixels=64 * 64, min_pixels=32 * 32)
     cls = transformers.Qwen2_5_VLProcessor if kind == "qwen2_5_vl" else transformers.Qwen3VLProcessor
     processor = assemble_processor(cls, pictures, tokenizer, video_processor=QwenVideoProcessor(pictures, settings))
     tokens = ImageTokens(processor, vision_plugin(template))
@@ -357,8 +358,9 @@ def _video_spec(tmp_path, template="qwen2_vl", stage="sft", extra=""):
         (["data.template=qwen"], ["chat template 'qwen' has no image input"]),
         (["method.stage=pt", "data.template=null"], ["stage pt cannot train on videos"]),
         (["data.dataset=[audio]"], ["dataset 'audio' has audios: ffc does not train on audio yet"]),
+        (["model.video_min_pixels=100000"], ["video_min_pixels (100000) is more than video_max_pixels (65536)"]),
     ],
-    ids=["image-only-template", "text-template", "pt", "audio"],
+    ids=["image-only-template", "text-template", "pt", "audio", "pixel-bounds"],
 )
 def test_build_refuses_what_cannot_read_videos(tmp_path, overrides, fragments):
     from ffc.compiler.build import build_files
@@ -576,16 +578,16 @@ def test_api_videos_are_bounded_and_errors_name_the_video(clips, monkeypatch, de
     from ffc.runtime.chat.vision import MediaError
     from ffc.runtime.data import video as video_module
     from ffc.runtime.data.multimodal import VisionCollator
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
     from ffc.runtime.errors import UserError
 
     monkeypatch.setattr(video_module, "MAX_API_FRAMES", 4)
     with pytest.raises(MediaError, match="has 8 frames, more than the 4"):
-        read_video((clips / "clip.mp4").read_bytes(), VideoSettings())  # a request's bytes: bounded
-    assert len(read_video(str(clips / "clip.mp4"), VideoSettings())[0]) == 4  # a dataset's file: not
+        read_video((clips / "clip.mp4").read_bytes(), video_settings())  # a request's bytes: bounded
+    assert len(read_video(str(clips / "clip.mp4"), video_settings())[0]) == 4  # a dataset's file: not
     odd = clips / "[draft] clip.mp4"  # a file whose name reads like a frame list is a file
     odd.write_bytes((clips / "clip.mp4").read_bytes())
-    assert read_video(str(odd), VideoSettings())[1].total_num_frames == 8
+    assert read_video(str(odd), video_settings())[1].total_num_frames == 8
 
     _, tokens = _video_tokens(demo)
     broken = str(clips / "bad.mp4")
@@ -595,7 +597,26 @@ def test_api_videos_are_bounded_and_errors_name_the_video(clips, monkeypatch, de
 
 def test_frames_are_resized_as_they_are_decoded(clips):
     """Only the sampled frames are kept, each already at the size the processor gives it."""
-    from ffc.runtime.data.video import VideoSettings, read_video
+    from ffc.runtime.data.video import read_video
 
-    frames, _ = read_video(str(clips / "clip.mp4"), VideoSettings(), frame_size=lambda h, w: (28, 28))
+    frames, _ = read_video(str(clips / "clip.mp4"), video_settings(), frame_size=lambda h, w: (28, 28))
     assert {frame.size for frame in frames} == {(28, 28)} and len(frames) == 4
+
+
+@pytest.mark.parametrize(
+    "processor, family, size",
+    [
+        ("Qwen2VLProcessor", "Qwen2VLVideoProcessor", {"shortest_edge": 256, "longest_edge": 65536}),
+        ("Qwen3VLProcessor", "Qwen3VLVideoProcessor", {"shortest_edge": 512, "longest_edge": 65536 * 16}),
+    ],
+)
+def test_exported_video_settings_per_family(processor, family, size):
+    """Qwen2-VL's processor bounds each frame, Qwen3-VL's the whole clip (frames x pixels)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ffc.runtime.data.video import QwenVideoProcessor
+
+    videos = QwenVideoProcessor(Qwen2VLImageProcessorPil(), video_settings(fps=1.0, maxlen=16))
+    config = videos.transformers_config(processor)
+    assert config["video_processor_type"] == family and config["size"] == size
+    assert config["fps"] == 1.0 and config["max_frames"] == 16 and config["min_frames"] == 2

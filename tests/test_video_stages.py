@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ._vlm import build_refusal, built_run, encoded, tiny_vlm, train_logs, vlm_spec, written_ruff_clean
+from ._vlm import build_refusal, built_run, encoded, tiny_vlm, train_logs, video_settings, vlm_spec, written_ruff_clean
 
 pytest.importorskip("av", reason="the demo clips need PyAV (pip extra 'video')")
 
@@ -14,9 +14,8 @@ VIDEO_PAD, IMAGE_PAD = "<|video_pad|>", "<|image_pad|>"
 
 
 def _video():
-    from ffc.runtime.data.video import VideoSettings
 
-    return VideoSettings()  # the spec's defaults: 2 frames a second of the 2-second clips, 2x2 merged 14-px patches
+    return video_settings()  # the spec's defaults: 2 frames a second of the 2-second clips, 2x2 merged 14-px patches
 
 
 def test_video_pairs_share_the_prompts_videos_and_cutoff_never_cuts_them(demo):

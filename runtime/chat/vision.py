@@ -39,9 +39,8 @@ class VisionPlugin:
     name: str  # LLaMA-Factory's mm_plugin name
     marker: str  # one image as the official processor chat template writes it
     image_token: str  # the processor's placeholder inside ``marker`` (its ``image_token``)
-    video_token: Optional[str] = (
-        None  # a video's token (``marker`` with it in place of ``image_token``); None: no videos
-    )
+    # A video's token (the video's block is ``marker`` with it in place of ``image_token``); None: no videos.
+    video_token: Optional[str] = None
     # Qwen3-VL writes each video as timestamped frame groups, each with its own start/end markers: the expansion
     # replaces the whole marker (as Qwen's reference processor and LLaMA-Factory do), not just the video token.
     video_replaces_marker: bool = False
@@ -62,9 +61,10 @@ class VisionPlugin:
             return expansion
         return self.marker.replace(self.image_token, expansion, 1)
 
-    def expand(self, rendered: Rendered, image_tokens: Sequence = (), video_tokens: Sequence[int] = ()) -> Rendered:
-        """``rendered`` with its placeholders replaced, in order, by the blocks of ``image_tokens[i]`` (see
-        ``block``: the processor's expansion of that image, or a count of tokens).
+    def expand(self, rendered: Rendered, image_tokens: Sequence = (), video_tokens: Sequence = ()) -> Rendered:
+        """``rendered`` with its ``<image>`` and ``<video>`` placeholders replaced, in order, by the blocks of
+        ``image_tokens[i]`` and ``video_tokens[i]`` (see ``block``: the processor's expansion of that picture or
+        clip, or a count of tokens).
 
         Placeholders belong in prompts: one in a response would make the model learn to emit vision
         tokens, so it is refused (as a wrong count of placeholders is)."""

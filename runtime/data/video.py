@@ -29,12 +29,13 @@ from ..errors import UserError
 
 @dataclass(frozen=True)
 class VideoSettings:
-    """How frames are sampled and sized (the spec's ``model.video_*``: LLaMA-Factory's names and defaults)."""
+    """How frames are sampled and sized: the spec's ``model.video_fps``, ``video_maxlen``, ``video_max_pixels``
+    and ``video_min_pixels`` (their defaults are the schema's), written into the run's scripts."""
 
-    fps: float = 2.0
-    maxlen: int = 128
-    max_pixels: int = 256 * 256
-    min_pixels: int = 16 * 16
+    fps: float
+    maxlen: int
+    max_pixels: int
+    min_pixels: int
 
 
 def frame_list(reference) -> list[str] | None:
@@ -213,15 +214,26 @@ class QwenVideoProcessor:
 
     def transformers_config(self, processor_class: str) -> dict:
         """The run's frame settings as transformers' own Qwen video processor reads them from
-        ``video_preprocessor_config.json`` (export: so that ``AutoProcessor`` and vLLM, which have torchvision,
-        sample and size frames as training did; their sampler keeps at least 4 frames where ffc's keeps 1)."""
+        ``video_preprocessor_config.json`` (export: for ``AutoProcessor`` and vLLM, which have torchvision).
+
+        Close to training, not identical: their sampler spaces frames without reaching the last one and keeps
+        at least ``min_frames`` (2 here: one frame pair); Qwen2-VL's bounds each frame as ffc does, Qwen3-VL's
+        bounds the whole clip (frames x height x width), so its budget is a frame's bound times ``video_maxlen``
+        (a short clip may get larger frames there than in training)."""
+        family = VIDEO_PROCESSORS.get(processor_class, "Qwen2VLVideoProcessor")
+        per_clip = family == "Qwen3VLVideoProcessor"
+        smallest, largest = self.settings.min_pixels, self.settings.max_pixels
+        if per_clip:
+            smallest, largest = smallest * self.temporal_patch_size, largest * self.settings.maxlen
         return {
-            "video_processor_type": VIDEO_PROCESSORS.get(processor_class, "Qwen2VLVideoProcessor"),
+            "video_processor_type": family,
             "processor_class": processor_class,
             "do_sample_frames": True,
             "fps": self.settings.fps,
+            "min_frames": self.temporal_patch_size,
             "max_frames": self.settings.maxlen,
-            "size": {"shortest_edge": self.settings.min_pixels, "longest_edge": self.settings.max_pixels},
+            "size": {"shortest_edge": smallest, "longest_edge": largest},
+            **({} if per_clip else {"cap_pixels_per_frame": False}),  # each frame bounded alone, as ffc does
             "do_resize": True,
             "do_rescale": True,
             "rescale_factor": 1 / 255,
