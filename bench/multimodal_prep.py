@@ -38,7 +38,7 @@ def _measure(root: Path, dataset: str, workers: int) -> dict:
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import load_datasets, tokenize_dataset
-    from ffc.runtime.data.multimodal import ImageTokens, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
     from ffc.runtime.data.video import VideoSettings
     from ffc.runtime.vlm import load_processor
@@ -50,7 +50,7 @@ def _measure(root: Path, dataset: str, workers: int) -> dict:
     video = VideoSettings(**settings) if dataset == "demo_video" else None
     processor = load_processor(str(root / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None, video=video)
     encoder = VisionConversationEncoder(
-        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=1024), ImageTokens(processor, vision_plugin("qwen2_vl"))
+        tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=1024), MediaTokens(processor, vision_plugin("qwen2_vl"))
     )  # fmt: skip
     registry = json.loads((root / "data" / "dataset_info.json").read_text())
     start = time.perf_counter()

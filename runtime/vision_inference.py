@@ -14,7 +14,7 @@ from typing import Optional
 
 from .chat.templates import ChatTemplate
 from .chat.vision import MediaError
-from .data.multimodal import ImageTokens
+from .data.multimodal import MediaTokens
 from .errors import UserError
 from .inference import GenerationOptions, HFEngine
 
@@ -94,7 +94,7 @@ class VisionHFEngine(HFEngine):
         tokenizer,
         template: ChatTemplate,
         defaults: GenerationOptions,
-        images: ImageTokens,
+        images: MediaTokens,
         default_system: Optional[str] = None,
     ):
         super().__init__(model, tokenizer, template, defaults, default_system=default_system)

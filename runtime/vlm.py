@@ -72,7 +72,7 @@ def load_processor(
 ):
     """The model family's own transformers processor (``LlavaProcessor``, ``Gemma3Processor``, ...) around the
     PIL image processor and ``tokenizer``: ffc asks it how each image is written in the text (see
-    ffc.runtime.data.multimodal.ImageTokens). Its class comes from processor_config.json or the model type,
+    ffc.runtime.data.multimodal.MediaTokens). Its class comes from processor_config.json or the model type,
     its settings (LLaVA's patch_size, ...) from processor_config.json.
 
     Assembled here rather than by ``AutoProcessor``: that also loads the video processor, which needs

@@ -17,18 +17,18 @@ def video_settings(**changes):
 
 
 def vision_inputs(demo, max_pixels=None, video=None):
-    """(tokenizer, processor, ImageTokens) of the demo VLM; ``video``: a VideoSettings for runs with videos."""
+    """(tokenizer, processor, MediaTokens) of the demo VLM; ``video``: a VideoSettings for runs with videos."""
     from transformers import AutoTokenizer
 
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.data.multimodal import MediaTokens
     from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     processor = load_processor(
         str(demo / "tiny-vlm"), tokenizer, max_pixels=max_pixels, min_pixels=max_pixels, video=video
     )
-    return tokenizer, processor, ImageTokens(processor, vision_plugin("qwen2_vl"))
+    return tokenizer, processor, MediaTokens(processor, vision_plugin("qwen2_vl"))
 
 
 def encoded(demo, dataset, kind, encoder_class, cutoff_len=256, max_pixels=None, max_samples=4, video=None):

@@ -181,14 +181,14 @@ def _video_tokens(demo, settings=None, template="qwen2_vl"):
     from transformers import AutoTokenizer
 
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.data.multimodal import MediaTokens
     from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     processor = load_processor(
         str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None, video=settings or video_settings()
     )
-    return tokenizer, ImageTokens(processor, vision_plugin(template))
+    return tokenizer, MediaTokens(processor, vision_plugin(template))
 
 
 def test_video_expands_to_the_processors_tokens_never_trained(demo):
@@ -295,7 +295,7 @@ def test_qwen2_5_and_qwen3_vl_read_videos(demo, kind, template):
 
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
     from ffc.runtime.data.video import QwenVideoProcessor
     from ffc.runtime.vlm import assemble_processor
@@ -306,7 +306,7 @@ def test_qwen2_5_and_qwen3_vl_read_videos(demo, kind, template):
     settings = video_settings(max_pixels=64 * 64, min_pixels=32 * 32)
     cls = transformers.Qwen2_5_VLProcessor if kind == "qwen2_5_vl" else transformers.Qwen3VLProcessor
     processor = assemble_processor(cls, pictures, tokenizer, video_processor=QwenVideoProcessor(pictures, settings))
-    tokens = ImageTokens(processor, vision_plugin(template))
+    tokens = MediaTokens(processor, vision_plugin(template))
     clip = str(demo / "data" / "demo_video" / "square_blue_left.mp4")
     messages = [{"role": "user", "content": "<video>Which way?"}, {"role": "assistant", "content": "Left."}]
     encoder = VisionConversationEncoder(tokenizer, get_template(template), MaskOptions(cutoff_len=512), tokens)

@@ -74,7 +74,7 @@ def test_dpo_batches_hold_the_videos_of_both_halves_in_row_order(demo):
     import transformers
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.data.multimodal import MediaTokens
     from ffc.runtime.data.pairs import PairEncoder
     from ffc.runtime.data.vision_pairs import VisionBatchCollator, for_trl
     from ffc.runtime.vlm import assemble_processor
@@ -104,7 +104,7 @@ def test_dpo_batches_hold_the_videos_of_both_halves_in_row_order(demo):
         tokenizer,
         video_processor=processor.video_processor,
     )
-    collate25 = VisionBatchCollator(collate.collator, ImageTokens(qwen25, encoder.vision.plugin), 2)
+    collate25 = VisionBatchCollator(collate.collator, MediaTokens(qwen25, encoder.vision.plugin), 2)
     seconds = collate25(list(rows))["second_per_grid_ts"]
     assert seconds.tolist() == pytest.approx([1.0, 2 / 2.0, 1.0] * 2)  # 2 frames a pair at 2 sampled frames a second
 

@@ -99,7 +99,7 @@ def test_mllm_demo_loads_and_tokenises(demo):
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import tokenize_dataset
-    from ffc.runtime.data.multimodal import ImageTokens, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionConversationEncoder
     from ffc.runtime.data.tokenize import IGNORE_INDEX, MaskOptions
     from ffc.runtime.vlm import load_processor
 
@@ -111,7 +111,7 @@ def test_mllm_demo_loads_and_tokenises(demo):
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=224 * 224, min_pixels=32 * 32)
     plugin = vision_plugin("qwen2_vl")
-    images = ImageTokens(processor, plugin)
+    images = MediaTokens(processor, plugin)
     encoder = VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), MaskOptions(cutoff_len=4096), images)
     tokens, stats = tokenize_dataset(data, encoder)
     assert stats.kept == len(data) and stats.truncated == 0
@@ -424,7 +424,7 @@ def test_cutoff_never_cuts_through_an_image(demo):
 
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
     from ffc.runtime.vlm import load_processor
 
@@ -441,7 +441,7 @@ def test_cutoff_never_cuts_through_an_image(demo):
 
     def encode(cutoff):
         opts = MaskOptions(cutoff_len=cutoff)
-        images = ImageTokens(processor, vision_plugin("qwen2_vl"))
+        images = MediaTokens(processor, vision_plugin("qwen2_vl"))
         return VisionConversationEncoder(tokenizer, get_template("qwen2_vl"), opts, images).encode_batch(batch)
 
     full = encode(4096)
@@ -483,7 +483,7 @@ def test_qwen3_vl_encodes_batches_and_trains_one_step(demo):
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import tokenize_dataset
-    from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import MaskOptions
     from ffc.runtime.vlm import assemble_processor
 
@@ -507,7 +507,7 @@ def test_qwen3_vl_encodes_batches_and_trains_one_step(demo):
     )  # fmt: skip
     model = Qwen3VLForConditionalGeneration(config)
     pixels = Qwen2VLImageProcessorPil(patch_size=16, min_pixels=64 * 64, max_pixels=128 * 128)
-    images = ImageTokens(assemble_processor(Qwen3VLProcessor, pixels, tokenizer), vision_plugin("qwen3_vl"))
+    images = MediaTokens(assemble_processor(Qwen3VLProcessor, pixels, tokenizer), vision_plugin("qwen3_vl"))
     registry = json.loads((demo / "data" / "dataset_info.json").read_text())
     raw = load_datasets(demo / "data", registry, ["demo_vision"], "conversations", media=True, max_samples=4)
     encoder = VisionConversationEncoder(tokenizer, get_template("qwen3_vl"), MaskOptions(cutoff_len=256), images)

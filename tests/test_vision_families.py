@@ -289,7 +289,7 @@ def test_images_expand_as_the_family_processor_does(demo, tmp_path, name):
 
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens, VisionCollator, VisionConversationEncoder
+    from ffc.runtime.data.multimodal import MediaTokens, VisionCollator, VisionConversationEncoder
     from ffc.runtime.data.tokenize import IGNORE_INDEX, MaskOptions
 
     tokenizer, processor = _family_processor(name, demo / "tiny-vlm")
@@ -301,7 +301,7 @@ def test_images_expand_as_the_family_processor_does(demo, tmp_path, name):
         {"role": "user", "content": "<image>What is this? And<image>"},
         {"role": "assistant", "content": "Two boxes."},
     ]
-    images = ImageTokens(processor, vision_plugin(name))
+    images = MediaTokens(processor, vision_plugin(name))
     encoder = VisionConversationEncoder(tokenizer, get_template(name), MaskOptions(cutoff_len=100_000), images)
     row = {"messages": [messages], "system": [""], "tools": [""], "images": [paths], "videos": [[]]}
     out = encoder.encode_batch(row)
@@ -343,14 +343,14 @@ def test_template_of_another_family_is_refused(demo):
     from transformers import AutoTokenizer
 
     from ffc.runtime.chat.vision import vision_plugin
-    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.data.multimodal import MediaTokens
     from ffc.runtime.errors import UserError
     from ffc.runtime.vlm import load_processor
 
     tokenizer = AutoTokenizer.from_pretrained(demo / "tiny-vlm")
     processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None)  # Qwen2-VL
     with pytest.raises(UserError, match="llava template writes images with <image>.*expands <\\|image_pad\\|>"):
-        ImageTokens(processor, vision_plugin("llava"))
+        MediaTokens(processor, vision_plugin("llava"))
 
 
 # --- training: a tiny LLaVA-1.5 learns the demo image task through the generated train.py ----------------------

@@ -143,7 +143,7 @@ def test_orpo_and_simpo_forward_passes_see_the_pixels(demo, tmp_path):
 def test_preference_stages_build_the_vision_path(demo, tmp_path, stage, dataset, method):
     overrides = [f"method.finetuning_type={method}", "training.per_device_train_batch_size=4"]
     train = written_ruff_clean(vlm_spec(demo, tmp_path, stage, dataset), tmp_path / "run", overrides)
-    for marker in ("AutoModelForImageTextToText", "ImageTokens(", "VisionBatchCollator(", "for_trl(", "media=True"):
+    for marker in ("AutoModelForImageTextToText", "MediaTokens(", "VisionBatchCollator(", "for_trl(", "media=True"):
         assert marker in train
     assert "AutoModelForCausalLM" not in train and "VideoSettings" not in train
     assert ("freeze_parts(" in train) == (method == "full") and ("lora_targets(model)" in train) == (method == "lora")
@@ -270,7 +270,7 @@ def test_eval_generates_batched_with_images(demo, tmp_path):
     from ffc.runtime.chat.templates import get_template
     from ffc.runtime.chat.vision import vision_plugin
     from ffc.runtime.data.loading import load_datasets
-    from ffc.runtime.data.multimodal import ImageTokens
+    from ffc.runtime.data.multimodal import MediaTokens
     from ffc.runtime.evaluation import evaluate_generation
     from ffc.runtime.inference import GenerationOptions
     from ffc.runtime.vision_inference import VisionHFEngine, load_vision_model
@@ -279,7 +279,7 @@ def test_eval_generates_batched_with_images(demo, tmp_path):
     model, tokenizer = load_vision_model(str(demo / "tiny-vlm"), dtype="float32")
     processor = load_processor(str(demo / "tiny-vlm"), tokenizer, max_pixels=None, min_pixels=None)
     options = GenerationOptions(max_new_tokens=6, temperature=0)
-    images = ImageTokens(processor, vision_plugin("qwen2_vl"))
+    images = MediaTokens(processor, vision_plugin("qwen2_vl"))
     engine = VisionHFEngine(model, tokenizer, get_template("qwen2_vl"), options, images)
     registry = json.loads((demo / "data" / "dataset_info.json").read_text())
     rows = list(load_datasets(demo / "data", registry, ["demo_vision"], "prompts", media=True, max_samples=6))

@@ -31,7 +31,7 @@ class VisionPlugin:
     """What a family's chat template writes for one image (``marker``, as its official processor template
     writes an image part) and the token in it that the model's processor expands (``image_token``).
 
-    The expansion itself is the processor's (``ffc.runtime.data.multimodal.ImageTokens``): each family's
+    The expansion itself is the processor's (``ffc.runtime.data.multimodal.MediaTokens``): each family's
     transformers processor knows how many tokens a picture becomes, with which markup around them (a grid
     of tiles for Idefics3, start/end markers for Gemma 3), so ffc keeps no per-family counting rule.
     """
@@ -92,7 +92,7 @@ class VisionPlugin:
         return Rendered(segments)
 
 
-def image_turns(rendered: Rendered, placeholder: str = IMAGE_PLACEHOLDER) -> list[int]:
+def media_turns(rendered: Rendered, placeholder: str = IMAGE_PLACEHOLDER) -> list[int]:
     """The turn of each ``<image>`` (or ``placeholder``) of ``rendered``, in order (cutting whole turns keeps
     the images and videos of the turns kept)."""
     return [s.turn for s in rendered.segments for _ in range(s.text.count(placeholder))]

@@ -1,7 +1,7 @@
 """Tokenising conversations with images and videos, and batching them with their pixels.
 
 The encoder renders a conversation with its chat template, writes each ``<image>`` and ``<video>`` as the
-model's own processor writes that picture or clip (``ImageTokens``), and masks every vision token out of
+model's own processor writes that picture or clip (``MediaTokens``), and masks every vision token out of
 the loss. ``cutoff_len`` never cuts through a media item's tokens: whole later turns are dropped instead
 (counted as truncated), and a sample whose first turn alone does not fit is dropped with the reason (counted).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..chat.templates import ConversationError
-from ..chat.vision import VIDEO_PLACEHOLDER, MediaError, VisionPlugin, image_turns
+from ..chat.vision import VIDEO_PLACEHOLDER, MediaError, VisionPlugin, media_turns
 from ..errors import UserError
 from .media import image_source
 from .packing import Collator
@@ -43,8 +43,8 @@ def _video_name(video) -> str:
     return f"of {len(frames)} frames from {frames[0]}" if frames else str(video)
 
 
-class ImageTokens:
-    """How a family writes images in its token stream, asked of the model's own transformers processor.
+class MediaTokens:
+    """How a family writes images and videos in its token stream, asked of the model's own transformers processor.
 
     Each family expands an image differently (LLaVA-1.5: 576 ``<image>``; LLaVA-NeXT: a count that
     depends on the picture's size and its anyres tiles; Gemma 3: 256 soft tokens between start/end
@@ -152,7 +152,7 @@ class VisionConversationEncoder(ConversationEncoder):
     """``ConversationEncoder`` for rows with ``images`` and ``videos``: output rows keep the paths of the media
     their tokens stand for."""
 
-    def __init__(self, tokenizer, template, opts: MaskOptions, images: ImageTokens):
+    def __init__(self, tokenizer, template, opts: MaskOptions, images: MediaTokens):
         super().__init__(tokenizer, template, opts)
         self.images = images
 
@@ -164,7 +164,7 @@ class VisionConversationEncoder(ConversationEncoder):
         ):
             try:
                 rendered = self.render(messages, system, tools)
-                turns = (image_turns(rendered), image_turns(rendered, VIDEO_PLACEHOLDER))
+                turns = (media_turns(rendered), media_turns(rendered, VIDEO_PLACEHOLDER))
                 rendered = self.images.expand(rendered, images, videos)
                 prepared.append((rendered, turns, images, videos))
             except (ConversationError, MediaError) as exc:
@@ -208,15 +208,15 @@ class VisionConversationEncoder(ConversationEncoder):
 class VisionCollator(Collator):
     """Pads ids and labels like ``Collator`` and adds what the model reads beside them: the batch's pixels
     (images and video frames) and the token types, as the family's processor makes them
-    (``ImageTokens.model_inputs``).
+    (``MediaTokens.model_inputs``).
 
     ``every_batch``: the media kinds ("images", "videos") each batch must hold. A batch without one gets a
-    blank one (``ImageTokens.filler``) after the first row's last token, untrained: with several processes,
+    blank one (``MediaTokens.filler``) after the first row's last token, untrained: with several processes,
     one that skipped the vision tower while another ran it would leave DeepSpeed ZeRO-3's parameter gathering
     (and DDP's gradient reduction of a trained tower) waiting for each other. Causal attention keeps the
     filler out of every real token's view, and its labels out of the loss: the loss is unchanged."""
 
-    def __init__(self, pad_token_id: int, images: ImageTokens, every_batch: tuple[str, ...] = ()):
+    def __init__(self, pad_token_id: int, images: MediaTokens, every_batch: tuple[str, ...] = ()):
         super().__init__(pad_token_id)
         self.images = images
         self.fillers = {kind: images.filler(kind) for kind in every_batch}

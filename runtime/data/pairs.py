@@ -7,7 +7,7 @@ character. The outputs are the processed columns TRL's trainers take
 so their own text-based tokenisation (which may add BOS/EOS the template does not
 render) is never used.
 
-Rows with images or videos (a run built for a vision-language model) pass an ``ImageTokens``
+Rows with images or videos (a run built for a vision-language model) pass an ``MediaTokens``
 (``ffc.runtime.data.multimodal``): each prompt's ``<image>`` and ``<video>`` placeholders are written as the
 model's processor writes them, the rows keep their ``images`` and ``videos`` (both responses of a pair share the
 prompt's), and ``cutoff_len`` shortens only the responses, never the prompt that holds the vision tokens.
@@ -32,7 +32,7 @@ class CompletionEncoder:
         self.tokenizer = tokenizer
         self.template = template
         self.opts = opts
-        self.vision = vision  # an ImageTokens when rows have images or videos, else None
+        self.vision = vision  # an MediaTokens when rows have images or videos, else None
         self.bos, self.eos = _special(tokenizer, "bos_token"), _special(tokenizer, "eos_token")
         self.bos_id = tokenizer.bos_token_id if getattr(template, "add_bos_token", False) else None
 

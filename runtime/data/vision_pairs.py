@@ -1,6 +1,6 @@
 """Preference stages with images and videos (dpo, orpo, simpo, kto): what the encoders and TRL's trainers need.
 
-The encoders of ``ffc.runtime.data.pairs`` take an ``ImageTokens`` (ffc.runtime.data.multimodal) to write
+The encoders of ``ffc.runtime.data.pairs`` take an ``MediaTokens`` (ffc.runtime.data.multimodal) to write
 each prompt's ``<image>`` and ``<video>`` as the model's processor does; a pair's chosen and rejected responses
 share the prompt's images and videos. ``VisionBatchCollator`` wraps the text collator the trainer would use and
 adds the pixels. TRL's own vision path (``DataCollatorForVisionPreference``) tokenises text with a processor at
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .multimodal import ImageTokens
+from .multimodal import MediaTokens
 
 # TRL's trainers switch to their own vision pipeline when a row has an "image" or "images" column (trl 1.16 reads
 # no "videos" column, but a later one may); ffc's rows are tokenised already, so the media paths travel under
@@ -29,14 +29,14 @@ def for_trl(dataset):
 class VisionBatchCollator:
     """``collator``'s batch of pre-tokenised rows plus the pixels of their images and videos and, beside every
     ``input_ids`` of the batch, the token types the model reads (as the family's processor makes them:
-    ``ImageTokens``).
+    ``MediaTokens``).
 
     ``copies``: how many sequences of the batch hold each row's prompt, in row order (DPO stacks all
     chosen sequences, then all rejected ones: 2; KTO: 1, its KL sequences use the same prompts). Every
     per-item tensor (pixels, ``image_grid_thw``, ``video_grid_thw``, Qwen2.5-VL's ``second_per_grid_ts``) is
     repeated likewise: the batch's items in row order, once per copy."""
 
-    def __init__(self, collator, images: ImageTokens, copies: int = 1):
+    def __init__(self, collator, images: MediaTokens, copies: int = 1):
         self.collator = collator
         self.images = images
         self.copies = copies
