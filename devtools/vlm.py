@@ -258,12 +258,17 @@ def write_video_data(folder: str | Path, size: int = 200) -> Path:
         for color in SHAPE_COLORS:
             for motion in MOTIONS:
                 write_clip(folder / "demo_video" / f"{shape}_{color}_{motion}.mp4", draw_clip(shape, color, motion))
-    (folder / "demo_video.json").write_text(json.dumps(video_rows(size), indent=1) + "\n")
-    (folder / "demo_video_pairs.json").write_text(json.dumps(video_pair_rows(size), indent=1) + "\n")
-    (folder / "demo_video_kto.json").write_text(json.dumps(video_kto_rows(size), indent=1) + "\n")
+    rows = {"demo_video": video_rows, "demo_video_pairs": video_pair_rows, "demo_video_kto": video_kto_rows}
+    return _write_datasets(folder, VIDEO_DATASET_INFO, {name: make(size) for name, make in rows.items()})
+
+
+def _write_datasets(folder: Path, entries: dict, rows: dict) -> Path:
+    """Each dataset's rows into its entry's file, and the entries added to the folder's dataset_info.json."""
+    for name, data in rows.items():
+        (folder / entries[name]["file_name"]).write_text(json.dumps(data, indent=1) + "\n")
     info_path = folder / "dataset_info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info.update(VIDEO_DATASET_INFO)
+    info.update(entries)
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     return folder
 
@@ -297,14 +302,8 @@ def write_vision_data(folder: str | Path, size: int = 300) -> Path:
         for color in SHAPE_COLORS:
             for variant in range(VARIANTS):
                 draw(shape, color, variant).save(folder / "demo_vision" / f"{shape}_{color}_{variant}.png")
-    (folder / "demo_vision.json").write_text(json.dumps(vision_rows(size), indent=1) + "\n")
-    (folder / "demo_vision_pairs.json").write_text(json.dumps(vision_pair_rows(size), indent=1) + "\n")
-    (folder / "demo_vision_kto.json").write_text(json.dumps(vision_kto_rows(size), indent=1) + "\n")
-    info_path = folder / "dataset_info.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info.update(VISION_DATASET_INFO)
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
-    return folder
+    rows = {"demo_vision": vision_rows, "demo_vision_pairs": vision_pair_rows, "demo_vision_kto": vision_kto_rows}
+    return _write_datasets(folder, VISION_DATASET_INFO, {name: make(size) for name, make in rows.items()})
 
 
 def make_tiny_vlm(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:

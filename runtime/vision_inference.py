@@ -100,7 +100,7 @@ class VisionHFEngine(HFEngine):
         super().__init__(model, tokenizer, template, defaults, default_system=default_system)
         self.images = images  # the family's processor: image text and pixels
         self.reads_videos = images.video_processor is not None  # serve.py keeps video_url parts then
-        self._last_media = None  # (messages, their images and videos): see _media
+        self._last_media = None  # (what the messages name, their images and videos): see _media
 
     reads_images = True  # serve.py keeps image_url parts for this engine
     fetch_urls = False  # serve.fetch_image_urls
@@ -148,11 +148,15 @@ class VisionHFEngine(HFEngine):
     def _media(self, messages) -> tuple[list, list]:
         """(images, videos) of ``messages``, read once per conversation: ``prompt_ids`` counts their tokens and
         ``model_inputs`` makes their pixels from the same bytes (a URL fetched twice could change in between)."""
+        key = tuple(
+            tuple(tuple(message.get(field) or ()) for field in ("images", "image_urls", "videos", "video_urls"))
+            for message in messages
+        )  # what the messages name, not the list itself (chat.py's history grows in place)
         cached = self._last_media
-        if cached is not None and cached[0] is messages:
+        if cached is not None and cached[0] == key:
             return cached[1]
         media = (self._images(messages), self._videos(messages))
-        self._last_media = (messages, media)  # one tuple, replaced whole: safe across serve.py's threads
+        self._last_media = (key, media)  # one tuple, replaced whole: safe across serve.py's threads
         return media
 
     def prompt_ids(self, messages: list[dict], system: Optional[str] = None, tools=None) -> list[int]:

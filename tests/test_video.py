@@ -412,18 +412,14 @@ def _image_run_files(tmp_path):
 
 @pytest.mark.slow
 def test_video_sft_previews_trains_evaluates_exports_chats_and_serves(demo, tmp_path):
-    spec = tmp_path / "video.yaml"
-    spec.write_text(
-        f"name: video\nmodel: {{model_name_or_path: {demo / 'tiny-vlm'}}}\n"
-        "method: {stage: sft, finetuning_type: lora, lora_rank: 16}\n"
-        f"data: {{dataset: [demo_video], dataset_dir: {demo / 'data'}, template: qwen2_vl, cutoff_len: 256}}\n"
+    from ._vlm import built_run
+
+    extra = (
         "training: {learning_rate: 2.0e-3, max_steps: 40, per_device_train_batch_size: 8, "
-        "gradient_accumulation_steps: 1, logging_steps: 5, save_strategy: 'no'}\nlogging: {report_to: [none]}\n"
+        "gradient_accumulation_steps: 1, logging_steps: 5, save_strategy: 'no'}\n"
         "inference: {temperature: 0, max_new_tokens: 8}\neval: {predict_dataset: [demo_video], max_samples: 8}\n"
     )
-    run = tmp_path / "run"
-    built = subprocess.run([sys.executable, "-m", "ffc.compiler", "build", str(spec), "-o", str(run)], capture_output=True, text=True)  # fmt: skip
-    assert built.returncode == 0, built.stderr
+    run = built_run(demo, tmp_path, "sft", "demo_video", extra, data="", method=", lora_rank: 16")
     preview = subprocess.run([sys.executable, "train.py", "--preview", "2"], cwd=run, capture_output=True, text=True)
     assert preview.returncode == 0, preview.stderr[-3000:]
     assert preview.stdout.count("<|vision_start|><|video_pad|>×8<|vision_end|>") == 2
@@ -469,11 +465,11 @@ def test_video_sft_previews_trains_evaluates_exports_chats_and_serves(demo, tmp_
         client = OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=120)
         url = "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode()
         parts = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": "Which way?"}]
-        reply = client.chat.completions.create(model="video", messages=[{"role": "user", "content": parts}])
+        reply = client.chat.completions.create(model="vl-sft", messages=[{"role": "user", "content": parts}])
         assert reply.choices[0].message.content.strip()
         parts[0]["video_url"]["url"] = "data:video/mp4;base64," + base64.b64encode(b"no video" * 40).decode()
         with pytest.raises(BadRequestError, match="cannot be decoded"):
-            client.chat.completions.create(model="video", messages=[{"role": "user", "content": parts}])
+            client.chat.completions.create(model="vl-sft", messages=[{"role": "user", "content": parts}])
 
 
 def test_qlora_leaves_the_vision_tower_unquantized(demo, tmp_path):
