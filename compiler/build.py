@@ -192,6 +192,7 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
     # model.adapter_name_or_path as (path for the run, is local); train.py merges all but the one it trains further
     existing_adapters = [_reference(loaded, path, run_dir) for path in model.adapter_name_or_path]
     resumes_adapter = stage.trains and bool(existing_adapters) and not spec.method.create_new_adapter
+    # More than one process (launch.sh's NCCL settings; the vision collator's fillers)
     several_processes = spec.distributed.backend != "none" or (spec.distributed.num_processes or 1) > 1
     media = media_kinds_of(resolved.registry, [*data.dataset, *data.eval_dataset])  # from dataset_info.json
     ctx = {name: getattr(spec, name) for name in type(spec).model_fields}
@@ -265,7 +266,6 @@ def context(resolved: Resolved, run_dir: Path, vendored: bool) -> dict:
         processes_per_machine=(
             spec.distributed.num_processes // spec.distributed.num_machines if spec.distributed.num_processes else None
         ),
-        uses_nccl=several_processes,
         several_processes=several_processes,
         slurm_job_name=re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name)[:64] or "ffc",
         # Datasets with images make train.py the vision path (and only that); decided from dataset_info.json.

@@ -34,21 +34,16 @@ NO_AUDIO = (
 )
 
 
-def media_kinds(entry: Mapping) -> list[str]:
-    """The media columns (images, videos) a dataset_info.json entry names."""
+def media_kinds(entry: Mapping, kinds: tuple[str, ...] = MEDIA_KEYS) -> list[str]:
+    """The media columns of ``kinds`` (images, videos; audios) a dataset_info.json entry names."""
     columns = entry.get("columns") if isinstance(entry, Mapping) else None
-    return [key for key in MEDIA_KEYS if isinstance(columns, Mapping) and columns.get(key)]
+    return [key for key in kinds if isinstance(columns, Mapping) and columns.get(key)]
 
 
 def media_kinds_of(registry: Optional[Mapping], names: list[str]) -> tuple[str, ...]:
     """The media kinds ("images", "videos") the run's datasets carry, in that order."""
     found = {kind for name in names for kind in media_kinds((registry or {}).get(name) or {})}
     return tuple(kind for kind in MEDIA_KEYS if kind in found)
-
-
-def _has_audios(entry: Mapping) -> bool:
-    columns = entry.get("columns") if isinstance(entry, Mapping) else None
-    return isinstance(columns, Mapping) and bool(columns.get("audios"))
 
 
 def _local_config(loaded: LoadedSpec, model: str) -> Optional[dict]:
@@ -86,7 +81,7 @@ def check_media(loaded: LoadedSpec, spec, registry: Mapping, names: list[str]) -
     where = loaded.where(("data", "dataset"))
     problems = []
     for name in names:
-        if _has_audios(registry.get(name) or {}):
+        if media_kinds(registry.get(name) or {}, ("audios",)):
             problems.append(f"dataset {name!r} has audios: {NO_AUDIO}")
         kinds = media_kinds(registry.get(name) or {})
         if not kinds:

@@ -42,13 +42,18 @@ QWEN2_VL_JINJA = (
 
 def draw(shape: str, color: str, variant: int):
     """One picture: a coloured shape on white, placed and sized by ``variant``."""
-    from PIL import Image, ImageDraw
 
     rng = random.Random(f"{shape}-{color}-{variant}")
+    size = rng.randint(24, 40)
+    return _picture(shape, color, rng.randint(2, IMAGE_SIZE - size - 2), rng.randint(2, IMAGE_SIZE - size - 2), size)
+
+
+def _picture(shape: str, color: str, x: int, y: int, size: int):
+    """A white picture with a ``color`` ``shape`` of ``size`` pixels at (``x``, ``y``)."""
+    from PIL import Image, ImageDraw
+
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), "white")
     pen = ImageDraw.Draw(image)
-    size = rng.randint(24, 40)
-    x, y = rng.randint(2, IMAGE_SIZE - size - 2), rng.randint(2, IMAGE_SIZE - size - 2)
     fill = SHAPE_COLORS[color]
     if shape == "circle":
         pen.ellipse((x, y, x + size, y + size), fill=fill)
@@ -139,7 +144,6 @@ CLIP_FRAMES, CLIP_FPS = 8, 4  # 2-second clips: model.video_fps 2 samples 4 fram
 
 def draw_clip(shape: str, color: str, motion: str) -> list:
     """Frames of a ``color`` ``shape`` crossing a white picture in direction ``motion``."""
-    from PIL import Image, ImageDraw
 
     dx, dy = MOTIONS[motion]
     size, travel = 18, IMAGE_SIZE - 18 - 4
@@ -148,16 +152,7 @@ def draw_clip(shape: str, color: str, motion: str) -> list:
         offset = 2 + travel * step // (CLIP_FRAMES - 1)
         x = offset if dx > 0 else IMAGE_SIZE - size - offset if dx < 0 else (IMAGE_SIZE - size) // 2
         y = offset if dy > 0 else IMAGE_SIZE - size - offset if dy < 0 else (IMAGE_SIZE - size) // 2
-        image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), "white")
-        pen = ImageDraw.Draw(image)
-        fill = SHAPE_COLORS[color]
-        if shape == "circle":
-            pen.ellipse((x, y, x + size, y + size), fill=fill)
-        elif shape == "square":
-            pen.rectangle((x, y, x + size, y + size), fill=fill)
-        else:
-            pen.polygon([(x + size // 2, y), (x, y + size), (x + size, y + size)], fill=fill)
-        frames.append(image)
+        frames.append(_picture(shape, color, x, y, size))
     return frames
 
 

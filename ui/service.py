@@ -274,15 +274,14 @@ def first_frame(path: str):
     """A video file's first frame (a PIL image), None when PyAV is missing or cannot decode it (the build says
     why). The dataset preview shows videos by it rather than playing them: a browser plays few of the codecs
     PyAV (and so training) reads, like the MPEG-4 of ffc's demo clips, while this picture always shows, decoded
-    by the reader training uses, at the cost of a gallery image. Not ``read_video``: that decodes every frame."""
+    by the reader training uses, at the cost of a gallery image."""
+    from ffc.runtime.chat.vision import MediaError
+    from ffc.runtime.data import video
+    from ffc.runtime.errors import UserError
+
     try:
-        import av
-    except ImportError:
-        return None
-    try:
-        with av.open(path) as container:
-            return next(container.decode(video=0)).to_image() if container.streams.video else None
-    except (av.error.FFmpegError, OSError, ValueError, StopIteration):
+        return video.first_frame(path)
+    except (MediaError, UserError):  # undecodable, or PyAV missing
         return None
 
 

@@ -35,11 +35,6 @@ def media_columns(attr) -> list[str]:
     return [key for key, _ in MEDIA if attr.column(key)] if attr.formatting in ("alpaca", "sharegpt", "openai") else []
 
 
-def has_media(entry_columns: dict | None) -> bool:
-    """Whether a dataset_info.json ``columns`` object names image or video columns (pure, for the build)."""
-    return bool(entry_columns) and any(entry_columns.get(key) for key, _ in MEDIA)
-
-
 MAX_IMAGE_BYTES = 32 * 1024 * 1024  # an image (or serve.py's video) downloaded from a URL
 
 

@@ -66,18 +66,26 @@ def _import_av():
     return av
 
 
-def probe_video(path: str | Path) -> str:
-    """Why a video file cannot be used ('' when it decodes: its first frame is read)."""
+def first_frame(path: str | Path):
+    """A video file's first frame (an RGB PIL image); MediaError with the reason otherwise."""
     av = _import_av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                return "has no video stream"
-            next(container.decode(video=0))
+                raise MediaError("has no video stream")
+            return next(container.decode(video=0)).to_image().convert("RGB")
     except StopIteration:
-        return "has no frames"
+        raise MediaError("has no frames") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        return f"cannot be decoded ({exc})"
+        raise MediaError(f"cannot be decoded ({exc})") from None
+
+
+def probe_video(path: str | Path) -> str:
+    """Why a video file cannot be used ('' when it decodes: its first frame is read)."""
+    try:
+        first_frame(path)
+    except MediaError as exc:
+        return str(exc)
     return ""
 
 
