@@ -3,7 +3,6 @@ validation error, preview, build, train the tiny model and watch the loss curve,
 switch to Chinese. Screenshots of each screen go to $FFC_SCREENSHOTS (default: the test's temp dir)."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -11,22 +10,13 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from ._browser import BROWSER_MARKS, chrome
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run installs them)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 selenium = pytest.importorskip("selenium", reason="needs selenium (pip install -e '.[test]')")
 pytest.importorskip("gradio", reason="needs the UI extra (pip install -e '.[ui]')")
 
-from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import ElementClickInterceptedException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
@@ -66,16 +56,8 @@ def ui(demo, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-extensions", "--window-size=1400,1800",
-        "--lang=en-US",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    flags = ("--disable-background-networking", "--disable-extensions", "--window-size=1400,1800", "--lang=en-US")
+    driver = chrome(tmp_path_factory.mktemp("chromium-profile"), *flags)
     yield driver
     driver.quit()
 

@@ -1,26 +1,15 @@
 """serve.py's web chat page (GET /chat) in a real browser (headless chromium): type a message, see the
 streamed answer of the tiny model appear, send a second turn, clear."""
 
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+from ._browser import BROWSER_MARKS, chrome
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs chromium and chromedriver (apt-get install chromium chromium-driver; .ci/run installs them)",
-    ),
-]
+pytestmark = BROWSER_MARKS
 pytest.importorskip("selenium", reason="needs selenium (pip install -e '.[test]')")
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
@@ -44,12 +33,7 @@ def test_chat_page_streams_answers(demo, tmp_path):
 
     model, tokenizer = load_model(str(demo / "tiny-model"))
     engine = HFEngine(model, tokenizer, TEMPLATES["chatml"], GenerationOptions(temperature=0, max_new_tokens=12))
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chrome(tmp_path / "profile")
     try:
         with live(create_app(engine, "tiny-run")) as url:
             driver.get(url.replace("/v1/chat/completions", "/"))  # / redirects to /chat
