@@ -616,3 +616,17 @@ def test_exported_video_settings_per_family(processor, family, size):
     config = videos.transformers_config(processor)
     assert config["video_processor_type"] == family and config["size"] == size
     assert config["fps"] == 1.0 and config["max_frames"] == 16 and config["min_frames"] == 2
+
+
+def test_grids_without_pixels_match_the_patches(clips):
+    """Tokenising asks for the grids only (no patches): they must be the grids the pixels come with."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from ffc.runtime.data.video import QwenVideoProcessor
+
+    videos = QwenVideoProcessor(Qwen2VLImageProcessorPil(), video_settings(fps=4.0, max_pixels=96 * 96))
+    read = [videos.read(str(clips / name), name) for name in ("clip.mp4", "odd.mp4")]
+    with_pixels, grids_only = videos(read), videos(read, pixels=False)
+    assert grids_only["video_grid_thw"].tolist() == with_pixels["video_grid_thw"].tolist() == [[4, 4, 4], [3, 4, 4]]
+    assert "pixel_values_videos" not in grids_only
+    assert grids_only["second_per_grid_ts"].tolist() == with_pixels["second_per_grid_ts"].tolist()

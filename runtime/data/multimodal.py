@@ -87,18 +87,19 @@ class MediaTokens:
         processed = self._process(images)
         return [self.processor.replace_image_token(processed, i) for i in range(len(images))]
 
-    def _process_videos(self, videos) -> dict:
+    def _process_videos(self, videos, pixels: bool = True) -> dict:
         if self.video_processor is None:
             raise MediaError(
                 f"this run reads no videos (the {self.plugin.name} template or this processor has no video input)"
             )
-        return self.video_processor([self.video_processor.read(video, _video_name(video)) for video in videos])
+        read = [self.video_processor.read(video, _video_name(video)) for video in videos]
+        return self.video_processor(read, pixels=pixels)
 
     def video_expansions(self, videos) -> list[str]:
         """What the processor puts in place of each video's placeholder, in order."""
         if not videos:
             return []
-        processed = self._process_videos(videos)
+        processed = self._process_videos(videos, pixels=False)  # the text needs the grids, not the pixels
         return [self.processor.replace_video_token(processed, i) for i in range(len(videos))]
 
     def expand(self, rendered, images, videos=()):

@@ -66,14 +66,16 @@ def _import_av():
     return av
 
 
-def first_frame(path: str | Path):
-    """A video file's first frame (an RGB PIL image); MediaError with the reason otherwise."""
+def first_frame(path: str | Path, picture: bool = True):
+    """A video file's first frame (an RGB PIL image; ``picture=False``: only decoded, None returned, the check
+    loading makes of every video); MediaError with the reason otherwise."""
     av = _import_av()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError("has no video stream")
-            return next(container.decode(video=0)).to_image().convert("RGB")
+            frame = next(container.decode(video=0))
+            return frame.to_image().convert("RGB") if picture else None
     except StopIteration:
         raise MediaError("has no frames") from None
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -83,7 +85,7 @@ def first_frame(path: str | Path):
 def probe_video(path: str | Path) -> str:
     """Why a video file cannot be used ('' when it decodes: its first frame is read)."""
     try:
-        first_frame(path)
+        first_frame(path, picture=False)
     except MediaError as exc:
         return str(exc)
     return ""
@@ -279,21 +281,30 @@ class QwenVideoProcessor:
         patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
         return patches.reshape(grid_t * grid_h * grid_w, 3 * tp * patch * patch), (grid_t, grid_h, grid_w)
 
-    def __call__(self, videos: Sequence[tuple], **_) -> dict:
+    def grid(self, frames: Sequence) -> tuple[int, int, int]:
+        """(grid_t, grid_h, grid_w) of ``frames``: what ``frames_to_patches`` makes of them, without the pixels."""
+        height, width = self.frame_size(frames[0].height, frames[0].width)
+        return -(-len(frames) // self.temporal_patch_size), height // self.patch_size, width // self.patch_size
+
+    def __call__(self, videos: Sequence[tuple], pixels: bool = True, **_) -> dict:
         """``videos``: (frames, metadata) pairs from ``read_video``. Also the seconds each temporal patch spans
-        (Qwen2.5-VL's ``second_per_grid_ts``) and the metadata (Qwen3-VL writes timestamps from it)."""
+        (Qwen2.5-VL's ``second_per_grid_ts``) and the metadata (Qwen3-VL writes timestamps from it).
+        ``pixels=False``: the grids and metadata only (enough to write the text; tokenising needs no more)."""
         import numpy as np
         import torch
 
         patches, grids, seconds = [], [], []
         for frames, metadata in videos:
-            flat, grid = self.frames_to_patches(frames)
-            patches.append(flat)
-            grids.append(grid)
+            if pixels:
+                flat, grid = self.frames_to_patches(frames)
+                patches.append(flat)
+            grids.append(grid if pixels else self.grid(frames))
             seconds.append(self.temporal_patch_size / metadata.sampled_fps)
-        return {
-            "pixel_values_videos": torch.from_numpy(np.concatenate(patches)),
+        out = {
             "video_grid_thw": torch.tensor(grids, dtype=torch.long),
             "second_per_grid_ts": torch.tensor(seconds, dtype=torch.float32),
             "video_metadata": [metadata for _, metadata in videos],
         }
+        if pixels:
+            out["pixel_values_videos"] = torch.from_numpy(np.concatenate(patches))
+        return out
